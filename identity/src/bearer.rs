@@ -1,0 +1,260 @@
+//! Bearer tokens, held only as SHA-256 digests.
+
+use std::fmt;
+use std::hash::{Hash, Hasher};
+
+use http::header::{AUTHORIZATION, HeaderMap, HeaderValue};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use crate::dn;
+
+/// The SHA-256 digest of a bearer token: what portcullis keys, logs and
+/// compares instead of the token.
+///
+/// Equality is constant-time. `Debug` shows a digest prefix and `Display`
+/// the full hex digest; neither can show the token, which is never kept.
+///
+/// # Example
+///
+/// ```
+/// use http::{HeaderMap, header::AUTHORIZATION};
+/// use portcullis_identity::BearerDigest;
+///
+/// let mut headers = HeaderMap::new();
+/// headers.insert(AUTHORIZATION, "Bearer sk-live-123".parse()?);
+/// let digest = BearerDigest::from_headers(&headers)?.expect("a bearer token");
+/// assert_eq!(digest, BearerDigest::of_token("sk-live-123"));
+/// assert!(!format!("{digest:?} {digest}").contains("sk-live"));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone, Copy)]
+pub struct BearerDigest([u8; 32]);
+
+impl BearerDigest {
+    /// The digest of `token`.
+    pub fn of_token(token: impl AsRef<[u8]>) -> Self {
+        BearerDigest(Sha256::digest(token.as_ref()).into())
+    }
+
+    /// Reads `Authorization: Bearer <token>` from a request's headers.
+    ///
+    /// `Ok(None)` when there is no `Authorization` header or it uses another
+    /// scheme (`Basic`, ...). An error when there are several `Authorization`
+    /// lines (which one would win differs between servers) or the bearer
+    /// value is empty or not an RFC 6750 token.
+    pub fn from_headers(headers: &HeaderMap) -> Result<Option<Self>, BearerError> {
+        let mut lines = headers.get_all(AUTHORIZATION).into_iter();
+        let Some(value) = lines.next() else {
+            return Ok(None);
+        };
+        if lines.next().is_some() {
+            return Err(BearerError(BearerErrorKind::MultipleHeaders));
+        }
+        Self::from_authorization(value)
+    }
+
+    /// Reads one `Authorization` value; see [`from_headers`](Self::from_headers).
+    pub fn from_authorization(value: &HeaderValue) -> Result<Option<Self>, BearerError> {
+        let bytes = value.as_bytes();
+        let (scheme, rest) = match bytes.iter().position(|&b| b == b' ') {
+            Some(space) => (&bytes[..space], &bytes[space..]),
+            None => (bytes, &[][..]),
+        };
+        if !scheme.eq_ignore_ascii_case(b"bearer") {
+            return Ok(None);
+        }
+        let token = rest.trim_ascii();
+        if token.is_empty() {
+            return Err(BearerError(BearerErrorKind::Empty));
+        }
+        if !is_b64token(token) {
+            return Err(BearerError(BearerErrorKind::InvalidToken));
+        }
+        Ok(Some(Self::of_token(token)))
+    }
+
+    /// Parses 64 hex digits (either case), as stored in a tenants file.
+    pub fn from_hex(hex: &str) -> Result<Self, BearerError> {
+        let bytes = hex.as_bytes();
+        if bytes.len() != 64 {
+            return Err(BearerError(BearerErrorKind::InvalidHex));
+        }
+        let mut digest = [0u8; 32];
+        for (out, pair) in digest.iter_mut().zip(bytes.chunks_exact(2)) {
+            let high = hex_value(pair[0]).ok_or(BearerError(BearerErrorKind::InvalidHex))?;
+            let low = hex_value(pair[1]).ok_or(BearerError(BearerErrorKind::InvalidHex))?;
+            *out = high << 4 | low;
+        }
+        Ok(BearerDigest(digest))
+    }
+
+    /// The raw digest.
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+
+    /// 64 lower-case hex digits.
+    pub fn to_hex(&self) -> String {
+        dn::hex(&self.0)
+    }
+}
+
+/// RFC 6750 `b64token`: `1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="`.
+fn is_b64token(token: &[u8]) -> bool {
+    let body_len = token.len() - token.iter().rev().take_while(|&&b| b == b'=').count();
+    body_len > 0
+        && token[..body_len].iter().all(|&b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/')
+        })
+}
+
+fn hex_value(digit: u8) -> Option<u8> {
+    match digit {
+        b'0'..=b'9' => Some(digit - b'0'),
+        b'a'..=b'f' => Some(digit - b'a' + 10),
+        b'A'..=b'F' => Some(digit - b'A' + 10),
+        _ => None,
+    }
+}
+
+impl ConstantTimeEq for BearerDigest {
+    fn ct_eq(&self, other: &Self) -> subtle::Choice {
+        self.0.ct_eq(&other.0)
+    }
+}
+
+impl PartialEq for BearerDigest {
+    fn eq(&self, other: &Self) -> bool {
+        self.ct_eq(other).into()
+    }
+}
+
+impl Eq for BearerDigest {}
+
+impl Hash for BearerDigest {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.0.hash(state);
+    }
+}
+
+impl fmt::Debug for BearerDigest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "BearerDigest(sha256:{}…)", dn::hex(&self.0[..6]))
+    }
+}
+
+impl fmt::Display for BearerDigest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_hex())
+    }
+}
+
+/// Why an `Authorization` header or digest string was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BearerError(BearerErrorKind);
+
+/// The kind of a [`BearerError`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum BearerErrorKind {
+    /// More than one `Authorization` line.
+    MultipleHeaders,
+    /// `Bearer` with no token.
+    Empty,
+    /// The token holds characters RFC 6750 does not allow (spaces, quotes,
+    /// non-ASCII, ...).
+    InvalidToken,
+    /// A digest string that is not 64 hex digits.
+    InvalidHex,
+}
+
+impl BearerError {
+    /// What went wrong.
+    pub fn kind(&self) -> BearerErrorKind {
+        self.0
+    }
+}
+
+impl fmt::Display for BearerError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self.0 {
+            BearerErrorKind::MultipleHeaders => "more than one Authorization header",
+            BearerErrorKind::Empty => "empty bearer token",
+            BearerErrorKind::InvalidToken => "bearer token has characters RFC 6750 does not allow",
+            BearerErrorKind::InvalidHex => "a SHA-256 digest must be 64 hex digits",
+        })
+    }
+}
+
+impl std::error::Error for BearerError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn auth(value: &str) -> Result<Option<BearerDigest>, BearerErrorKind> {
+        BearerDigest::from_authorization(&HeaderValue::from_str(value).unwrap())
+            .map_err(|e| e.kind())
+    }
+
+    #[test]
+    fn digest_is_sha256_of_the_token() {
+        // printf 'abc' | sha256sum
+        assert_eq!(
+            BearerDigest::of_token("abc").to_hex(),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+
+    #[test]
+    fn reads_bearer_values() {
+        let token = Some(BearerDigest::of_token("abc.DEF-_~+/=="));
+        assert_eq!(auth("Bearer abc.DEF-_~+/=="), Ok(token));
+        assert_eq!(auth("bearer   abc.DEF-_~+/==  "), Ok(token));
+        assert_eq!(auth("Basic dXNlcjpwYXNz"), Ok(None));
+        assert_eq!(auth("Bearerabc"), Ok(None));
+        assert_eq!(auth("Bearer"), Err(BearerErrorKind::Empty));
+        assert_eq!(auth("Bearer   "), Err(BearerErrorKind::Empty));
+        assert_eq!(auth("Bearer a b"), Err(BearerErrorKind::InvalidToken));
+        assert_eq!(auth("Bearer \"a\""), Err(BearerErrorKind::InvalidToken));
+        assert_eq!(auth("Bearer =="), Err(BearerErrorKind::InvalidToken));
+        assert_eq!(auth("Bearer a=b"), Err(BearerErrorKind::InvalidToken));
+    }
+
+    #[test]
+    fn two_authorization_lines_are_refused() {
+        let mut headers = HeaderMap::new();
+        headers.append(AUTHORIZATION, HeaderValue::from_static("Bearer a"));
+        headers.append(AUTHORIZATION, HeaderValue::from_static("Bearer b"));
+        assert_eq!(
+            BearerDigest::from_headers(&headers).unwrap_err().kind(),
+            BearerErrorKind::MultipleHeaders
+        );
+        assert_eq!(BearerDigest::from_headers(&HeaderMap::new()), Ok(None));
+    }
+
+    #[test]
+    fn hex_round_trips_and_rejects_garbage() {
+        let digest = BearerDigest::of_token("t");
+        assert_eq!(BearerDigest::from_hex(&digest.to_hex()), Ok(digest));
+        assert_eq!(
+            BearerDigest::from_hex(&digest.to_hex().to_uppercase()),
+            Ok(digest)
+        );
+        assert!(BearerDigest::from_hex("ab").is_err());
+        assert!(BearerDigest::from_hex(&"g".repeat(64)).is_err());
+        assert!(BearerDigest::from_hex(&"é".repeat(32)).is_err());
+    }
+
+    #[test]
+    fn formatting_never_shows_the_token() {
+        let digest = BearerDigest::of_token("super-secret-token");
+        let shown = format!(
+            "{digest:?} {digest} {:?}",
+            BearerDigest::from_hex(&digest.to_hex())
+        );
+        assert!(!shown.contains("super-secret"));
+        assert!(format!("{digest:?}").starts_with("BearerDigest(sha256:"));
+    }
+}

@@ -1,0 +1,430 @@
+//! A client certificate's identity: the leaf parsed once into what callers
+//! are keyed and authorised by.
+
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use http::HeaderName;
+use sha2::{Digest, Sha256};
+use x509_parser::certificate::X509Certificate;
+use x509_parser::extensions::GeneralName;
+use x509_parser::prelude::FromDer;
+use x509_parser::time::ASN1Time;
+
+use crate::SpiffeId;
+use crate::dn;
+
+/// How an identity was learnt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Source {
+    /// From the certificate the client presented in this process's own TLS
+    /// handshake.
+    Tls,
+    /// From a header written by a trusted reverse proxy that terminated TLS.
+    Forwarded {
+        /// The proxy's address (the TCP peer that was trusted).
+        proxy: IpAddr,
+        /// The header the certificate arrived in.
+        header: HeaderName,
+    },
+}
+
+impl Source {
+    /// `"tls"` or `"forwarded"`, as the examples' `/whoami` reports it.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Source::Tls => "tls",
+            Source::Forwarded { .. } => "forwarded",
+        }
+    }
+}
+
+/// The identity in a client's leaf certificate.
+///
+/// Built once per connection (or per forwarded header) by
+/// [`ClientIdentity::from_der`] and shared by every request on it: cloning is
+/// a reference-count increment, so the extension is stored by value and read
+/// with `extensions().get::<ClientIdentity>()`.
+///
+/// # Example
+///
+/// ```
+/// use portcullis_identity::{ClientIdentity, Source};
+/// # let der = portcullis_test_support::pki().client_spiffe().der().to_vec();
+///
+/// let identity = ClientIdentity::from_der(&der)?;
+/// assert_eq!(identity.common_name(), Some("workload.example.com"));
+/// assert_eq!(
+///     identity.spiffe_id().map(|id| id.as_str()),
+///     Some("spiffe://example.org/ns/prod/sa/api")
+/// );
+/// assert_eq!(identity.source(), &Source::Tls);
+/// # Ok::<(), portcullis_identity::CertificateError>(())
+/// ```
+#[derive(Clone)]
+pub struct ClientIdentity {
+    certificate: Arc<Certificate>,
+    source: Source,
+}
+
+/// Everything read from the DER, kept beside it.
+struct Certificate {
+    der: Box<[u8]>,
+    subject: String,
+    issuer: String,
+    common_names: Vec<Option<String>>,
+    serial_hex: String,
+    fingerprint_sha256: [u8; 32],
+    dns_names: Vec<String>,
+    uris: Vec<String>,
+    emails: Vec<String>,
+    ips: Vec<IpAddr>,
+    spiffe_id: Option<SpiffeId>,
+    not_before: SystemTime,
+    not_after: SystemTime,
+}
+
+/// Context-specific tag of `uniformResourceIdentifier` in `GeneralName`.
+const URI_TAG: u32 = 6;
+
+impl ClientIdentity {
+    /// Parses one DER-encoded X.509 certificate (the leaf of a chain).
+    ///
+    /// The bytes must hold exactly one certificate. Nothing here verifies
+    /// the certificate: that is the TLS verifier's job (or the trusted
+    /// proxy's), and it happens before an identity is built. The source is
+    /// [`Source::Tls`]; see [`with_source`](Self::with_source).
+    pub fn from_der(der: &[u8]) -> Result<Self, CertificateError> {
+        if der.is_empty() {
+            return Err(CertificateError::new(
+                CertificateErrorKind::Empty,
+                "no bytes",
+            ));
+        }
+        let (rest, cert) = X509Certificate::from_der(der)
+            .map_err(|e| CertificateError::new(CertificateErrorKind::Malformed, e.to_string()))?;
+        if !rest.is_empty() {
+            return Err(CertificateError::new(
+                CertificateErrorKind::TrailingData,
+                format!("{} bytes after the certificate", rest.len()),
+            ));
+        }
+        let tbs = &cert.tbs_certificate;
+
+        let mut dns_names = Vec::new();
+        let mut uris = Vec::new();
+        let mut emails = Vec::new();
+        let mut ips = Vec::new();
+        let mut uri_entries = 0usize;
+        let san = tbs.subject_alternative_name().map_err(|e| {
+            CertificateError::new(
+                CertificateErrorKind::InvalidExtension,
+                format!("subjectAltName: {e}"),
+            )
+        })?;
+        for name in san.iter().flat_map(|san| san.value.general_names.iter()) {
+            match name {
+                GeneralName::DNSName(dns) => dns_names.push((*dns).to_owned()),
+                GeneralName::URI(uri) => {
+                    uri_entries += 1;
+                    uris.push((*uri).to_owned());
+                }
+                GeneralName::RFC822Name(email) => emails.push((*email).to_owned()),
+                GeneralName::IPAddress(bytes) => {
+                    if let Some(ip) = ip_from_san(bytes) {
+                        ips.push(ip);
+                    }
+                }
+                // A URI SAN that is not valid text still counts: one valid
+                // and one broken URI is not "exactly one URI SAN".
+                GeneralName::Invalid(tag, _) if tag.0 == URI_TAG => uri_entries += 1,
+                _ => {}
+            }
+        }
+        // An X509-SVID carries exactly one URI SAN; anything else is ambiguous.
+        let spiffe_id = match uris.as_slice() {
+            [only] if uri_entries == 1 => SpiffeId::parse(only).ok(),
+            _ => None,
+        };
+
+        let certificate = Certificate {
+            der: der.into(),
+            subject: dn::format_name(&tbs.subject),
+            issuer: dn::format_name(&tbs.issuer),
+            common_names: dn::common_names(&tbs.subject),
+            serial_hex: serial_hex(tbs.raw_serial()),
+            fingerprint_sha256: Sha256::digest(der).into(),
+            dns_names,
+            uris,
+            emails,
+            ips,
+            spiffe_id,
+            not_before: system_time(&tbs.validity.not_before),
+            not_after: system_time(&tbs.validity.not_after),
+        };
+        Ok(ClientIdentity {
+            certificate: Arc::new(certificate),
+            source: Source::Tls,
+        })
+    }
+
+    /// The same identity, recorded as learnt from `source`.
+    #[must_use]
+    pub fn with_source(mut self, source: Source) -> Self {
+        self.source = source;
+        self
+    }
+
+    /// The subject as an RFC 4514 string, most specific RDN first, escaped,
+    /// e.g. `CN=api\, v2,O=Acme,C=DE` (as `openssl x509 -nameopt
+    /// RFC2253,-esc_msb` prints it).
+    pub fn subject(&self) -> &str {
+        &self.certificate.subject
+    }
+
+    /// The subject's common name, decoded from whichever string type it was
+    /// written in (UTF8String, PrintableString, BMPString, TeletexString, ...).
+    ///
+    /// With several CN attributes this is the most specific one (the last in
+    /// the certificate, the first in [`subject`](Self::subject)), as Go's
+    /// `crypto/x509` reads it. `None` when there is no CN or it is not a
+    /// decodable string: an undecodable name never becomes a principal.
+    pub fn common_name(&self) -> Option<&str> {
+        self.certificate.common_names.last()?.as_deref()
+    }
+
+    /// Every CN attribute in certificate order; `None` for one that is not a
+    /// decodable string.
+    pub fn common_names(&self) -> impl Iterator<Item = Option<&str>> {
+        self.certificate.common_names.iter().map(Option::as_deref)
+    }
+
+    /// The issuer as an RFC 4514 string.
+    pub fn issuer(&self) -> &str {
+        &self.certificate.issuer
+    }
+
+    /// The serial number as lower-case hex without separators or leading
+    /// zero bytes, e.g. `"1a2b"`.
+    pub fn serial_hex(&self) -> &str {
+        &self.certificate.serial_hex
+    }
+
+    /// SHA-256 of the certificate's DER encoding.
+    pub fn fingerprint_sha256(&self) -> [u8; 32] {
+        self.certificate.fingerprint_sha256
+    }
+
+    /// [`fingerprint_sha256`](Self::fingerprint_sha256) as 64 lower-case hex
+    /// digits, the form Envoy's XFCC `Hash` uses.
+    pub fn fingerprint_sha256_hex(&self) -> String {
+        dn::hex(&self.certificate.fingerprint_sha256)
+    }
+
+    /// `dNSName` subject alternative names, in certificate order.
+    pub fn dns_names(&self) -> &[String] {
+        &self.certificate.dns_names
+    }
+
+    /// `uniformResourceIdentifier` subject alternative names, in order.
+    pub fn uris(&self) -> &[String] {
+        &self.certificate.uris
+    }
+
+    /// `rfc822Name` subject alternative names, in order. (A legacy
+    /// `emailAddress` attribute in the subject shows in
+    /// [`subject`](Self::subject) only.)
+    pub fn emails(&self) -> &[String] {
+        &self.certificate.emails
+    }
+
+    /// `iPAddress` subject alternative names, in order; IPv4-mapped IPv6
+    /// addresses are given as IPv4.
+    pub fn ips(&self) -> &[IpAddr] {
+        &self.certificate.ips
+    }
+
+    /// The SPIFFE ID, when the certificate has exactly one URI SAN and it is
+    /// a valid SPIFFE ID.
+    pub fn spiffe_id(&self) -> Option<&SpiffeId> {
+        self.certificate.spiffe_id.as_ref()
+    }
+
+    /// Start of the validity period.
+    pub fn not_before(&self) -> SystemTime {
+        self.certificate.not_before
+    }
+
+    /// End of the validity period.
+    pub fn not_after(&self) -> SystemTime {
+        self.certificate.not_after
+    }
+
+    /// How this identity was learnt.
+    pub fn source(&self) -> &Source {
+        &self.source
+    }
+
+    /// The certificate's DER encoding, as received.
+    pub fn der(&self) -> &[u8] {
+        &self.certificate.der
+    }
+}
+
+impl PartialEq for ClientIdentity {
+    fn eq(&self, other: &Self) -> bool {
+        self.source == other.source && self.certificate.der == other.certificate.der
+    }
+}
+
+impl Eq for ClientIdentity {}
+
+impl fmt::Debug for ClientIdentity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientIdentity")
+            .field("subject", &self.subject())
+            .field("spiffe_id", &self.spiffe_id())
+            .field("serial", &self.serial_hex())
+            .field("fingerprint_sha256", &self.fingerprint_sha256_hex())
+            .field("source", &self.source)
+            .finish_non_exhaustive()
+    }
+}
+
+fn serial_hex(raw: &[u8]) -> String {
+    // DER integers carry a leading zero byte when the top bit is set.
+    let start = raw
+        .iter()
+        .position(|&b| b != 0)
+        .unwrap_or(raw.len().saturating_sub(1));
+    dn::hex(&raw[start..])
+}
+
+fn ip_from_san(bytes: &[u8]) -> Option<IpAddr> {
+    match bytes.len() {
+        4 => <[u8; 4]>::try_from(bytes)
+            .ok()
+            .map(|b| IpAddr::V4(Ipv4Addr::from(b))),
+        16 => <[u8; 16]>::try_from(bytes)
+            .ok()
+            .map(|b| IpAddr::V6(Ipv6Addr::from(b)).to_canonical()),
+        // Name constraints use 8/32-byte address+mask forms; not an address.
+        _ => None,
+    }
+}
+
+fn system_time(time: &ASN1Time) -> SystemTime {
+    let seconds = time.timestamp();
+    let magnitude = Duration::from_secs(seconds.unsigned_abs());
+    if seconds >= 0 {
+        SystemTime::UNIX_EPOCH + magnitude
+    } else {
+        SystemTime::UNIX_EPOCH - magnitude
+    }
+}
+
+/// Why bytes are not a usable certificate.
+#[derive(Debug, Clone)]
+pub struct CertificateError {
+    kind: CertificateErrorKind,
+    detail: String,
+}
+
+/// The kind of a [`CertificateError`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CertificateErrorKind {
+    /// No bytes at all.
+    Empty,
+    /// Not a DER X.509 certificate.
+    Malformed,
+    /// Bytes left over after one certificate.
+    TrailingData,
+    /// An extension this crate reads (subjectAltName) is malformed or
+    /// appears twice.
+    InvalidExtension,
+}
+
+impl CertificateError {
+    fn new(kind: CertificateErrorKind, detail: impl Into<String>) -> Self {
+        CertificateError {
+            kind,
+            detail: detail.into(),
+        }
+    }
+
+    /// What went wrong.
+    pub fn kind(&self) -> CertificateErrorKind {
+        self.kind
+    }
+}
+
+impl fmt::Display for CertificateError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let what = match self.kind {
+            CertificateErrorKind::Empty => "empty certificate",
+            CertificateErrorKind::Malformed => "malformed certificate",
+            CertificateErrorKind::TrailingData => "trailing data after certificate",
+            CertificateErrorKind::InvalidExtension => "invalid certificate extension",
+        };
+        write!(f, "{what}: {}", self.detail)
+    }
+}
+
+impl std::error::Error for CertificateError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn serial_drops_sign_padding_only() {
+        assert_eq!(serial_hex(&[0x00, 0x80, 0x01]), "8001");
+        assert_eq!(serial_hex(&[0x01, 0x00]), "0100");
+        assert_eq!(serial_hex(&[0x00]), "00");
+        assert_eq!(serial_hex(&[]), "");
+    }
+
+    #[test]
+    fn san_ips_are_canonical() {
+        let mapped = Ipv4Addr::new(192, 0, 2, 7).to_ipv6_mapped().octets();
+        assert_eq!(ip_from_san(&mapped), Some(IpAddr::from([192, 0, 2, 7])));
+        assert_eq!(
+            ip_from_san(&[192, 0, 2, 1]),
+            Some(IpAddr::from([192, 0, 2, 1]))
+        );
+        assert_eq!(ip_from_san(&[1, 2, 3]), None);
+    }
+
+    #[test]
+    fn times_before_1970_do_not_wrap() {
+        let t = ASN1Time::from_timestamp(-86_400).unwrap();
+        assert_eq!(
+            system_time(&t),
+            SystemTime::UNIX_EPOCH - Duration::from_secs(86_400)
+        );
+    }
+
+    #[test]
+    fn garbage_is_a_typed_error() {
+        assert_eq!(
+            ClientIdentity::from_der(&[]).unwrap_err().kind(),
+            CertificateErrorKind::Empty
+        );
+        assert_eq!(
+            ClientIdentity::from_der(b"not a certificate")
+                .unwrap_err()
+                .kind(),
+            CertificateErrorKind::Malformed
+        );
+        assert_eq!(
+            ClientIdentity::from_der(&[0x30, 0x03, 0x02, 0x01, 0x01])
+                .unwrap_err()
+                .kind(),
+            CertificateErrorKind::Malformed
+        );
+    }
+}

@@ -1,0 +1,141 @@
+//! The `ClientIp` extension and the layer that sets it.
+
+use std::fmt;
+use std::net::IpAddr;
+use std::task::{Context, Poll};
+
+use http::Request;
+use tower_layer::Layer;
+use tower_service::Service;
+
+use crate::{PeerAddr, TrustedProxies};
+
+/// The client's address, resolved through [`TrustedProxies`] by
+/// [`ClientIpLayer`]. Never read from a raw `X-Forwarded-For`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ClientIp(pub IpAddr);
+
+/// Resolves each request's client address and inserts it as [`ClientIp`].
+///
+/// The TCP peer comes from a [`PeerAddr`] or
+/// [`TlsConnectInfo`](crate::TlsConnectInfo) extension; a request with
+/// neither gets no `ClientIp` (the extractor then says which layer is
+/// missing). Any `ClientIp` the request already carried is replaced.
+///
+/// # Example
+///
+/// ```
+/// use http::Request;
+/// use portcullis_identity::{ClientIp, ClientIpLayer, PeerAddr, TrustedProxies};
+/// use tower::{ServiceBuilder, ServiceExt, service_fn};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let service = ServiceBuilder::new()
+///     .layer(ClientIpLayer::new(TrustedProxies::parse("10.0.0.0/8")?))
+///     .service(service_fn(|req: Request<()>| async move {
+///         Ok::<_, std::convert::Infallible>(req.extensions().get::<ClientIp>().copied())
+///     }));
+///
+/// let mut req = Request::builder()
+///     .header("x-forwarded-for", "203.0.113.9")
+///     .body(())?;
+/// req.extensions_mut().insert(PeerAddr("10.0.0.2:40000".parse()?));
+/// let ip = service.oneshot(req).await?;
+/// assert_eq!(ip, Some(ClientIp("203.0.113.9".parse()?)));
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct ClientIpLayer {
+    proxies: TrustedProxies,
+}
+
+impl ClientIpLayer {
+    /// Resolves client addresses through `proxies`.
+    pub fn new(proxies: TrustedProxies) -> Self {
+        ClientIpLayer { proxies }
+    }
+}
+
+impl<S> Layer<S> for ClientIpLayer {
+    type Service = SetClientIp<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        SetClientIp {
+            inner,
+            proxies: self.proxies.clone(),
+        }
+    }
+}
+
+/// The service [`ClientIpLayer`] makes. See the layer for an example.
+#[derive(Clone)]
+pub struct SetClientIp<S> {
+    inner: S,
+    proxies: TrustedProxies,
+}
+
+impl<S> SetClientIp<S> {
+    /// Wraps `inner`.
+    pub fn new(inner: S, proxies: TrustedProxies) -> Self {
+        SetClientIp { inner, proxies }
+    }
+
+    /// A [`ClientIpLayer`] resolving through `proxies`.
+    pub fn layer(proxies: TrustedProxies) -> ClientIpLayer {
+        ClientIpLayer::new(proxies)
+    }
+
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Unwraps the inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S: fmt::Debug> fmt::Debug for SetClientIp<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SetClientIp")
+            .field("inner", &self.inner)
+            .field("proxies", &self.proxies)
+            .finish()
+    }
+}
+
+impl<S, B> Service<Request<B>> for SetClientIp<S>
+where
+    S: Service<Request<B>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<B>) -> Self::Future {
+        match PeerAddr::from_extensions(req.extensions()) {
+            Some(PeerAddr(peer)) => {
+                let ip = self.proxies.client_ip(req.headers(), peer.ip());
+                req.extensions_mut().insert(ClientIp(ip));
+            }
+            None => {
+                // A forged or stale value must not survive the missing peer.
+                req.extensions_mut().remove::<ClientIp>();
+            }
+        }
+        self.inner.call(req)
+    }
+}

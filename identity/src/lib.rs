@@ -1,0 +1,68 @@
+//! Who is calling: the vocabulary every portcullis layer reads and writes.
+//!
+//! - [`ClientIdentity`]: a client certificate's subject, SANs, SPIFFE ID and
+//!   fingerprint, parsed once, and how it was learnt ([`Source`]).
+//! - [`SpiffeId`]: a strictly validated SPIFFE ID.
+//! - [`TrustedProxies`]: which peers are reverse proxies, and the client
+//!   address behind them ([`ClientIpLayer`] stores it as [`ClientIp`]).
+//! - [`BearerDigest`]: a bearer token as its SHA-256 digest, compared in
+//!   constant time.
+//! - [`TlsConnectInfo`] and [`PeerAddr`]: what the acceptor learnt about a
+//!   connection.
+//!
+//! Every type is a cheap clone and lives in `http::Extensions` by value, so
+//! a handler reads `req.extensions().get::<ClientIdentity>()` whichever
+//! topology (own TLS or a trusted proxy) delivered the request.
+//!
+//! # Example
+//!
+//! ```
+//! use http::HeaderMap;
+//! use portcullis_identity::{ClientIdentity, TrustedProxies};
+//! # let leaf_der = portcullis_test_support::pki().client().der().to_vec();
+//!
+//! // A leaf certificate, as the TLS acceptor hands it over.
+//! let identity = ClientIdentity::from_der(&leaf_der)?;
+//! assert_eq!(identity.common_name(), Some("client.example.com"));
+//! assert_eq!(identity.subject(), "CN=client.example.com,O=Portcullis Test Clients");
+//!
+//! // The client behind a trusted proxy at 10.0.0.2.
+//! let proxies = TrustedProxies::parse("10.0.0.0/8")?;
+//! let mut headers = HeaderMap::new();
+//! headers.insert("x-forwarded-for", "203.0.113.5".parse()?);
+//! assert_eq!(proxies.client_ip(&headers, "10.0.0.2".parse()?).to_string(), "203.0.113.5");
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! # Features
+//!
+//! | Name | Description | Default? |
+//! |---|---|---|
+//! | `axum` | `FromRequestParts` / `OptionalFromRequestParts` for [`ClientIdentity`] and [`ClientIp`] (axum-core only) | No |
+//! | `tracing` | debug events when a client-IP walk stops early, a warning when a leaf cannot be parsed | No |
+
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+mod bearer;
+mod certificate;
+mod client_ip;
+mod connection;
+mod dn;
+mod forwarded;
+mod proxies;
+mod spiffe;
+
+#[cfg(feature = "axum")]
+#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
+pub mod extract;
+
+pub use bearer::{BearerDigest, BearerError, BearerErrorKind};
+pub use certificate::{CertificateError, CertificateErrorKind, ClientIdentity, Source};
+pub use client_ip::{ClientIp, ClientIpLayer, SetClientIp};
+pub use connection::{PeerAddr, TlsConnectInfo, TlsConnectInfoBuilder};
+pub use proxies::{
+    ClientIpHeader, ClientIpResolution, ConfigError, DEFAULT_MAX_HOPS, ResolvedBy, TrustedProxies,
+};
+pub use spiffe::{MAX_SPIFFE_ID_LEN, MAX_TRUST_DOMAIN_LEN, SpiffeId, SpiffeIdError};

@@ -1,0 +1,48 @@
+//! portcullis: Tower layers that answer, for every request, **who is
+//! calling** (a client certificate from our own TLS acceptor or forwarded by
+//! a trusted proxy), **for which tenant**, and **may they call again now**.
+//!
+//! This facade re-exports the layer crates behind features. Today it holds
+//! the shared vocabulary, [`identity`]; the layers arrive crate by crate.
+//!
+//! # Example
+//!
+//! ```
+//! use http::HeaderMap;
+//! use portcullis::identity::{ClientIdentity, TrustedProxies};
+//! # let leaf_der = portcullis_test_support::pki().client_spiffe().der().to_vec();
+//!
+//! let identity = ClientIdentity::from_der(&leaf_der)?;
+//! assert_eq!(identity.spiffe_id().map(|id| id.trust_domain()), Some("example.org"));
+//!
+//! let proxies = TrustedProxies::parse("10.0.0.0/8")?;
+//! let mut headers = HeaderMap::new();
+//! headers.insert("x-forwarded-for", "6.6.6.6, 198.51.100.20".parse()?);
+//! // A client's own X-Forwarded-For is ignored...
+//! assert_eq!(proxies.client_ip(&headers, "203.0.113.1".parse()?).to_string(), "203.0.113.1");
+//! // ...and through our proxy the rightmost untrusted entry wins.
+//! assert_eq!(proxies.client_ip(&headers, "10.0.0.2".parse()?).to_string(), "198.51.100.20");
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! # Features
+//!
+//! | Name | Description | Default? |
+//! |---|---|---|
+//! | `axum` | axum extractors for the identity extensions (axum-core only) | No |
+//! | `tracing` | `tracing` events from every layer | No |
+//! | `full` | all of the above | No |
+
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+pub use portcullis_identity as identity;
+
+/// The names most services need, for a glob import.
+pub mod prelude {
+    pub use portcullis_identity::{
+        BearerDigest, ClientIdentity, ClientIp, ClientIpHeader, ClientIpLayer, PeerAddr, Source,
+        SpiffeId, TlsConnectInfo, TrustedProxies,
+    };
+}

@@ -1,0 +1,394 @@
+//! Test PKI and helpers for portcullis's tests, examples and benches.
+//!
+//! - [`pki`]: the committed test PKI under `test-ca/ecdsa-p256/` (root CA,
+//!   intermediate, server and client certificates, client variants for every
+//!   `ClientIdentity` field), embedded at compile time.
+//! - [`ThrowawayPki`]: the same shapes made fresh with rcgen, for the demo
+//!   and for certificates a test needs once (a wrong CA, an expiry).
+//! - [`interop_binary`]: find an outside tool (openssl, curl, nginx), or skip
+//!   with a notice, or fail when `PORTCULLIS_INTEROP=require`.
+//!
+//! Regenerate the committed PKI with
+//! `cargo run -p portcullis-test-support --bin gen-test-pki`.
+
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use rcgen::string::{BmpString, Ia5String};
+use rcgen::{
+    BasicConstraints, CertificateParams, CertifiedIssuer, DistinguishedName, DnType, DnValue,
+    ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose, SanType, date_time_ymd,
+};
+
+/// One certificate of the committed PKI.
+#[derive(Debug, Clone, Copy)]
+pub struct Fixture {
+    cert: &'static str,
+    der: &'static [u8],
+    key: &'static str,
+    chain: &'static str,
+}
+
+impl Fixture {
+    /// The certificate as PEM.
+    pub fn cert_pem(&self) -> &'static str {
+        self.cert
+    }
+
+    /// The certificate as DER.
+    pub fn der(&self) -> &'static [u8] {
+        self.der
+    }
+
+    /// The private key as PKCS#8 PEM.
+    pub fn key_pem(&self) -> &'static str {
+        self.key
+    }
+
+    /// The certificate followed by the intermediate, as PEM (what a server
+    /// or client sends). For the CAs, just the certificate.
+    pub fn chain_pem(&self) -> &'static str {
+        self.chain
+    }
+}
+
+macro_rules! fixture {
+    ($name:literal) => {
+        Fixture {
+            cert: include_str!(concat!("../../test-ca/ecdsa-p256/", $name, ".cert")),
+            der: include_bytes!(concat!("../../test-ca/ecdsa-p256/", $name, ".der")),
+            key: include_str!(concat!("../../test-ca/ecdsa-p256/", $name, ".key")),
+            chain: include_str!(concat!("../../test-ca/ecdsa-p256/", $name, ".chain")),
+        }
+    };
+}
+
+/// The committed test PKI (ECDSA P-256, validity to 4096 but for
+/// `client_expired`).
+#[derive(Debug, Clone, Copy)]
+pub struct TestPki(());
+
+/// The committed test PKI.
+pub fn pki() -> TestPki {
+    TestPki(())
+}
+
+impl TestPki {
+    /// `CN=Portcullis Test Root CA`.
+    pub fn ca(&self) -> Fixture {
+        fixture!("ca")
+    }
+    /// `CN=Portcullis Test Intermediate CA`, issued by the root.
+    pub fn inter(&self) -> Fixture {
+        fixture!("inter")
+    }
+    /// Server certificate for `localhost`, `testserver.example.com`,
+    /// `127.0.0.1` and `::1`, issued by the intermediate.
+    pub fn end(&self) -> Fixture {
+        fixture!("end")
+    }
+    /// `CN=client.example.com,O=Portcullis Test Clients`, DNS SAN
+    /// `client.example.com`.
+    pub fn client(&self) -> Fixture {
+        fixture!("client")
+    }
+    /// `CN=workload.example.com`, one URI SAN
+    /// `spiffe://example.org/ns/prod/sa/api`.
+    pub fn client_spiffe(&self) -> Fixture {
+        fixture!("client-spiffe")
+    }
+    /// Two URI SANs (a SPIFFE ID and an https URI): no SPIFFE ID.
+    pub fn client_multi_uri(&self) -> Fixture {
+        fixture!("client-multi-uri")
+    }
+    /// An `rfc822Name` SAN `alice@example.com`.
+    pub fn client_email(&self) -> Fixture {
+        fixture!("client-email")
+    }
+    /// IP SANs `192.0.2.10` and `2001:db8::10`.
+    pub fn client_ip(&self) -> Fixture {
+        fixture!("client-ip")
+    }
+    /// A BMPString (UTF-16BE) CN `Zoë Müller 日本`.
+    pub fn client_bmp(&self) -> Fixture {
+        fixture!("client-bmp")
+    }
+    /// A subject whose values need RFC 4514 escaping.
+    pub fn client_escape(&self) -> Fixture {
+        fixture!("client-escape")
+    }
+    /// Expired on 2001-01-01.
+    pub fn client_expired(&self) -> Fixture {
+        fixture!("client-expired")
+    }
+}
+
+/// The client certificate shapes of the test PKI.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ClientProfile {
+    /// See [`TestPki::client`].
+    Plain,
+    /// See [`TestPki::client_spiffe`].
+    Spiffe,
+    /// See [`TestPki::client_multi_uri`].
+    MultiUri,
+    /// See [`TestPki::client_email`].
+    Email,
+    /// See [`TestPki::client_ip`].
+    Ip,
+    /// See [`TestPki::client_bmp`].
+    Bmp,
+    /// See [`TestPki::client_escape`].
+    Escape,
+    /// See [`TestPki::client_expired`].
+    Expired,
+}
+
+impl ClientProfile {
+    /// Every profile.
+    pub const ALL: [ClientProfile; 8] = [
+        ClientProfile::Plain,
+        ClientProfile::Spiffe,
+        ClientProfile::MultiUri,
+        ClientProfile::Email,
+        ClientProfile::Ip,
+        ClientProfile::Bmp,
+        ClientProfile::Escape,
+        ClientProfile::Expired,
+    ];
+
+    /// The fixture file stem (`client`, `client-spiffe`, ...).
+    pub fn file_stem(self) -> &'static str {
+        match self {
+            ClientProfile::Plain => "client",
+            ClientProfile::Spiffe => "client-spiffe",
+            ClientProfile::MultiUri => "client-multi-uri",
+            ClientProfile::Email => "client-email",
+            ClientProfile::Ip => "client-ip",
+            ClientProfile::Bmp => "client-bmp",
+            ClientProfile::Escape => "client-escape",
+            ClientProfile::Expired => "client-expired",
+        }
+    }
+
+    fn params(self) -> Result<CertificateParams, rcgen::Error> {
+        let mut params = CertificateParams::default();
+        // The default carries a placeholder CN that would fix the RDN order.
+        params.distinguished_name = DistinguishedName::new();
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        let dn = &mut params.distinguished_name;
+        let uri = |s: &str| Ia5String::try_from(s).map(SanType::URI);
+        match self {
+            ClientProfile::Plain => {
+                dn.push(DnType::OrganizationName, "Portcullis Test Clients");
+                dn.push(DnType::CommonName, "client.example.com");
+                params.subject_alt_names =
+                    vec![SanType::DnsName(Ia5String::try_from("client.example.com")?)];
+            }
+            ClientProfile::Spiffe => {
+                dn.push(DnType::CommonName, "workload.example.com");
+                params.subject_alt_names = vec![uri("spiffe://example.org/ns/prod/sa/api")?];
+            }
+            ClientProfile::MultiUri => {
+                dn.push(DnType::CommonName, "multi-uri.example.com");
+                params.subject_alt_names = vec![
+                    uri("spiffe://example.org/ns/prod/sa/api")?,
+                    uri("https://example.org/b")?,
+                ];
+            }
+            ClientProfile::Email => {
+                dn.push(DnType::CommonName, "Alice Example");
+                params.subject_alt_names = vec![SanType::Rfc822Name(Ia5String::try_from(
+                    "alice@example.com",
+                )?)];
+            }
+            ClientProfile::Ip => {
+                dn.push(DnType::CommonName, "ip-client");
+                params.subject_alt_names = ["192.0.2.10", "2001:db8::10"]
+                    .iter()
+                    .filter_map(|ip| ip.parse::<IpAddr>().ok())
+                    .map(SanType::IpAddress)
+                    .collect();
+            }
+            ClientProfile::Bmp => {
+                dn.push(
+                    DnType::CountryName,
+                    DnValue::PrintableString("DE".try_into()?),
+                );
+                dn.push(
+                    DnType::CommonName,
+                    DnValue::BmpString(BmpString::try_from("Zoë Müller 日本")?),
+                );
+            }
+            ClientProfile::Escape => {
+                dn.push(DnType::OrganizationName, "#Acme, Inc.");
+                dn.push(
+                    DnType::OrganizationalUnitName,
+                    "R&D=\"Labs\" <west>; a+b\\c",
+                );
+                dn.push(DnType::CommonName, " padded name ");
+            }
+            ClientProfile::Expired => {
+                dn.push(DnType::CommonName, "expired.example.com");
+                params.not_before = date_time_ymd(2000, 1, 1);
+                params.not_after = date_time_ymd(2001, 1, 1);
+            }
+        }
+        Ok(params)
+    }
+}
+
+/// A certificate made by [`ThrowawayPki`], with its key.
+#[derive(Debug, Clone)]
+pub struct IssuedCert {
+    /// The certificate, PEM.
+    pub cert_pem: String,
+    /// The certificate, DER.
+    pub der: Vec<u8>,
+    /// The private key, PKCS#8 PEM.
+    pub key_pem: String,
+    /// The certificate followed by its issuing intermediate, PEM.
+    pub chain_pem: String,
+}
+
+/// A root CA and an intermediate made fresh with rcgen, issuing server and
+/// client certificates in the shapes of the committed PKI.
+pub struct ThrowawayPki {
+    ca: CertifiedIssuer<'static, KeyPair>,
+    inter: CertifiedIssuer<'static, KeyPair>,
+}
+
+impl std::fmt::Debug for ThrowawayPki {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ThrowawayPki").finish_non_exhaustive()
+    }
+}
+
+impl ThrowawayPki {
+    /// Makes a root `CN=<name> Root CA` and an intermediate
+    /// `CN=<name> Intermediate CA`.
+    pub fn new(name: &str) -> Result<Self, rcgen::Error> {
+        let ca = CertifiedIssuer::self_signed(
+            ca_params(&format!("{name} Root CA")),
+            KeyPair::generate()?,
+        )?;
+        let inter = CertifiedIssuer::signed_by(
+            ca_params(&format!("{name} Intermediate CA")),
+            KeyPair::generate()?,
+            &ca,
+        )?;
+        Ok(ThrowawayPki { ca, inter })
+    }
+
+    /// The root certificate, PEM.
+    pub fn ca_pem(&self) -> String {
+        self.ca.pem()
+    }
+
+    /// The root certificate, DER.
+    pub fn ca_der(&self) -> Vec<u8> {
+        self.ca.der().to_vec()
+    }
+
+    /// The root's key, PKCS#8 PEM.
+    pub fn ca_key_pem(&self) -> String {
+        self.ca.key().serialize_pem()
+    }
+
+    /// The intermediate certificate, PEM.
+    pub fn inter_pem(&self) -> String {
+        self.inter.pem()
+    }
+
+    /// The intermediate certificate, DER.
+    pub fn inter_der(&self) -> Vec<u8> {
+        self.inter.der().to_vec()
+    }
+
+    /// The intermediate's key, PKCS#8 PEM.
+    pub fn inter_key_pem(&self) -> String {
+        self.inter.key().serialize_pem()
+    }
+
+    /// A server certificate for `localhost`, `testserver.example.com`,
+    /// `127.0.0.1` and `::1`.
+    pub fn server(&self) -> Result<IssuedCert, rcgen::Error> {
+        let mut params = CertificateParams::new(vec![
+            "localhost".to_owned(),
+            "testserver.example.com".to_owned(),
+            "127.0.0.1".to_owned(),
+            "::1".to_owned(),
+        ])?;
+        params.distinguished_name = DistinguishedName::new();
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "testserver.example.com");
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        self.issue(params)
+    }
+
+    /// A client certificate of `profile`.
+    pub fn client(&self, profile: ClientProfile) -> Result<IssuedCert, rcgen::Error> {
+        self.issue(profile.params()?)
+    }
+
+    /// A certificate from arbitrary parameters, issued by the intermediate.
+    pub fn issue(&self, params: CertificateParams) -> Result<IssuedCert, rcgen::Error> {
+        let key = KeyPair::generate()?;
+        let cert = params.signed_by(&key, &self.inter)?;
+        Ok(IssuedCert {
+            chain_pem: format!("{}{}", cert.pem(), self.inter.pem()),
+            cert_pem: cert.pem(),
+            der: cert.der().to_vec(),
+            key_pem: key.serialize_pem(),
+        })
+    }
+}
+
+fn ca_params(common_name: &str) -> CertificateParams {
+    let mut params = CertificateParams::default();
+    params.distinguished_name = DistinguishedName::new();
+    params
+        .distinguished_name
+        .push(DnType::OrganizationName, "Portcullis Test");
+    params
+        .distinguished_name
+        .push(DnType::CommonName, common_name);
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    params
+}
+
+/// Finds an outside program a test drives (openssl, curl, nginx, ...).
+///
+/// Absent, it prints a skip notice and returns `None`, unless
+/// `PORTCULLIS_INTEROP=require` (set by CI), where absence is a failure.
+pub fn interop_binary(name: &str) -> Option<PathBuf> {
+    let found = std::env::var_os("PATH").and_then(|path| {
+        std::env::split_paths(&path)
+            .map(|dir| dir.join(name))
+            .find(|candidate| candidate.is_file())
+    });
+    if found.is_none() {
+        let required = std::env::var("PORTCULLIS_INTEROP").is_ok_and(|v| v == "require");
+        assert!(
+            !required,
+            "{name} is not on PATH but PORTCULLIS_INTEROP=require: install it (apt-get install -y {name}) \
+             or unset PORTCULLIS_INTEROP to skip"
+        );
+        eprintln!(
+            "SKIPPED: {name} not found on PATH (set PORTCULLIS_INTEROP=require to fail instead)"
+        );
+    }
+    found
+}
