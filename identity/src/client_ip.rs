@@ -139,3 +139,61 @@ where
         self.inner.call(req)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::convert::Infallible;
+
+    use tower::{ServiceBuilder, ServiceExt, service_fn};
+
+    use super::*;
+    use crate::TlsConnectInfo;
+
+    async fn seen(extensions: http::Extensions, xff: &str) -> Option<ClientIp> {
+        let service = ServiceBuilder::new()
+            .layer(ClientIpLayer::new(
+                TrustedProxies::parse("10.0.0.0/8").unwrap(),
+            ))
+            .service(service_fn(|req: Request<()>| async move {
+                Ok::<_, Infallible>(req.extensions().get::<ClientIp>().copied())
+            }));
+        let mut req = Request::builder()
+            .header("x-forwarded-for", xff)
+            .body(())
+            .unwrap();
+        *req.extensions_mut() = extensions;
+        service.oneshot(req).await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn reads_the_peer_from_tls_connect_info() {
+        let mut extensions = http::Extensions::new();
+        let info = TlsConnectInfo::builder(
+            "10.0.0.9:1234".parse().unwrap(),
+            "127.0.0.1:8443".parse().unwrap(),
+        )
+        .build();
+        extensions.insert(info);
+        assert_eq!(
+            seen(extensions, "203.0.113.1").await,
+            Some(ClientIp("203.0.113.1".parse().unwrap()))
+        );
+    }
+
+    #[tokio::test]
+    async fn an_untrusted_peer_gets_its_own_address() {
+        let mut extensions = http::Extensions::new();
+        extensions.insert(PeerAddr("198.51.100.3:1".parse().unwrap()));
+        assert_eq!(
+            seen(extensions, "203.0.113.1").await,
+            Some(ClientIp("198.51.100.3".parse().unwrap()))
+        );
+    }
+
+    #[tokio::test]
+    async fn without_a_peer_a_planted_client_ip_is_removed() {
+        let mut extensions = http::Extensions::new();
+        extensions.insert(ClientIp("6.6.6.6".parse().unwrap()));
+        assert_eq!(seen(extensions, "203.0.113.1").await, None);
+    }
+}

@@ -26,7 +26,7 @@ fn short_name(oid: &[u8]) -> Option<&'static str> {
             6 => "C",
             7 => "L",
             8 => "ST",
-            9 => "STREET",
+            9 => "street",
             10 => "O",
             11 => "OU",
             12 => "title",

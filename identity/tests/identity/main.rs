@@ -1,0 +1,8 @@
+//! Integration tests for portcullis-identity, one binary.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod certificate;
+mod client_ip;
+mod openssl;
+mod properties;
