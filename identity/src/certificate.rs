@@ -3,13 +3,15 @@
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
 
 use http::HeaderName;
 use sha2::{Digest, Sha256};
-use x509_parser::certificate::X509Certificate;
-use x509_parser::extensions::GeneralName;
+use x509_parser::certificate::X509CertificateParser;
+use x509_parser::extensions::{GeneralName, SubjectAlternativeName};
+use x509_parser::nom::Parser;
+use x509_parser::oid_registry::OID_X509_EXT_SUBJECT_ALT_NAME;
 use x509_parser::prelude::FromDer;
 use x509_parser::time::ASN1Time;
 
@@ -77,7 +79,10 @@ struct Certificate {
     issuer: String,
     common_names: Vec<Option<String>>,
     serial_hex: String,
-    fingerprint_sha256: [u8; 32],
+    /// Hashed on first use: most callers key by CN or SPIFFE ID, and
+    /// SHA-256 is most of the cost of reading a leaf on CPUs without SHA
+    /// instructions.
+    fingerprint_sha256: OnceLock<[u8; 32]>,
     dns_names: Vec<String>,
     uris: Vec<String>,
     emails: Vec<String>,
@@ -104,7 +109,11 @@ impl ClientIdentity {
                 "no bytes",
             ));
         }
-        let (rest, cert) = X509Certificate::from_der(der)
+        // Only subjectAltName is read, so the other extensions are left as
+        // raw bytes instead of being decoded and thrown away.
+        let (rest, cert) = X509CertificateParser::new()
+            .with_deep_parse_extensions(false)
+            .parse(der)
             .map_err(|e| CertificateError::new(CertificateErrorKind::Malformed, e.to_string()))?;
         if !rest.is_empty() {
             return Err(CertificateError::new(
@@ -119,13 +128,8 @@ impl ClientIdentity {
         let mut emails = Vec::new();
         let mut ips = Vec::new();
         let mut uri_entries = 0usize;
-        let san = tbs.subject_alternative_name().map_err(|e| {
-            CertificateError::new(
-                CertificateErrorKind::InvalidExtension,
-                format!("subjectAltName: {e}"),
-            )
-        })?;
-        for name in san.iter().flat_map(|san| san.value.general_names.iter()) {
+        let san = subject_alt_name(tbs.extensions())?;
+        for name in san.iter().flat_map(|san| san.general_names.iter()) {
             match name {
                 GeneralName::DNSName(dns) => dns_names.push((*dns).to_owned()),
                 GeneralName::URI(uri) => {
@@ -150,13 +154,14 @@ impl ClientIdentity {
             _ => None,
         };
 
+        let mut common_names = Vec::new();
         let certificate = Certificate {
             der: der.into(),
-            subject: dn::format_name(&tbs.subject),
+            subject: dn::format_name_collecting(&tbs.subject, &mut common_names),
             issuer: dn::format_name(&tbs.issuer),
-            common_names: dn::common_names(&tbs.subject),
+            common_names,
             serial_hex: serial_hex(tbs.raw_serial()),
-            fingerprint_sha256: Sha256::digest(der).into(),
+            fingerprint_sha256: OnceLock::new(),
             dns_names,
             uris,
             emails,
@@ -214,14 +219,19 @@ impl ClientIdentity {
     }
 
     /// SHA-256 of the certificate's DER encoding.
+    ///
+    /// Computed on first use and kept.
     pub fn fingerprint_sha256(&self) -> [u8; 32] {
-        self.certificate.fingerprint_sha256
+        *self
+            .certificate
+            .fingerprint_sha256
+            .get_or_init(|| Sha256::digest(&self.certificate.der).into())
     }
 
     /// [`fingerprint_sha256`](Self::fingerprint_sha256) as 64 lower-case hex
     /// digits, the form Envoy's XFCC `Hash` uses.
     pub fn fingerprint_sha256_hex(&self) -> String {
-        dn::hex(&self.certificate.fingerprint_sha256)
+        dn::hex(&self.fingerprint_sha256())
     }
 
     /// `dNSName` subject alternative names, in certificate order.
@@ -292,6 +302,31 @@ impl fmt::Debug for ClientIdentity {
             .field("source", &self.source)
             .finish_non_exhaustive()
     }
+}
+
+/// The one subjectAltName extension, decoded; a second one is an error, as
+/// RFC 5280 allows each extension once.
+fn subject_alt_name<'a>(
+    extensions: &[x509_parser::extensions::X509Extension<'a>],
+) -> Result<Option<SubjectAlternativeName<'a>>, CertificateError> {
+    let invalid =
+        |detail: String| CertificateError::new(CertificateErrorKind::InvalidExtension, detail);
+    let mut found = None;
+    for extension in extensions
+        .iter()
+        .filter(|e| e.oid == OID_X509_EXT_SUBJECT_ALT_NAME)
+    {
+        if found.is_some() {
+            return Err(invalid("subjectAltName appears twice".to_owned()));
+        }
+        let (rest, san) = SubjectAlternativeName::from_der(extension.value)
+            .map_err(|e| invalid(format!("subjectAltName: {e}")))?;
+        if !rest.is_empty() {
+            return Err(invalid("subjectAltName: trailing data".to_owned()));
+        }
+        found = Some(san);
+    }
+    Ok(found)
 }
 
 fn serial_hex(raw: &[u8]) -> String {

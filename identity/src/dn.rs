@@ -8,6 +8,7 @@
 //! control characters as `\XX`, and values that are not strings as `#` and
 //! the hex of their DER encoding.
 
+use std::borrow::Cow;
 use std::fmt::Write as _;
 
 use x509_parser::der_parser::asn1_rs::{Any, Tag, ToDer};
@@ -51,18 +52,21 @@ fn short_name(oid: &[u8]) -> Option<&'static str> {
 ///
 /// Returns `None` when the tag is not a string type or the bytes are not
 /// valid for it; such values are rendered as `#hex` and are never a name.
-pub(crate) fn decode_directory_string(value: &Any<'_>) -> Option<String> {
+pub(crate) fn decode_directory_string<'a>(value: &Any<'a>) -> Option<Cow<'a, str>> {
     let data = value.data;
     match value.tag() {
-        Tag::Utf8String => std::str::from_utf8(data).ok().map(str::to_owned),
+        Tag::Utf8String => std::str::from_utf8(data).ok().map(Cow::Borrowed),
         Tag::PrintableString | Tag::Ia5String | Tag::VisibleString | Tag::NumericString => {
-            data.is_ascii().then(|| {
-                // ASCII is valid UTF-8; map bytes to chars to stay panic-free.
-                data.iter().map(|&b| char::from(b)).collect()
-            })
+            // ASCII is valid UTF-8.
+            data.is_ascii()
+                .then(|| std::str::from_utf8(data).ok().map(Cow::Borrowed))
+                .flatten()
         }
         // T.61 in practice carries Latin-1; OpenSSL reads it the same way.
-        Tag::TeletexString => Some(data.iter().map(|&b| char::from(b)).collect()),
+        Tag::TeletexString => Some(match std::str::from_utf8(data) {
+            Ok(ascii) if data.is_ascii() => Cow::Borrowed(ascii),
+            _ => Cow::Owned(data.iter().map(|&b| char::from(b)).collect()),
+        }),
         Tag::BmpString => {
             if !data.len().is_multiple_of(2) {
                 return None;
@@ -73,6 +77,7 @@ pub(crate) fn decode_directory_string(value: &Any<'_>) -> Option<String> {
             char::decode_utf16(units)
                 .collect::<Result<String, _>>()
                 .ok()
+                .map(Cow::Owned)
         }
         Tag::UniversalString => {
             if !data.len().is_multiple_of(4) {
@@ -82,7 +87,8 @@ pub(crate) fn decode_directory_string(value: &Any<'_>) -> Option<String> {
                 .map(|quad| {
                     char::from_u32(u32::from_be_bytes([quad[0], quad[1], quad[2], quad[3]]))
                 })
-                .collect()
+                .collect::<Option<String>>()
+                .map(Cow::Owned)
         }
         _ => None,
     }
@@ -90,6 +96,16 @@ pub(crate) fn decode_directory_string(value: &Any<'_>) -> Option<String> {
 
 /// Renders a name as an RFC 4514 string.
 pub(crate) fn format_name(name: &X509Name<'_>) -> String {
+    format_name_collecting(name, &mut Vec::new())
+}
+
+/// Renders a name as an RFC 4514 string and, in the same pass, collects
+/// every `commonName` value in certificate order (`None` for one that is
+/// not a decodable string).
+pub(crate) fn format_name_collecting(
+    name: &X509Name<'_>,
+    common_names: &mut Vec<Option<String>>,
+) -> String {
     // x509-parser's iterators only go forwards; names are a handful of values.
     let attributes: Vec<(usize, &AttributeTypeAndValue<'_>)> = name
         .iter_rdn()
@@ -98,6 +114,7 @@ pub(crate) fn format_name(name: &X509Name<'_>) -> String {
         .collect();
     let mut out = String::with_capacity(name.as_raw().len());
     let mut previous_rdn = None;
+    let first_cn = common_names.len();
     // Last-first; OpenSSL reverses the values inside a multi-valued RDN too.
     for &(rdn, attribute) in attributes.iter().rev() {
         match previous_rdn {
@@ -106,35 +123,38 @@ pub(crate) fn format_name(name: &X509Name<'_>) -> String {
             None => {}
         }
         previous_rdn = Some(rdn);
-        push_attribute(&mut out, attribute);
+        let oid = attribute.attr_type();
+        match short_name(oid.as_bytes()) {
+            Some(name) => out.push_str(name),
+            None => out.push_str(&oid.to_id_string()),
+        }
+        out.push('=');
+        let value = decode_directory_string(attribute.attr_value());
+        match &value {
+            Some(text) => push_escaped(&mut out, text),
+            None => push_hex_der(&mut out, attribute.attr_value()),
+        }
+        if oid.as_bytes() == OID_COMMON_NAME {
+            common_names.push(value.map(Cow::into_owned));
+        }
     }
+    // Collected last-first.
+    common_names[first_cn..].reverse();
     out
-}
-
-/// Every `commonName` value of a name, in DER order; `None` for a value that
-/// is not a decodable string.
-pub(crate) fn common_names(name: &X509Name<'_>) -> Vec<Option<String>> {
-    name.iter_attributes()
-        .filter(|attribute| attribute.attr_type().as_bytes() == OID_COMMON_NAME)
-        .map(|attribute| decode_directory_string(attribute.attr_value()))
-        .collect()
-}
-
-fn push_attribute(out: &mut String, attribute: &AttributeTypeAndValue<'_>) {
-    let oid = attribute.attr_type();
-    match short_name(oid.as_bytes()) {
-        Some(name) => out.push_str(name),
-        None => out.push_str(&oid.to_id_string()),
-    }
-    out.push('=');
-    match decode_directory_string(attribute.attr_value()) {
-        Some(text) => push_escaped(out, &text),
-        None => push_hex_der(out, attribute.attr_value()),
-    }
 }
 
 /// Escapes one attribute value as RFC 4514 section 2.4 requires.
 pub(crate) fn push_escaped(out: &mut String, value: &str) {
+    let bytes = value.as_bytes();
+    let plain = !matches!(bytes.first(), Some(b'#' | b' '))
+        && bytes.last() != Some(&b' ')
+        && !bytes.iter().any(|&b| {
+            matches!(b, b',' | b'+' | b'"' | b'\\' | b'<' | b'>' | b';') || b.is_ascii_control()
+        });
+    if plain {
+        out.push_str(value);
+        return;
+    }
     let last = value.chars().count().saturating_sub(1);
     for (index, c) in value.chars().enumerate() {
         match c {

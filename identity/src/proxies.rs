@@ -96,6 +96,9 @@ impl FromStr for ClientIpHeader {
 #[derive(Clone, PartialEq, Eq)]
 pub struct TrustedProxies {
     nets: Arc<[IpNet]>,
+    /// The same networks as integer network/mask pairs: one AND and one
+    /// compare per check on the hot path.
+    masks: Arc<[NetMask]>,
     header: ClientIpHeader,
     max_hops: usize,
 }
@@ -104,8 +107,10 @@ impl TrustedProxies {
     /// Trusts these networks. IPv4-mapped IPv6 networks
     /// (`::ffff:10.0.0.0/104`) are folded to IPv4.
     pub fn new(nets: impl IntoIterator<Item = IpNet>) -> Self {
+        let nets: Arc<[IpNet]> = nets.into_iter().map(canonical_net).collect();
         TrustedProxies {
-            nets: nets.into_iter().map(canonical_net).collect(),
+            masks: nets.iter().map(NetMask::from).collect(),
+            nets,
             header: ClientIpHeader::default(),
             max_hops: DEFAULT_MAX_HOPS,
         }
@@ -195,7 +200,7 @@ impl TrustedProxies {
     /// Whether `ip` is a trusted proxy (IPv4-mapped IPv6 compares as IPv4).
     pub fn contains(&self, ip: IpAddr) -> bool {
         let ip = ip.to_canonical();
-        self.nets.iter().any(|net| net.contains(&ip))
+        self.masks.iter().any(|mask| mask.contains(ip))
     }
 
     /// The client's address for a request that arrived from `peer`.
@@ -282,6 +287,43 @@ impl fmt::Debug for TrustedProxies {
             .field("header", &self.header.header_name())
             .field("max_hops", &self.max_hops)
             .finish()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum NetMask {
+    V4 { network: u32, mask: u32 },
+    V6 { network: u128, mask: u128 },
+}
+
+impl NetMask {
+    fn contains(self, ip: IpAddr) -> bool {
+        match (self, ip) {
+            (NetMask::V4 { network, mask }, IpAddr::V4(ip)) => u32::from(ip) & mask == network,
+            (NetMask::V6 { network, mask }, IpAddr::V6(ip)) => u128::from(ip) & mask == network,
+            _ => false,
+        }
+    }
+}
+
+impl From<&IpNet> for NetMask {
+    fn from(net: &IpNet) -> Self {
+        match net {
+            IpNet::V4(v4) => {
+                let mask = u32::from(v4.netmask());
+                NetMask::V4 {
+                    network: u32::from(v4.addr()) & mask,
+                    mask,
+                }
+            }
+            IpNet::V6(v6) => {
+                let mask = u128::from(v6.netmask());
+                NetMask::V6 {
+                    network: u128::from(v6.addr()) & mask,
+                    mask,
+                }
+            }
+        }
     }
 }
 

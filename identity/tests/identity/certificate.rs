@@ -211,3 +211,40 @@ fn debug_shows_no_der() {
     assert!(shown.contains("CN=client.example.com"));
     assert!(!shown.contains("der"));
 }
+
+#[test]
+fn a_duplicate_or_malformed_subject_alt_name_is_refused() {
+    let pki = ThrowawayPki::new("san").unwrap();
+    let san_oid = [2, 5, 29, 17];
+    // SEQUENCE { [2] "a.example" } — a valid SAN body.
+    let valid_san = b"\x30\x0b\x82\x09a.example".to_vec();
+
+    let mut twice = CertificateParams::new(vec!["b.example".to_owned()]).unwrap();
+    twice.custom_extensions = vec![rcgen::CustomExtension::from_oid_content(
+        &san_oid, valid_san,
+    )];
+    let err = ClientIdentity::from_der(&pki.issue(twice).unwrap().der).unwrap_err();
+    assert_eq!(err.kind(), CertificateErrorKind::InvalidExtension);
+    assert_eq!(
+        err.to_string(),
+        "invalid certificate extension: subjectAltName appears twice"
+    );
+
+    let mut broken = CertificateParams::default();
+    broken.custom_extensions = vec![rcgen::CustomExtension::from_oid_content(
+        &san_oid,
+        b"\x30\x05\x82\x09ab".to_vec(),
+    )];
+    let err = ClientIdentity::from_der(&pki.issue(broken).unwrap().der).unwrap_err();
+    assert_eq!(err.kind(), CertificateErrorKind::InvalidExtension);
+
+    let mut alone = CertificateParams::default();
+    alone.custom_extensions = vec![rcgen::CustomExtension::from_oid_content(
+        &san_oid,
+        b"\x30\x0b\x82\x09a.example".to_vec(),
+    )];
+    assert_eq!(
+        identity(&pki.issue(alone).unwrap().der).dns_names(),
+        ["a.example"]
+    );
+}
