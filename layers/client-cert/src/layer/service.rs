@@ -1,0 +1,83 @@
+use std::task::{Context, Poll};
+
+use http::{Request, Response};
+use portcullis_identity::{ClientIdentity, TlsConnectInfo};
+use tower_service::Service;
+
+use super::{ClientCertLayer, ClientCertRejection, RejectionKind, ResponseBody, ResponseFuture};
+
+/// The service [`ClientCertLayer`] makes. See the [module docs](crate::layer)
+/// for an example.
+#[derive(Debug, Clone)]
+pub struct ClientCert<S> {
+    inner: S,
+    policy: ClientCertLayer,
+}
+
+impl<S> ClientCert<S> {
+    pub(crate) fn new(inner: S, policy: ClientCertLayer) -> Self {
+        ClientCert { inner, policy }
+    }
+
+    /// A [`ClientCertLayer`] with the default policy.
+    pub fn layer() -> ClientCertLayer {
+        ClientCertLayer::new()
+    }
+
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Unwraps the inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+
+    fn check(&self, info: Option<&TlsConnectInfo>) -> Result<Option<ClientIdentity>, ClientCertRejection> {
+        let identity = info.and_then(TlsConnectInfo::client_identity);
+        match identity {
+            Some(identity) if self.policy.allow.allows(identity) => Ok(Some(identity.clone())),
+            Some(_) => Err(ClientCertRejection::new(RejectionKind::NotAllowed)),
+            None if !self.policy.required => Ok(None),
+            None if info.is_some_and(|i| i.client_identity_error().is_some()) => {
+                Err(ClientCertRejection::new(RejectionKind::Unreadable))
+            }
+            None => Err(ClientCertRejection::new(RejectionKind::Missing)),
+        }
+    }
+}
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for ClientCert<S>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+{
+    type Response = Response<ResponseBody<ResBody>>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
+        match self.check(req.extensions().get::<TlsConnectInfo>()) {
+            Ok(identity) => {
+                if let Some(identity) = identity {
+                    req.extensions_mut().insert(identity);
+                }
+                ResponseFuture::future(self.inner.call(req))
+            }
+            Err(rejection) => {
+                #[cfg(feature = "tracing")]
+                tracing::debug!(reason = %rejection, "client certificate check refused the request");
+                ResponseFuture::rejected(rejection)
+            }
+        }
+    }
+}

@@ -1,0 +1,148 @@
+//! A listener that finishes TLS handshakes concurrently.
+
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::{TcpListener, ToSocketAddrs};
+use tokio::sync::{Semaphore, mpsc};
+use tokio::task::JoinHandle;
+
+use crate::{TlsAcceptor, TlsStream};
+
+/// The default for [`TlsListener::with_max_handshakes`].
+pub const DEFAULT_MAX_HANDSHAKES: usize = 1024;
+
+/// Accepts TCP connections and runs their TLS handshakes in tasks of their
+/// own, so a client that connects and stalls never holds up the next one.
+/// [`accept`](Self::accept) yields connections whose handshake finished.
+///
+/// At most [`with_max_handshakes`](Self::with_max_handshakes) handshakes
+/// run at once; past that, new connections wait in the kernel's backlog.
+/// Each handshake has the acceptor's deadline.
+///
+/// With the `axum` feature it implements `axum::serve::Listener`; serve the
+/// router through [`WithTlsConnectInfo`](crate::WithTlsConnectInfo) so each
+/// request carries its connection's [`TlsConnectInfo`](portcullis_identity::TlsConnectInfo).
+pub struct TlsListener {
+    ready: mpsc::Receiver<TlsStream>,
+    local_addr: SocketAddr,
+    accept_loop: JoinHandle<()>,
+}
+
+impl TlsListener {
+    /// Binds `addr` and starts accepting.
+    pub async fn bind(addr: impl ToSocketAddrs, acceptor: TlsAcceptor) -> io::Result<Self> {
+        Ok(Self::new(TcpListener::bind(addr).await?, acceptor))
+    }
+
+    /// Starts accepting on `tcp` with the default handshake concurrency.
+    /// Must be called inside a tokio runtime.
+    pub fn new(tcp: TcpListener, acceptor: TlsAcceptor) -> Self {
+        Self::with_max_handshakes(tcp, acceptor, DEFAULT_MAX_HANDSHAKES)
+    }
+
+    /// Starts accepting on `tcp`, running at most `max` handshakes at once.
+    pub fn with_max_handshakes(tcp: TcpListener, acceptor: TlsAcceptor, max: usize) -> Self {
+        let local_addr = tcp
+            .local_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+        let (sender, ready) = mpsc::channel(max.clamp(1, 256));
+        let accept_loop = tokio::spawn(accept_loop(tcp, acceptor, sender, Arc::new(Semaphore::new(max.max(1)))));
+        TlsListener {
+            ready,
+            local_addr,
+            accept_loop,
+        }
+    }
+
+    /// The next connection whose handshake completed, and its peer.
+    /// `None` once the accept loop has stopped.
+    pub async fn accept(&mut self) -> Option<(TlsStream, SocketAddr)> {
+        let stream = self.ready.recv().await?;
+        let peer = stream.info().remote_addr();
+        Some((stream, peer))
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+}
+
+async fn accept_loop(
+    tcp: TcpListener,
+    acceptor: TlsAcceptor,
+    ready: mpsc::Sender<TlsStream>,
+    handshakes: Arc<Semaphore>,
+) {
+    loop {
+        let Ok(permit) = handshakes.clone().acquire_owned().await else {
+            return;
+        };
+        let (stream, _peer) = match tcp.accept().await {
+            Ok(accepted) => accepted,
+            Err(error) => {
+                // EMFILE and friends: back off instead of spinning.
+                #[cfg(feature = "tracing")]
+                tracing::warn!(%error, "accept failed; retrying");
+                let _ = error;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        if ready.is_closed() {
+            return;
+        }
+        let _ = stream.set_nodelay(true);
+        let acceptor = acceptor.clone();
+        let ready = ready.clone();
+        tokio::spawn(async move {
+            match acceptor.accept(stream).await {
+                Ok(tls) => {
+                    drop(permit);
+                    let _ = ready.send(tls).await;
+                }
+                Err(error) => {
+                    #[cfg(feature = "tracing")]
+                    tracing::debug!(peer = %_peer, %error, "TLS handshake failed");
+                    let _ = error;
+                }
+            }
+        });
+    }
+}
+
+impl Drop for TlsListener {
+    fn drop(&mut self) {
+        self.accept_loop.abort();
+    }
+}
+
+impl fmt::Debug for TlsListener {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TlsListener")
+            .field("local_addr", &self.local_addr)
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(feature = "axum")]
+impl axum::serve::Listener for TlsListener {
+    type Io = TlsStream;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        match TlsListener::accept(self).await {
+            Some(accepted) => accepted,
+            // The accept loop only ends when the listener is dropped.
+            None => std::future::pending().await,
+        }
+    }
+
+    fn local_addr(&self) -> io::Result<Self::Addr> {
+        Ok(self.local_addr)
+    }
+}

@@ -1,0 +1,443 @@
+//! The server's TLS configuration: certificate, key, client CAs, CRLs.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rustls::RootCertStore;
+use rustls::crypto::CryptoProvider;
+use rustls::server::{ServerConfig, WebPkiClientVerifier};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer};
+
+use crate::ConfigError;
+use crate::pem::parse_bundle;
+
+/// Whether clients must present a certificate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ClientAuth {
+    /// No certificate is asked for.
+    #[default]
+    None,
+    /// A certificate is asked for and verified when sent; clients without
+    /// one still connect (the layer decides per route).
+    Optional,
+    /// A verified certificate is required to complete the handshake.
+    Required,
+}
+
+impl ClientAuth {
+    fn as_str(self) -> &'static str {
+        match self {
+            ClientAuth::None => "none",
+            ClientAuth::Optional => "optional",
+            ClientAuth::Required => "required",
+        }
+    }
+}
+
+/// How client certificates are checked against CRLs.
+///
+/// The defaults are nginx's (`ssl_crl`): only the client's own certificate
+/// is checked, so a bundle holding just the issuing CA's CRL works for
+/// chains through intermediates; a certificate whose issuer has no CRL in
+/// the bundle is refused; an expired CRL refuses every certificate it
+/// covers. rustls alone defaults to checking the whole chain and to
+/// accepting expired CRLs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Revocation {
+    /// Which certificates of the chain are checked.
+    pub depth: RevocationDepth,
+    /// What a certificate whose issuer has no CRL gets.
+    pub unknown_status: Policy,
+    /// What a CRL past its `nextUpdate` does.
+    pub expired_crl: Policy,
+}
+
+impl Default for Revocation {
+    fn default() -> Self {
+        Revocation {
+            depth: RevocationDepth::EndEntity,
+            unknown_status: Policy::Deny,
+            expired_crl: Policy::Deny,
+        }
+    }
+}
+
+/// Which certificates are checked for revocation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RevocationDepth {
+    /// The client's certificate only.
+    EndEntity,
+    /// Every certificate of the chain; needs a CRL from every CA in it.
+    Chain,
+}
+
+/// Allow or deny.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Policy {
+    /// Accept.
+    Allow,
+    /// Refuse the handshake.
+    Deny,
+}
+
+/// The server side of TLS: certificate chain and key, and the client
+/// certificate policy. [`build`](Self::build) makes the rustls config,
+/// with ALPN `h2` and `http/1.1` and TLS 1.2 and 1.3.
+///
+/// # Example
+///
+/// ```
+/// use portcullis_client_cert::{ClientAuth, ServerTls};
+/// # let pki = portcullis_test_support::pki();
+///
+/// let tls = ServerTls::from_pem(pki.end().chain_pem().as_bytes(), pki.end().key_pem().as_bytes())?
+///     .with_client_ca_pem(pki.ca().cert_pem().as_bytes())?
+///     .with_client_auth(ClientAuth::Required);
+/// let config = tls.build()?;
+/// assert_eq!(config.alpn_protocols, [b"h2".to_vec(), b"http/1.1".to_vec()]);
+/// # Ok::<(), portcullis_client_cert::ConfigError>(())
+/// ```
+#[derive(Clone)]
+pub struct ServerTls {
+    chain: Vec<CertificateDer<'static>>,
+    key: Arc<PrivateKeyDer<'static>>,
+    client_roots: Vec<CertificateDer<'static>>,
+    client_auth: ClientAuth,
+    crls: Vec<CertificateRevocationListDer<'static>>,
+    revocation: Revocation,
+}
+
+impl ServerTls {
+    /// A chain (leaf first) and its private key (PKCS#8, PKCS#1 or SEC1), PEM.
+    pub fn from_pem(chain_pem: &[u8], key_pem: &[u8]) -> Result<Self, ConfigError> {
+        Self::from_pem_with_origin(chain_pem, "server certificate chain", key_pem, "server private key")
+    }
+
+    /// Reads the chain and key from files.
+    pub fn from_files(chain: impl AsRef<Path>, key: impl AsRef<Path>) -> Result<Self, ConfigError> {
+        let (chain, key) = (chain.as_ref(), key.as_ref());
+        let chain_origin = format!("server certificate chain {}", chain.display());
+        let key_origin = format!("server private key {}", key.display());
+        Self::from_pem_with_origin(
+            &read(chain, &chain_origin)?,
+            &chain_origin,
+            &read(key, &key_origin)?,
+            &key_origin,
+        )
+    }
+
+    fn from_pem_with_origin(
+        chain_pem: &[u8],
+        chain_origin: &str,
+        key_pem: &[u8],
+        key_origin: &str,
+    ) -> Result<Self, ConfigError> {
+        let chain = parse_bundle(chain_pem)
+            .map_err(|error| ConfigError::Pem {
+                origin: chain_origin.to_owned(),
+                error,
+            })?
+            .certificates;
+        if chain.is_empty() {
+            return Err(ConfigError::NoCertificates {
+                origin: chain_origin.to_owned(),
+            });
+        }
+        let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| ConfigError::NoPrivateKey {
+            origin: key_origin.to_owned(),
+            detail: e.to_string(),
+        })?;
+        Ok(ServerTls {
+            chain,
+            key: Arc::new(key),
+            client_roots: Vec::new(),
+            client_auth: ClientAuth::None,
+            crls: Vec::new(),
+            revocation: Revocation::default(),
+        })
+    }
+
+    /// Trusts the CAs in a PEM bundle for client certificates (CRLs in the
+    /// bundle are added too). An empty bundle is an error.
+    pub fn with_client_ca_pem(self, bundle: &[u8]) -> Result<Self, ConfigError> {
+        self.with_client_ca_origin(bundle, "client CA bundle")
+    }
+
+    /// Like [`with_client_ca_pem`](Self::with_client_ca_pem), from a file.
+    pub fn with_client_ca_file(self, path: impl AsRef<Path>) -> Result<Self, ConfigError> {
+        let origin = format!("client CA bundle {}", path.as_ref().display());
+        let bytes = read(path.as_ref(), &origin)?;
+        self.with_client_ca_origin(&bytes, &origin)
+    }
+
+    fn with_client_ca_origin(mut self, bytes: &[u8], origin: &str) -> Result<Self, ConfigError> {
+        let bundle = parse_bundle(bytes).map_err(|error| ConfigError::Pem {
+            origin: origin.to_owned(),
+            error,
+        })?;
+        if bundle.certificates.is_empty() {
+            return Err(ConfigError::NoCertificates {
+                origin: origin.to_owned(),
+            });
+        }
+        #[cfg(feature = "tracing")]
+        for (position, label) in &bundle.skipped {
+            tracing::info!(%origin, position, %label, "skipped a PEM block that is neither a certificate nor a CRL");
+        }
+        self.client_roots.extend(bundle.certificates);
+        self.crls.extend(bundle.crls);
+        Ok(self)
+    }
+
+    /// Adds the CRLs in a PEM bundle.
+    pub fn with_crl_pem(mut self, bundle: &[u8]) -> Result<Self, ConfigError> {
+        let origin = "CRL bundle";
+        let crls = parse_bundle(bundle)
+            .map_err(|error| ConfigError::Pem {
+                origin: origin.to_owned(),
+                error,
+            })?
+            .crls;
+        self.crls.extend(crls);
+        Ok(self)
+    }
+
+    /// Adds the CRLs in a file (PEM `X509 CRL` blocks).
+    pub fn with_crl_file(self, path: impl AsRef<Path>) -> Result<Self, ConfigError> {
+        let origin = format!("CRL file {}", path.as_ref().display());
+        let bytes = read(path.as_ref(), &origin)?;
+        self.with_crl_pem(&bytes).map_err(|e| match e {
+            ConfigError::Pem { error, .. } => ConfigError::Pem { origin, error },
+            other => other,
+        })
+    }
+
+    /// Whether clients must present a certificate.
+    #[must_use]
+    pub fn with_client_auth(mut self, client_auth: ClientAuth) -> Self {
+        self.client_auth = client_auth;
+        self
+    }
+
+    /// How CRLs are applied; see [`Revocation`] for the defaults.
+    #[must_use]
+    pub fn with_revocation(mut self, revocation: Revocation) -> Self {
+        self.revocation = revocation;
+        self
+    }
+
+    /// The client certificate mode.
+    pub fn client_auth(&self) -> ClientAuth {
+        self.client_auth
+    }
+
+    /// Builds the rustls configuration.
+    ///
+    /// Uses the process-default crypto provider when the application
+    /// installed one, otherwise *ring*.
+    pub fn build(&self) -> Result<Arc<ServerConfig>, ConfigError> {
+        let provider = CryptoProvider::get_default()
+            .cloned()
+            .unwrap_or_else(|| Arc::new(rustls::crypto::ring::default_provider()));
+        let verifier = match self.client_auth {
+            ClientAuth::None => WebPkiClientVerifier::no_client_auth(),
+            mode => {
+                if self.client_roots.is_empty() {
+                    return Err(ConfigError::ClientAuthWithoutCa { mode: mode.as_str() });
+                }
+                let mut roots = RootCertStore::empty();
+                for (index, root) in self.client_roots.iter().enumerate() {
+                    roots.add(root.clone()).map_err(|e| ConfigError::Rustls {
+                        what: "client CA bundle",
+                        detail: format!("certificate {}: {e}", index + 1),
+                    })?;
+                }
+                let mut builder = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+                    .with_crls(self.crls.iter().cloned());
+                if mode == ClientAuth::Optional {
+                    builder = builder.allow_unauthenticated();
+                }
+                if self.revocation.depth == RevocationDepth::EndEntity {
+                    builder = builder.only_check_end_entity_revocation();
+                }
+                if self.revocation.unknown_status == Policy::Allow {
+                    builder = builder.allow_unknown_revocation_status();
+                }
+                if self.revocation.expired_crl == Policy::Deny {
+                    builder = builder.enforce_revocation_expiration();
+                }
+                builder.build().map_err(|e| ConfigError::Rustls {
+                    what: "client certificate verifier",
+                    detail: e.to_string(),
+                })?
+            }
+        };
+        let mut config = ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| ConfigError::Rustls {
+                what: "TLS protocol versions",
+                detail: e.to_string(),
+            })?
+            .with_client_cert_verifier(verifier)
+            .with_single_cert(self.chain.clone(), self.key.clone_key())
+            .map_err(|e| ConfigError::Rustls {
+                what: "server certificate and key",
+                detail: format!("{e}; check that TLS_KEY is the key of the first certificate in TLS_CERT"),
+            })?;
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        Ok(Arc::new(config))
+    }
+
+    /// Reads the process environment; see [`from_env_with`](Self::from_env_with).
+    pub fn from_env() -> Result<Option<EnvTls>, ConfigError> {
+        Self::from_env_with(|var| std::env::var(var).ok())
+    }
+
+    /// Reads `TLS_CERT`, `TLS_KEY`, `TLS_CLIENT_CA`, `TLS_CLIENT_AUTH`,
+    /// `TLS_CLIENT_CRL` (comma-separated) and `USE_CERT_AS_PRINCIPAL`
+    /// through `lookup`. `Ok(None)` means plaintext: nothing TLS is set.
+    ///
+    /// Refused: a certificate without a key or a key without a certificate;
+    /// `TLS_CLIENT_AUTH=required|optional` without `TLS_CLIENT_CA`; a client
+    /// CA, CRL or mode without a server certificate; values other than those
+    /// listed. A CA with no mode means `required` (with a warning).
+    pub fn from_env_with(lookup: impl Fn(&str) -> Option<String>) -> Result<Option<EnvTls>, ConfigError> {
+        let get = |var: &str| lookup(var).filter(|v| !v.trim().is_empty());
+        let cert = get("TLS_CERT");
+        let key = get("TLS_KEY");
+        let ca = get("TLS_CLIENT_CA");
+        let crl = get("TLS_CLIENT_CRL");
+        let mode = get("TLS_CLIENT_AUTH")
+            .map(|value| match value.trim().to_ascii_lowercase().as_str() {
+                "none" => Ok(ClientAuth::None),
+                "optional" => Ok(ClientAuth::Optional),
+                "required" => Ok(ClientAuth::Required),
+                _ => Err(ConfigError::InvalidValue {
+                    var: "TLS_CLIENT_AUTH",
+                    value,
+                    expected: "none, optional, required",
+                }),
+            })
+            .transpose()?;
+        let use_cert_as_principal = match get("USE_CERT_AS_PRINCIPAL") {
+            None => false,
+            Some(value) => match value.trim().to_ascii_lowercase().as_str() {
+                "true" | "1" | "yes" | "on" => true,
+                "false" | "0" | "no" | "off" => false,
+                _ => {
+                    return Err(ConfigError::InvalidValue {
+                        var: "USE_CERT_AS_PRINCIPAL",
+                        value,
+                        expected: "true, false",
+                    });
+                }
+            },
+        };
+
+        let (cert, key) = match (cert, key) {
+            (Some(cert), Some(key)) => (cert, key),
+            (Some(_), None) => return Err(ConfigError::MissingPair { set: "TLS_CERT", missing: "TLS_KEY" }),
+            (None, Some(_)) => return Err(ConfigError::MissingPair { set: "TLS_KEY", missing: "TLS_CERT" }),
+            (None, None) => {
+                for (var, set) in [
+                    ("TLS_CLIENT_CA", ca.is_some()),
+                    ("TLS_CLIENT_CRL", crl.is_some()),
+                    ("TLS_CLIENT_AUTH", mode.is_some_and(|m| m != ClientAuth::None)),
+                    ("USE_CERT_AS_PRINCIPAL", use_cert_as_principal),
+                ] {
+                    if set {
+                        return Err(ConfigError::NeedsServerCertificate { var });
+                    }
+                }
+                #[cfg(feature = "tracing")]
+                tracing::info!("TLS_CERT and TLS_KEY are unset: serving plaintext");
+                return Ok(None);
+            }
+        };
+        let client_auth = match (mode, &ca) {
+            (Some(ClientAuth::None), _) => ClientAuth::None,
+            (Some(mode), Some(_)) => mode,
+            (Some(mode), None) => return Err(ConfigError::ClientAuthWithoutCa { mode: mode.as_str() }),
+            (None, Some(_)) => {
+                #[cfg(feature = "tracing")]
+                tracing::warn!("TLS_CLIENT_CA is set without TLS_CLIENT_AUTH: requiring client certificates");
+                ClientAuth::Required
+            }
+            (None, None) => ClientAuth::None,
+        };
+
+        let mut tls = Self::from_pem_with_origin(
+            &read(Path::new(&cert), &format!("TLS_CERT ({cert})"))?,
+            &format!("TLS_CERT ({cert})"),
+            &read(Path::new(&key), &format!("TLS_KEY ({key})"))?,
+            &format!("TLS_KEY ({key})"),
+        )?;
+        if let Some(ca) = &ca {
+            let origin = format!("TLS_CLIENT_CA ({ca})");
+            tls = tls.with_client_ca_origin(&read(Path::new(ca), &origin)?, &origin)?;
+        }
+        if let Some(crl) = &crl {
+            if ca.is_none() {
+                return Err(ConfigError::MissingPair { set: "TLS_CLIENT_CRL", missing: "TLS_CLIENT_CA" });
+            }
+            for path in crl.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+                tls = tls.with_crl_file(path).map_err(|e| rename_origin(e, "TLS_CLIENT_CRL", path))?;
+            }
+        }
+        let tls = tls.with_client_auth(client_auth);
+        // Fail at start-up, not at the first handshake.
+        tls.build()?;
+        Ok(Some(EnvTls {
+            tls,
+            cert_path: PathBuf::from(cert),
+            key_path: PathBuf::from(key),
+            use_cert_as_principal,
+        }))
+    }
+}
+
+fn rename_origin(error: ConfigError, var: &str, path: &str) -> ConfigError {
+    let origin = format!("{var} ({path})");
+    match error {
+        ConfigError::Read { path, source, .. } => ConfigError::Read { origin, path, source },
+        ConfigError::Pem { error, .. } => ConfigError::Pem { origin, error },
+        other => other,
+    }
+}
+
+fn read(path: &Path, origin: &str) -> Result<Vec<u8>, ConfigError> {
+    std::fs::read(path).map_err(|source| ConfigError::Read {
+        origin: origin.to_owned(),
+        path: path.to_owned(),
+        source,
+    })
+}
+
+impl fmt::Debug for ServerTls {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServerTls")
+            .field("chain_len", &self.chain.len())
+            .field("key", &"<private key>")
+            .field("client_roots", &self.client_roots.len())
+            .field("client_auth", &self.client_auth)
+            .field("crls", &self.crls.len())
+            .field("revocation", &self.revocation)
+            .finish()
+    }
+}
+
+/// TLS settings read from the environment.
+#[derive(Debug, Clone)]
+pub struct EnvTls {
+    /// The server configuration.
+    pub tls: ServerTls,
+    /// `TLS_CERT`.
+    pub cert_path: PathBuf,
+    /// `TLS_KEY`.
+    pub key_path: PathBuf,
+    /// `USE_CERT_AS_PRINCIPAL`: the certificate, not the bearer, names the
+    /// caller.
+    pub use_cert_as_principal: bool,
+}
