@@ -18,9 +18,12 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 
 use rcgen::string::{BmpString, Ia5String};
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use rcgen::{
-    BasicConstraints, CertificateParams, CertifiedIssuer, DistinguishedName, DnType, DnValue,
-    ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose, SanType, date_time_ymd,
+    BasicConstraints, CertificateParams, CertificateRevocationListParams, CertifiedIssuer,
+    DistinguishedName, DnType, DnValue, ExtendedKeyUsagePurpose, IsCa, KeyIdMethod, KeyPair,
+    KeyUsagePurpose, RevokedCertParams, SanType, SerialNumber, date_time_ymd,
 };
 
 /// One certificate of the committed PKI.
@@ -254,6 +257,8 @@ pub struct IssuedCert {
     pub key_pem: String,
     /// The certificate followed by its issuing intermediate, PEM.
     pub chain_pem: String,
+    /// The serial number, big-endian.
+    pub serial: Vec<u8>,
 }
 
 /// A root CA and an intermediate made fresh with rcgen, issuing server and
@@ -261,6 +266,7 @@ pub struct IssuedCert {
 pub struct ThrowawayPki {
     ca: CertifiedIssuer<'static, KeyPair>,
     inter: CertifiedIssuer<'static, KeyPair>,
+    next_serial: AtomicU64,
 }
 
 impl std::fmt::Debug for ThrowawayPki {
@@ -282,7 +288,11 @@ impl ThrowawayPki {
             KeyPair::generate()?,
             &ca,
         )?;
-        Ok(ThrowawayPki { ca, inter })
+        Ok(ThrowawayPki {
+            ca,
+            inter,
+            next_serial: AtomicU64::new(0x1000),
+        })
     }
 
     /// The root certificate, PEM.
@@ -339,7 +349,15 @@ impl ThrowawayPki {
     }
 
     /// A certificate from arbitrary parameters, issued by the intermediate.
-    pub fn issue(&self, params: CertificateParams) -> Result<IssuedCert, rcgen::Error> {
+    /// Without a serial in `params`, the next of this PKI's counter is used,
+    /// so tests know it (see [`IssuedCert::serial`]).
+    pub fn issue(&self, mut params: CertificateParams) -> Result<IssuedCert, rcgen::Error> {
+        let serial = params
+            .serial_number
+            .get_or_insert_with(|| {
+                SerialNumber::from(self.next_serial.fetch_add(1, Ordering::Relaxed))
+            })
+            .to_bytes();
         let key = KeyPair::generate()?;
         let cert = params.signed_by(&key, &self.inter)?;
         Ok(IssuedCert {
@@ -347,8 +365,53 @@ impl ThrowawayPki {
             cert_pem: cert.pem(),
             der: cert.der().to_vec(),
             key_pem: key.serialize_pem(),
+            serial,
         })
     }
+
+    /// A CRL from the intermediate (the issuer of every leaf) revoking
+    /// `revoked`, PEM. `expired` puts its `nextUpdate` in 2001.
+    pub fn inter_crl(
+        &self,
+        revoked: &[&IssuedCert],
+        expired: bool,
+    ) -> Result<String, rcgen::Error> {
+        crl(&self.inter, revoked, expired)
+    }
+
+    /// A CRL from the root (the issuer of the intermediate), PEM.
+    pub fn ca_crl(&self, revoked: &[&IssuedCert]) -> Result<String, rcgen::Error> {
+        crl(&self.ca, revoked, false)
+    }
+}
+
+fn crl(
+    issuer: &CertifiedIssuer<'static, KeyPair>,
+    revoked: &[&IssuedCert],
+    expired: bool,
+) -> Result<String, rcgen::Error> {
+    let (this_update, next_update) = if expired {
+        (date_time_ymd(2000, 1, 1), date_time_ymd(2001, 1, 1))
+    } else {
+        (date_time_ymd(2020, 1, 1), date_time_ymd(4000, 1, 1))
+    };
+    let params = CertificateRevocationListParams {
+        this_update,
+        next_update,
+        crl_number: SerialNumber::from(1u64),
+        issuing_distribution_point: None,
+        revoked_certs: revoked
+            .iter()
+            .map(|cert| RevokedCertParams {
+                serial_number: SerialNumber::from_slice(&cert.serial),
+                revocation_time: date_time_ymd(2020, 1, 1),
+                reason_code: None,
+                invalidity_date: None,
+            })
+            .collect(),
+        key_identifier_method: KeyIdMethod::Sha256,
+    };
+    params.signed_by(issuer)?.pem()
 }
 
 fn ca_params(common_name: &str) -> CertificateParams {

@@ -53,7 +53,10 @@ impl TlsAcceptor {
 
     /// The configuration new handshakes use.
     pub fn config(&self) -> Arc<ServerConfig> {
-        self.config.read().unwrap_or_else(|p| p.into_inner()).clone()
+        self.config
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Runs the handshake on `tcp`.
@@ -65,7 +68,10 @@ impl TlsAcceptor {
             .await
             .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "TLS handshake timed out"))??;
         let info = connect_info(&stream, remote_addr, local_addr);
-        Ok(TlsStream { inner: stream, info })
+        Ok(TlsStream {
+            inner: stream,
+            info,
+        })
     }
 }
 
@@ -124,18 +130,28 @@ impl TlsStream {
 
 impl fmt::Debug for TlsStream {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TlsStream").field("info", &self.info).finish_non_exhaustive()
+        f.debug_struct("TlsStream")
+            .field("info", &self.info)
+            .finish_non_exhaustive()
     }
 }
 
 impl AsyncRead for TlsStream {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
         Pin::new(&mut self.inner).poll_read(cx, buf)
     }
 }
 
 impl AsyncWrite for TlsStream {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         Pin::new(&mut self.inner).poll_write(cx, buf)
     }
 

@@ -95,7 +95,10 @@ impl fmt::Display for ConfigError {
                 var,
                 value,
                 expected,
-            } => write!(f, "{var}={value:?} is not valid; expected one of: {expected}"),
+            } => write!(
+                f,
+                "{var}={value:?} is not valid; expected one of: {expected}"
+            ),
             ConfigError::Read {
                 origin,
                 path,

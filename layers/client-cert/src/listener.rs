@@ -50,7 +50,12 @@ impl TlsListener {
             .local_addr()
             .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
         let (sender, ready) = mpsc::channel(max.clamp(1, 256));
-        let accept_loop = tokio::spawn(accept_loop(tcp, acceptor, sender, Arc::new(Semaphore::new(max.max(1)))));
+        let accept_loop = tokio::spawn(accept_loop(
+            tcp,
+            acceptor,
+            sender,
+            Arc::new(Semaphore::new(max.max(1))),
+        ));
         TlsListener {
             ready,
             local_addr,

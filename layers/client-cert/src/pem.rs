@@ -30,20 +30,26 @@ pub fn parse_bundle(bytes: &[u8]) -> Result<Bundle, PemError> {
     let mut bundle = Bundle::default();
     if bytes.first() == Some(&0x30) {
         // A raw DER certificate (what `openssl x509 -outform DER` writes).
-        bundle.certificates.push(CertificateDer::from(bytes.to_vec()));
+        bundle
+            .certificates
+            .push(CertificateDer::from(bytes.to_vec()));
         return Ok(bundle);
     }
     for (index, block) in blocks(bytes).enumerate() {
         let position = index + 1;
         let (label, der) = block.map_err(|reason| PemError { position, reason })?;
         match label.as_str() {
-            "CERTIFICATE" | "X509 CERTIFICATE" => bundle.certificates.push(CertificateDer::from(der)),
+            "CERTIFICATE" | "X509 CERTIFICATE" => {
+                bundle.certificates.push(CertificateDer::from(der))
+            }
             "TRUSTED CERTIFICATE" => {
                 let leading = leading_sequence(&der).ok_or(PemError {
                     position,
                     reason: PemErrorReason::NoCertificateInTrusted,
                 })?;
-                bundle.certificates.push(CertificateDer::from(leading.to_vec()));
+                bundle
+                    .certificates
+                    .push(CertificateDer::from(leading.to_vec()));
             }
             "X509 CRL" => bundle.crls.push(CertificateRevocationListDer::from(der)),
             _ => bundle.skipped.push((position, label)),
@@ -159,8 +165,15 @@ mod tests {
 
     fn pem(label: &str, der: &[u8]) -> String {
         let body = STANDARD.encode(der);
-        let lines: Vec<&str> = body.as_bytes().chunks(64).map(|c| std::str::from_utf8(c).unwrap()).collect();
-        format!("-----BEGIN {label}-----\n{}\n-----END {label}-----\n", lines.join("\n"))
+        let lines: Vec<&str> = body
+            .as_bytes()
+            .chunks(64)
+            .map(|c| std::str::from_utf8(c).unwrap())
+            .collect();
+        format!(
+            "-----BEGIN {label}-----\n{}\n-----END {label}-----\n",
+            lines.join("\n")
+        )
     }
 
     #[test]
@@ -185,9 +198,13 @@ mod tests {
 
     #[test]
     fn bad_blocks_are_named() {
-        let err = parse_bundle(b"-----BEGIN CERTIFICATE-----\n!!!\n-----END CERTIFICATE-----\n").unwrap_err();
+        let err = parse_bundle(b"-----BEGIN CERTIFICATE-----\n!!!\n-----END CERTIFICATE-----\n")
+            .unwrap_err();
         assert_eq!(err.to_string(), "PEM block 1: its body is not valid base64");
-        let text = format!("{}-----BEGIN CERTIFICATE-----\nMAA=\n", pem("CERTIFICATE", &[0x30, 0]));
+        let text = format!(
+            "{}-----BEGIN CERTIFICATE-----\nMAA=\n",
+            pem("CERTIFICATE", &[0x30, 0])
+        );
         let err = parse_bundle(text.as_bytes()).unwrap_err();
         assert_eq!(err.position, 2);
         assert!(matches!(err.reason, PemErrorReason::Unterminated { .. }));
@@ -205,7 +222,10 @@ mod tests {
 
     #[test]
     fn leading_sequence_handles_long_lengths_and_truncation() {
-        assert_eq!(leading_sequence(&[0x30, 0x01, 0xAA, 0xBB]), Some(&[0x30, 0x01, 0xAA][..]));
+        assert_eq!(
+            leading_sequence(&[0x30, 0x01, 0xAA, 0xBB]),
+            Some(&[0x30, 0x01, 0xAA][..])
+        );
         let mut long = vec![0x30, 0x81, 0x80];
         long.extend(std::iter::repeat_n(0u8, 0x80));
         assert_eq!(leading_sequence(&long).map(<[u8]>::len), Some(0x83));

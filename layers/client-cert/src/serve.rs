@@ -68,7 +68,10 @@ where
 /// [`AddTlsConnectInfo`].
 pub async fn serve<S, B>(mut listener: TlsListener, service: S, shutdown: impl Future<Output = ()>)
 where
-    S: Service<Request<Incoming>, Response = Response<B>, Error = Infallible> + Clone + Send + 'static,
+    S: Service<Request<Incoming>, Response = Response<B>, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
     S::Future: Send + 'static,
     B: http_body::Body + Send + 'static,
     B::Data: Send,
@@ -85,7 +88,10 @@ where
             },
             () = &mut shutdown => break,
         };
-        let service = TowerToHyperService::new(AddTlsConnectInfo::new(service.clone(), stream.info().clone()));
+        let service = TowerToHyperService::new(AddTlsConnectInfo::new(
+            service.clone(),
+            stream.info().clone(),
+        ));
         let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
         let connection = graceful.watch(connection.into_owned());
         tokio::spawn(async move {
@@ -135,6 +141,9 @@ impl<S: Clone> Service<axum::serve::IncomingStream<'_, TlsListener>> for WithTls
     }
 
     fn call(&mut self, stream: axum::serve::IncomingStream<'_, TlsListener>) -> Self::Future {
-        std::future::ready(Ok(AddTlsConnectInfo::new(self.inner.clone(), stream.io().info().clone())))
+        std::future::ready(Ok(AddTlsConnectInfo::new(
+            self.inner.clone(),
+            stream.io().info().clone(),
+        )))
     }
 }

@@ -112,7 +112,12 @@ pub struct ServerTls {
 impl ServerTls {
     /// A chain (leaf first) and its private key (PKCS#8, PKCS#1 or SEC1), PEM.
     pub fn from_pem(chain_pem: &[u8], key_pem: &[u8]) -> Result<Self, ConfigError> {
-        Self::from_pem_with_origin(chain_pem, "server certificate chain", key_pem, "server private key")
+        Self::from_pem_with_origin(
+            chain_pem,
+            "server certificate chain",
+            key_pem,
+            "server private key",
+        )
     }
 
     /// Reads the chain and key from files.
@@ -145,10 +150,11 @@ impl ServerTls {
                 origin: chain_origin.to_owned(),
             });
         }
-        let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| ConfigError::NoPrivateKey {
-            origin: key_origin.to_owned(),
-            detail: e.to_string(),
-        })?;
+        let key =
+            PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| ConfigError::NoPrivateKey {
+                origin: key_origin.to_owned(),
+                detail: e.to_string(),
+            })?;
         Ok(ServerTls {
             chain,
             key: Arc::new(key),
@@ -245,7 +251,9 @@ impl ServerTls {
             ClientAuth::None => WebPkiClientVerifier::no_client_auth(),
             mode => {
                 if self.client_roots.is_empty() {
-                    return Err(ConfigError::ClientAuthWithoutCa { mode: mode.as_str() });
+                    return Err(ConfigError::ClientAuthWithoutCa {
+                        mode: mode.as_str(),
+                    });
                 }
                 let mut roots = RootCertStore::empty();
                 for (index, root) in self.client_roots.iter().enumerate() {
@@ -254,8 +262,9 @@ impl ServerTls {
                         detail: format!("certificate {}: {e}", index + 1),
                     })?;
                 }
-                let mut builder = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-                    .with_crls(self.crls.iter().cloned());
+                let mut builder =
+                    WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+                        .with_crls(self.crls.iter().cloned());
                 if mode == ClientAuth::Optional {
                     builder = builder.allow_unauthenticated();
                 }
@@ -284,7 +293,14 @@ impl ServerTls {
             .with_single_cert(self.chain.clone(), self.key.clone_key())
             .map_err(|e| ConfigError::Rustls {
                 what: "server certificate and key",
-                detail: format!("{e}; check that TLS_KEY is the key of the first certificate in TLS_CERT"),
+                detail: match e {
+                    rustls::Error::InconsistentKeys(_) => {
+                        "the private key is not the key of the first certificate in the chain; check that \
+                         TLS_KEY belongs to the leaf certificate at the top of TLS_CERT"
+                            .to_owned()
+                    }
+                    other => format!("{other}; check that TLS_KEY belongs to the leaf certificate at the top of TLS_CERT"),
+                },
             })?;
         config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         Ok(Arc::new(config))
@@ -303,7 +319,9 @@ impl ServerTls {
     /// `TLS_CLIENT_AUTH=required|optional` without `TLS_CLIENT_CA`; a client
     /// CA, CRL or mode without a server certificate; values other than those
     /// listed. A CA with no mode means `required` (with a warning).
-    pub fn from_env_with(lookup: impl Fn(&str) -> Option<String>) -> Result<Option<EnvTls>, ConfigError> {
+    pub fn from_env_with(
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> Result<Option<EnvTls>, ConfigError> {
         let get = |var: &str| lookup(var).filter(|v| !v.trim().is_empty());
         let cert = get("TLS_CERT");
         let key = get("TLS_KEY");
@@ -338,13 +356,26 @@ impl ServerTls {
 
         let (cert, key) = match (cert, key) {
             (Some(cert), Some(key)) => (cert, key),
-            (Some(_), None) => return Err(ConfigError::MissingPair { set: "TLS_CERT", missing: "TLS_KEY" }),
-            (None, Some(_)) => return Err(ConfigError::MissingPair { set: "TLS_KEY", missing: "TLS_CERT" }),
+            (Some(_), None) => {
+                return Err(ConfigError::MissingPair {
+                    set: "TLS_CERT",
+                    missing: "TLS_KEY",
+                });
+            }
+            (None, Some(_)) => {
+                return Err(ConfigError::MissingPair {
+                    set: "TLS_KEY",
+                    missing: "TLS_CERT",
+                });
+            }
             (None, None) => {
                 for (var, set) in [
                     ("TLS_CLIENT_CA", ca.is_some()),
                     ("TLS_CLIENT_CRL", crl.is_some()),
-                    ("TLS_CLIENT_AUTH", mode.is_some_and(|m| m != ClientAuth::None)),
+                    (
+                        "TLS_CLIENT_AUTH",
+                        mode.is_some_and(|m| m != ClientAuth::None),
+                    ),
                     ("USE_CERT_AS_PRINCIPAL", use_cert_as_principal),
                 ] {
                     if set {
@@ -359,10 +390,16 @@ impl ServerTls {
         let client_auth = match (mode, &ca) {
             (Some(ClientAuth::None), _) => ClientAuth::None,
             (Some(mode), Some(_)) => mode,
-            (Some(mode), None) => return Err(ConfigError::ClientAuthWithoutCa { mode: mode.as_str() }),
+            (Some(mode), None) => {
+                return Err(ConfigError::ClientAuthWithoutCa {
+                    mode: mode.as_str(),
+                });
+            }
             (None, Some(_)) => {
                 #[cfg(feature = "tracing")]
-                tracing::warn!("TLS_CLIENT_CA is set without TLS_CLIENT_AUTH: requiring client certificates");
+                tracing::warn!(
+                    "TLS_CLIENT_CA is set without TLS_CLIENT_AUTH: requiring client certificates"
+                );
                 ClientAuth::Required
             }
             (None, None) => ClientAuth::None,
@@ -380,10 +417,15 @@ impl ServerTls {
         }
         if let Some(crl) = &crl {
             if ca.is_none() {
-                return Err(ConfigError::MissingPair { set: "TLS_CLIENT_CRL", missing: "TLS_CLIENT_CA" });
+                return Err(ConfigError::MissingPair {
+                    set: "TLS_CLIENT_CRL",
+                    missing: "TLS_CLIENT_CA",
+                });
             }
             for path in crl.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-                tls = tls.with_crl_file(path).map_err(|e| rename_origin(e, "TLS_CLIENT_CRL", path))?;
+                tls = tls
+                    .with_crl_file(path)
+                    .map_err(|e| rename_origin(e, "TLS_CLIENT_CRL", path))?;
             }
         }
         let tls = tls.with_client_auth(client_auth);
@@ -401,7 +443,11 @@ impl ServerTls {
 fn rename_origin(error: ConfigError, var: &str, path: &str) -> ConfigError {
     let origin = format!("{var} ({path})");
     match error {
-        ConfigError::Read { path, source, .. } => ConfigError::Read { origin, path, source },
+        ConfigError::Read { path, source, .. } => ConfigError::Read {
+            origin,
+            path,
+            source,
+        },
         ConfigError::Pem { error, .. } => ConfigError::Pem { origin, error },
         other => other,
     }

@@ -23,12 +23,16 @@ pin_project! {
 
 impl<B> ResponseBody<B> {
     pub(crate) fn inner(body: B) -> Self {
-        ResponseBody { kind: BodyKind::Inner { body } }
+        ResponseBody {
+            kind: BodyKind::Inner { body },
+        }
     }
 
     pub(crate) fn reason(text: &'static str) -> Self {
         ResponseBody {
-            kind: BodyKind::Reason { text: Some(Bytes::from_static(text.as_bytes())) },
+            kind: BodyKind::Reason {
+                text: Some(Bytes::from_static(text.as_bytes())),
+            },
         }
     }
 }
@@ -40,7 +44,10 @@ where
     type Data = Bytes;
     type Error = B::Error;
 
-    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
         match self.project().kind.project() {
             BodyProj::Inner { body } => body.poll_frame(cx),
             BodyProj::Reason { text } => Poll::Ready(text.take().map(|t| Ok(Frame::data(t)))),
@@ -57,7 +64,9 @@ where
     fn size_hint(&self) -> SizeHint {
         match &self.kind {
             BodyKind::Inner { body } => body.size_hint(),
-            BodyKind::Reason { text } => SizeHint::with_exact(text.as_ref().map_or(0, |t| t.len() as u64)),
+            BodyKind::Reason { text } => {
+                SizeHint::with_exact(text.as_ref().map_or(0, |t| t.len() as u64))
+            }
         }
     }
 }

@@ -25,12 +25,16 @@ pin_project! {
 
 impl<F> ResponseFuture<F> {
     pub(crate) fn future(future: F) -> Self {
-        ResponseFuture { kind: Kind::Future { future } }
+        ResponseFuture {
+            kind: Kind::Future { future },
+        }
     }
 
     pub(crate) fn rejected(rejection: ClientCertRejection) -> Self {
         ResponseFuture {
-            kind: Kind::Rejected { rejection: Some(rejection) },
+            kind: Kind::Rejected {
+                rejection: Some(rejection),
+            },
         }
     }
 }

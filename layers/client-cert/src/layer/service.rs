@@ -39,7 +39,10 @@ impl<S> ClientCert<S> {
         self.inner
     }
 
-    fn check(&self, info: Option<&TlsConnectInfo>) -> Result<Option<ClientIdentity>, ClientCertRejection> {
+    fn check(
+        &self,
+        info: Option<&TlsConnectInfo>,
+    ) -> Result<Option<ClientIdentity>, ClientCertRejection> {
         let identity = info.and_then(TlsConnectInfo::client_identity);
         match identity {
             Some(identity) if self.policy.allow.allows(identity) => Ok(Some(identity.clone())),

@@ -1,0 +1,151 @@
+//! Start-up from the environment: each bad combination and its message.
+
+use std::collections::HashMap;
+
+use portcullis_client_cert::{ClientAuth, ServerTls};
+use portcullis_test_support::pki;
+
+struct Files {
+    dir: std::path::PathBuf,
+}
+
+impl Files {
+    fn new(name: &str) -> Self {
+        let dir =
+            std::env::temp_dir().join(format!("portcullis-env-{}-{name}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let pki = pki();
+        for (file, text) in [
+            ("cert.pem", pki.end().chain_pem()),
+            ("key.pem", pki.end().key_pem()),
+            ("ca.pem", pki.ca().cert_pem()),
+            ("empty.pem", ""),
+            (
+                "garbage.pem",
+                "-----BEGIN CERTIFICATE-----\nnot base64!\n-----END CERTIFICATE-----\n",
+            ),
+        ] {
+            std::fs::write(dir.join(file), text).unwrap();
+        }
+        Files { dir }
+    }
+
+    fn path(&self, file: &str) -> String {
+        self.dir.join(file).display().to_string()
+    }
+}
+
+impl Drop for Files {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn load(vars: &[(&str, String)]) -> Result<Option<portcullis_client_cert::EnvTls>, String> {
+    let vars: HashMap<&str, String> = vars.iter().cloned().collect();
+    ServerTls::from_env_with(|var| vars.get(var).cloned()).map_err(|e| e.to_string())
+}
+
+#[test]
+fn nothing_set_is_plaintext() {
+    assert!(load(&[]).unwrap().is_none());
+}
+
+#[test]
+fn a_ca_without_a_mode_requires_client_certificates() {
+    let f = Files::new("ca-default");
+    let env = load(&[
+        ("TLS_CERT", f.path("cert.pem")),
+        ("TLS_KEY", f.path("key.pem")),
+        ("TLS_CLIENT_CA", f.path("ca.pem")),
+    ])
+    .unwrap()
+    .unwrap();
+    assert_eq!(env.tls.client_auth(), ClientAuth::Required);
+    assert!(!env.use_cert_as_principal);
+}
+
+#[test]
+fn good_combinations() {
+    let f = Files::new("good");
+    let base = [
+        ("TLS_CERT", f.path("cert.pem")),
+        ("TLS_KEY", f.path("key.pem")),
+    ];
+    assert_eq!(
+        load(&base).unwrap().unwrap().tls.client_auth(),
+        ClientAuth::None
+    );
+    let mut optional = base.to_vec();
+    optional.extend([
+        ("TLS_CLIENT_CA", f.path("ca.pem")),
+        ("TLS_CLIENT_AUTH", "Optional".to_owned()),
+        ("USE_CERT_AS_PRINCIPAL", "true".to_owned()),
+    ]);
+    let env = load(&optional).unwrap().unwrap();
+    assert_eq!(env.tls.client_auth(), ClientAuth::Optional);
+    assert!(env.use_cert_as_principal);
+}
+
+#[test]
+fn bad_combinations_name_the_variables_and_the_fix() {
+    let f = Files::new("bad");
+    let cert = ("TLS_CERT", f.path("cert.pem"));
+    let key = ("TLS_KEY", f.path("key.pem"));
+    let cases: Vec<(Vec<(&str, String)>, String)> = vec![
+        (
+            vec![cert.clone()],
+            "TLS_CERT is set but TLS_KEY is not: set both (the server certificate chain and its private key), or neither for plaintext".into(),
+        ),
+        (
+            vec![key.clone()],
+            "TLS_KEY is set but TLS_CERT is not: set both (the server certificate chain and its private key), or neither for plaintext".into(),
+        ),
+        (
+            vec![cert.clone(), key.clone(), ("TLS_CLIENT_AUTH", "required".into())],
+            "TLS_CLIENT_AUTH=required needs TLS_CLIENT_CA, the CA bundle client certificates are verified against; set it, or set TLS_CLIENT_AUTH=none".into(),
+        ),
+        (
+            vec![cert.clone(), key.clone(), ("TLS_CLIENT_AUTH", "sometimes".into())],
+            "TLS_CLIENT_AUTH=\"sometimes\" is not valid; expected one of: none, optional, required".into(),
+        ),
+        (
+            vec![("TLS_CLIENT_CA", f.path("ca.pem"))],
+            "TLS_CLIENT_CA is set but TLS_CERT and TLS_KEY are not: client certificates need TLS; set TLS_CERT and TLS_KEY, or unset TLS_CLIENT_CA".into(),
+        ),
+        (
+            vec![cert.clone(), key.clone(), ("USE_CERT_AS_PRINCIPAL", "maybe".into())],
+            "USE_CERT_AS_PRINCIPAL=\"maybe\" is not valid; expected one of: true, false".into(),
+        ),
+        (
+            vec![cert.clone(), key.clone(), ("TLS_CLIENT_CA", f.path("empty.pem"))],
+            format!(
+                "TLS_CLIENT_CA ({}): no certificates found; it must hold PEM \"CERTIFICATE\" (or \"TRUSTED CERTIFICATE\") blocks, or one DER certificate",
+                f.path("empty.pem")
+            ),
+        ),
+        (
+            vec![cert.clone(), key.clone(), ("TLS_CLIENT_CA", f.path("garbage.pem"))],
+            format!("TLS_CLIENT_CA ({}): PEM block 1: its body is not valid base64; re-export the file as PEM", f.path("garbage.pem")),
+        ),
+        (
+            vec![("TLS_CERT", f.path("ca.pem")), key.clone()],
+            "server certificate and key: the private key is not the key of the first certificate in the chain; check that TLS_KEY belongs to the leaf certificate at the top of TLS_CERT".into(),
+        ),
+        (
+            vec![cert.clone(), ("TLS_KEY", f.path("cert.pem"))],
+            format!("TLS_KEY ({}): no usable private key", f.path("cert.pem")),
+        ),
+        (
+            vec![cert.clone(), ("TLS_KEY", f.path("missing.pem"))],
+            format!("TLS_KEY ({0}): cannot read {0}: No such file or directory", f.path("missing.pem")),
+        ),
+    ];
+    for (vars, expected) in cases {
+        let err = load(&vars).map(|_| ()).unwrap_err();
+        assert!(
+            err.starts_with(&expected),
+            "for {vars:?}\n got: {err}\nwant: {expected}"
+        );
+    }
+}

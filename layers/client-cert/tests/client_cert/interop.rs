@@ -1,0 +1,246 @@
+//! Real outside clients: curl and openssl s_client.
+
+use std::process::Command;
+
+use portcullis_client_cert::{ClientAuth, ClientCertLayer, ServerTls};
+use portcullis_test_support::{interop_binary, pki};
+
+use crate::support::spawn;
+
+struct Files {
+    dir: std::path::PathBuf,
+}
+
+impl Files {
+    fn new(name: &str) -> Self {
+        let dir =
+            std::env::temp_dir().join(format!("portcullis-interop-{}-{name}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let pki = pki();
+        for (file, text) in [
+            ("ca.pem", pki.ca().cert_pem()),
+            ("inter.pem", pki.inter().cert_pem()),
+            ("client.pem", pki.client().chain_pem()),
+            ("client.key", pki.client().key_pem()),
+            ("spiffe.pem", pki.client_spiffe().chain_pem()),
+            ("spiffe.key", pki.client_spiffe().key_pem()),
+            ("expired.pem", pki.client_expired().chain_pem()),
+            ("expired.key", pki.client_expired().key_pem()),
+        ] {
+            std::fs::write(dir.join(file), text).unwrap();
+        }
+        Files { dir }
+    }
+
+    fn path(&self, file: &str) -> String {
+        self.dir.join(file).display().to_string()
+    }
+}
+
+impl Drop for Files {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn server_tls(auth: ClientAuth) -> ServerTls {
+    let pki = pki();
+    ServerTls::from_pem(
+        pki.end().chain_pem().as_bytes(),
+        pki.end().key_pem().as_bytes(),
+    )
+    .unwrap()
+    .with_client_ca_pem(pki.ca().cert_pem().as_bytes())
+    .unwrap()
+    .with_client_auth(auth)
+}
+
+/// Runs curl in a blocking task; returns (exit code, status code, body).
+async fn curl(args: Vec<String>) -> (i32, String, String) {
+    tokio::task::spawn_blocking(move || {
+        let out = Command::new("curl")
+            .args(["-sS", "--max-time", "10", "-w", "\n%{http_code}"])
+            .args(&args)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let (body, status) = stdout.rsplit_once('\n').unwrap_or(("", &stdout));
+        (
+            out.status.code().unwrap_or(-1),
+            status.to_owned(),
+            body.to_owned(),
+        )
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn curl_with_and_without_a_client_certificate() {
+    if interop_binary("curl").is_none() {
+        return;
+    }
+    let f = Files::new("curl");
+    let server = spawn(
+        server_tls(ClientAuth::Optional),
+        ClientCertLayer::new().required(),
+    )
+    .await;
+    let url = format!("https://localhost:{}/", server.addr.port());
+    let resolve = format!("localhost:{}:127.0.0.1", server.addr.port());
+    let base = vec![
+        "--resolve".to_owned(),
+        resolve,
+        "--cacert".to_owned(),
+        f.path("ca.pem"),
+    ];
+
+    for (flag, alpn) in [("--http1.1", "http/1.1"), ("--http2", "h2")] {
+        let mut args = base.clone();
+        args.extend([
+            flag.to_owned(),
+            "--cert".to_owned(),
+            f.path("client.pem"),
+            "--key".to_owned(),
+            f.path("client.key"),
+            url.clone(),
+        ]);
+        let (code, status, body) = curl(args).await;
+        assert_eq!((code, status.as_str()), (0, "200"), "{body}");
+        assert_eq!(
+            body,
+            format!("cn=client.example.com;spiffe=-;source=tls;alpn={alpn}")
+        );
+    }
+
+    let mut args = base.clone();
+    args.extend([
+        "--cert".to_owned(),
+        f.path("spiffe.pem"),
+        "--key".to_owned(),
+        f.path("spiffe.key"),
+        url.clone(),
+    ]);
+    let (_, status, body) = curl(args).await;
+    assert_eq!(status, "200");
+    assert!(
+        body.contains("spiffe=spiffe://example.org/ns/prod/sa/api"),
+        "{body}"
+    );
+
+    // Optional TLS, required by the layer: no certificate is a 401.
+    let mut args = base.clone();
+    args.push(url.clone());
+    let (code, status, body) = curl(args).await;
+    assert_eq!(
+        (code, status.as_str(), body.as_str()),
+        (0, "401", "client certificate required\n")
+    );
+
+    // An expired certificate fails the handshake: curl exits non-zero, no status.
+    let mut args = base;
+    args.extend([
+        "--cert".to_owned(),
+        f.path("expired.pem"),
+        "--key".to_owned(),
+        f.path("expired.key"),
+        url,
+    ]);
+    let (code, status, _) = curl(args).await;
+    assert_ne!(code, 0);
+    assert_eq!(status, "000");
+}
+
+/// Runs `openssl s_client`, sends a GET and returns everything it printed.
+async fn s_client(args: Vec<String>) -> (bool, String) {
+    tokio::task::spawn_blocking(move || {
+        use std::io::Write;
+        let mut child = Command::new("openssl")
+            .arg("s_client")
+            .args(&args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        let _ = stdin.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+        // s_client exits when the server closes; keep stdin open until then.
+        let out = child.wait_with_output().unwrap();
+        drop(stdin);
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.success(), text)
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn openssl_s_client_tls12_and_tls13_with_alpn() {
+    if interop_binary("openssl").is_none() {
+        return;
+    }
+    let f = Files::new("s_client");
+    let server = spawn(
+        server_tls(ClientAuth::Required),
+        ClientCertLayer::new().required(),
+    )
+    .await;
+    let connect = format!("127.0.0.1:{}", server.addr.port());
+    for (version, protocol) in [("-tls1_2", "TLSv1.2"), ("-tls1_3", "TLSv1.3")] {
+        let args = vec![
+            "-connect".to_owned(),
+            connect.clone(),
+            "-servername".to_owned(),
+            "localhost".to_owned(),
+            version.to_owned(),
+            "-alpn".to_owned(),
+            "http/1.1".to_owned(),
+            "-CAfile".to_owned(),
+            f.path("ca.pem"),
+            // s_client sends only the first certificate of -cert; the
+            // intermediate goes in -cert_chain.
+            "-cert".to_owned(),
+            f.path("client.pem"),
+            "-cert_chain".to_owned(),
+            f.path("inter.pem"),
+            "-key".to_owned(),
+            f.path("client.key"),
+            "-verify_return_error".to_owned(),
+            "-ign_eof".to_owned(),
+        ];
+        let (_, text) = s_client(args).await;
+        assert!(
+            text.contains(&format!("Protocol  : {protocol}"))
+                || text.contains(&format!("New, {protocol}")),
+            "{text}"
+        );
+        assert!(text.contains("ALPN protocol: http/1.1"), "{text}");
+        assert!(text.contains("HTTP/1.1 200 OK"), "{text}");
+        assert!(
+            text.contains("cn=client.example.com;spiffe=-;source=tls;alpn=http/1.1"),
+            "{text}"
+        );
+    }
+    // Without a certificate the server refuses the handshake.
+    let args = vec![
+        "-connect".to_owned(),
+        connect,
+        "-servername".to_owned(),
+        "localhost".to_owned(),
+        "-tls1_3".to_owned(),
+        "-CAfile".to_owned(),
+        f.path("ca.pem"),
+        "-ign_eof".to_owned(),
+    ];
+    let (_, text) = s_client(args).await;
+    assert!(
+        text.contains("alert certificate required") || text.contains("certificate required"),
+        "{text}"
+    );
+    assert!(!text.contains("HTTP/1.1 200"), "{text}");
+}

@@ -1,0 +1,54 @@
+//! Clients that connect and say nothing must not hold up anyone else, and
+//! are dropped at the handshake deadline.
+
+use std::time::Duration;
+
+use http::StatusCode;
+use portcullis_client_cert::{ClientAuth, ClientCertLayer, ServerTls, TlsAcceptor};
+use portcullis_test_support::pki;
+use tokio::io::AsyncReadExt;
+use tokio::net::TcpStream;
+
+use crate::support::{ClientCert, Http, get, spawn_with};
+
+#[tokio::test]
+async fn five_hundred_silent_sockets_block_no_one_and_are_closed_at_the_deadline() {
+    let pki = pki();
+    let tls = ServerTls::from_pem(
+        pki.end().chain_pem().as_bytes(),
+        pki.end().key_pem().as_bytes(),
+    )
+    .unwrap()
+    .with_client_ca_pem(pki.ca().cert_pem().as_bytes())
+    .unwrap()
+    .with_client_auth(ClientAuth::Required);
+    let deadline = Duration::from_secs(2);
+    let acceptor = TlsAcceptor::new(tls.build().unwrap()).with_handshake_timeout(deadline);
+    let server = spawn_with(acceptor, ClientCertLayer::new().required()).await;
+
+    let mut silent = Vec::new();
+    for _ in 0..500 {
+        silent.push(TcpStream::connect(server.addr).await.unwrap());
+    }
+    // A real client is served while all 500 are still connected and silent.
+    let client = ClientCert {
+        chain_pem: pki.client().chain_pem(),
+        key_pem: pki.client().key_pem(),
+    };
+    let got = get(server.addr, pki.ca().cert_pem(), Some(client), Http::H2)
+        .await
+        .unwrap();
+    assert_eq!(got.0, StatusCode::OK);
+    assert!(got.1.starts_with("cn=client.example.com"));
+
+    // Every silent socket is then closed by the server (EOF or reset), and
+    // not before the deadline could have passed for it.
+    for mut socket in silent {
+        let mut byte = [0u8; 1];
+        let read = tokio::time::timeout(deadline * 10, socket.read(&mut byte)).await;
+        match read {
+            Ok(Ok(0)) | Ok(Err(_)) => {}
+            other => panic!("silent socket not closed by the server: {other:?}"),
+        }
+    }
+}
