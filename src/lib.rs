@@ -2,8 +2,10 @@
 //! calling** (a client certificate from our own TLS acceptor or forwarded by
 //! a trusted proxy), **for which tenant**, and **may they call again now**.
 //!
-//! This facade re-exports the layer crates behind features. Today it holds
-//! the shared vocabulary, [`identity`]; the layers arrive crate by crate.
+//! This facade re-exports the layer crates behind features: the shared
+//! vocabulary [`identity`] and, with `client-cert` (on by default), the
+//! self-terminated mTLS listener and [`ClientCertLayer`](client_cert::ClientCertLayer).
+//! The XFCC, tenant and rate-limit layers arrive crate by crate.
 //!
 //! # Example
 //!
@@ -29,7 +31,8 @@
 //!
 //! | Name | Description | Default? |
 //! |---|---|---|
-//! | `axum` | axum extractors for the identity extensions (axum-core only) | No |
+//! | `client-cert` | [`client_cert`]: server TLS from config or env, the concurrent TLS listener, `ClientCertLayer` | Yes |
+//! | `axum` | axum extractors for the identity extensions; `axum::serve` over the TLS listener | No |
 //! | `tracing` | `tracing` events from every layer | No |
 //! | `full` | all of the above | No |
 
@@ -39,10 +42,19 @@
 
 pub use portcullis_identity as identity;
 
+#[cfg(feature = "client-cert")]
+#[cfg_attr(docsrs, doc(cfg(feature = "client-cert")))]
+pub use portcullis_client_cert as client_cert;
+
 /// The names most services need, for a glob import.
 pub mod prelude {
     pub use portcullis_identity::{
         BearerDigest, ClientIdentity, ClientIp, ClientIpHeader, ClientIpLayer, PeerAddr, Source,
         SpiffeId, TlsConnectInfo, TrustedProxies,
+    };
+
+    #[cfg(feature = "client-cert")]
+    pub use portcullis_client_cert::{
+        ClientAuth, ClientCertLayer, ServerTls, TlsAcceptor, TlsListener,
     };
 }

@@ -5,6 +5,8 @@
 //!   `ClientIdentity` field), embedded at compile time.
 //! - [`ThrowawayPki`]: the same shapes made fresh with rcgen, for the demo
 //!   and for certificates a test needs once (a wrong CA, an expiry).
+//! - [`client`]: a real rustls + hyper client, with or without a client
+//!   certificate, over HTTP/1.1 or h2.
 //! - [`interop_binary`]: find an outside tool (openssl, curl, nginx), or skip
 //!   with a notice, or fail when `PORTCULLIS_INTEROP=require`.
 //!
@@ -13,6 +15,8 @@
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
+
+pub mod client;
 
 use std::net::IpAddr;
 use std::path::PathBuf;

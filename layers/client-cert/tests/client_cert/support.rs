@@ -2,19 +2,13 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::Bytes;
-use http::{Request, Response, StatusCode};
-use http_body_util::{BodyExt, Empty, Full};
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use http::{Request, Response};
+use http_body_util::Full;
 use portcullis_client_cert::{ClientCertLayer, ServerTls, TlsAcceptor, TlsListener, serve};
 use portcullis_identity::{ClientIdentity, TlsConnectInfo};
-use rustls::pki_types::ServerName;
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-use tokio::net::TcpStream;
+pub(crate) use portcullis_test_support::client::{ClientCert, Http, get, get_path};
 use tokio::sync::oneshot;
 use tower::ServiceBuilder;
 
@@ -70,114 +64,4 @@ pub(crate) async fn spawn_with(acceptor: TlsAcceptor, layer: ClientCertLayer) ->
         addr,
         stop: Some(stop),
     }
-}
-
-/// Which HTTP version the client asks for with ALPN.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Http {
-    H1,
-    H2,
-}
-
-/// A client certificate: chain PEM and key PEM.
-pub(crate) struct ClientCert<'a> {
-    pub(crate) chain_pem: &'a str,
-    pub(crate) key_pem: &'a str,
-}
-
-/// GET / over a fresh TLS connection. `Err` carries the TLS or HTTP error
-/// text, e.g. `received fatal alert: CertificateRequired`.
-pub(crate) async fn get(
-    addr: SocketAddr,
-    root_pem: &str,
-    cert: Option<ClientCert<'_>>,
-    http: Http,
-) -> Result<(StatusCode, String), String> {
-    get_path(addr, root_pem, cert, http, "/").await
-}
-
-/// GET `path` over a fresh TLS connection; see [`get`].
-pub(crate) async fn get_path(
-    addr: SocketAddr,
-    root_pem: &str,
-    cert: Option<ClientCert<'_>>,
-    http: Http,
-    path: &str,
-) -> Result<(StatusCode, String), String> {
-    let mut roots = rustls::RootCertStore::empty();
-    for root in CertificateDer::pem_slice_iter(root_pem.as_bytes()) {
-        roots.add(root.unwrap()).unwrap();
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let builder = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots);
-    let mut config = match cert {
-        Some(cert) => builder
-            .with_client_auth_cert(
-                CertificateDer::pem_slice_iter(cert.chain_pem.as_bytes())
-                    .map(Result::unwrap)
-                    .collect(),
-                PrivateKeyDer::from_pem_slice(cert.key_pem.as_bytes()).unwrap(),
-            )
-            .unwrap(),
-        None => builder.with_no_client_auth(),
-    };
-    config.alpn_protocols = vec![match http {
-        Http::H1 => b"http/1.1".to_vec(),
-        Http::H2 => b"h2".to_vec(),
-    }];
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
-    let tcp = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
-    let tls = connector
-        .connect(ServerName::try_from("localhost").unwrap(), tcp)
-        .await
-        .map_err(|e| e.to_string())?;
-    let req = Request::builder()
-        .uri(format!("https://localhost{path}"))
-        .header("host", "localhost")
-        .body(Empty::<Bytes>::new())
-        .unwrap();
-    let result = tokio::time::timeout(Duration::from_secs(10), async {
-        let res = match http {
-            Http::H1 => {
-                let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
-                    .await
-                    .map_err(error_chain)?;
-                tokio::spawn(conn);
-                sender.send_request(req).await.map_err(error_chain)?
-            }
-            Http::H2 => {
-                let (mut sender, conn) =
-                    hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
-                        .await
-                        .map_err(error_chain)?;
-                tokio::spawn(conn);
-                sender.send_request(req).await.map_err(error_chain)?
-            }
-        };
-        let status = res.status();
-        let body = res
-            .into_body()
-            .collect()
-            .await
-            .map_err(error_chain)?
-            .to_bytes();
-        Ok((status, String::from_utf8_lossy(&body).into_owned()))
-    })
-    .await;
-    result.unwrap_or_else(|_| Err("timed out".to_owned()))
-}
-
-/// An error and its sources, so the TLS alert under a hyper error shows.
-fn error_chain(error: impl std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
