@@ -63,6 +63,13 @@ pub enum ConfigError {
         /// Why.
         detail: String,
     },
+    /// Watching files for reload could not start.
+    Watch {
+        /// The directory that could not be watched, if it got that far.
+        path: PathBuf,
+        /// Why.
+        detail: String,
+    },
     /// rustls refused the assembled configuration (key does not match the
     /// certificate, a CRL does not parse, ...).
     Rustls {
@@ -120,6 +127,12 @@ impl fmt::Display for ConfigError {
                 f,
                 "{origin}: no usable private key ({detail}); it must hold one PKCS#8 \"PRIVATE KEY\", \
                  PKCS#1 \"RSA PRIVATE KEY\" or SEC1 \"EC PRIVATE KEY\" block, unencrypted"
+            ),
+            ConfigError::Watch { path, detail } => write!(
+                f,
+                "cannot watch {} for TLS reloads: {detail}; check that the directory exists and \
+                 inotify limits (fs.inotify.max_user_watches) are not exhausted",
+                path.display()
             ),
             ConfigError::Rustls { what, detail } => write!(f, "{what}: {detail}"),
         }

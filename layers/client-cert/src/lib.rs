@@ -65,6 +65,7 @@ mod error;
 pub mod layer;
 mod listener;
 pub mod pem;
+mod reload;
 mod serve;
 mod server;
 
@@ -72,6 +73,7 @@ pub use acceptor::{DEFAULT_HANDSHAKE_TIMEOUT, TlsAcceptor, TlsStream};
 pub use error::ConfigError;
 pub use layer::{ClientCert, ClientCertLayer, ClientCertRejection, RejectionKind};
 pub use listener::{DEFAULT_MAX_HANDSHAKES, TlsListener};
+pub use reload::{ReloadStats, TlsFiles, TlsReloader};
 #[cfg(feature = "axum")]
 pub use serve::WithTlsConnectInfo;
 pub use serve::{AddTlsConnectInfo, serve};

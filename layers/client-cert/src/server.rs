@@ -10,8 +10,8 @@ use rustls::server::{ServerConfig, WebPkiClientVerifier};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer};
 
-use crate::ConfigError;
 use crate::pem::parse_bundle;
+use crate::{ConfigError, TlsFiles};
 
 /// Whether clients must present a certificate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -431,10 +431,23 @@ impl ServerTls {
         let tls = tls.with_client_auth(client_auth);
         // Fail at start-up, not at the first handshake.
         tls.build()?;
+        let files = TlsFiles {
+            cert: PathBuf::from(cert),
+            key: PathBuf::from(key),
+            client_ca: ca.map(PathBuf::from),
+            crls: crl
+                .iter()
+                .flat_map(|list| list.split(','))
+                .map(str::trim)
+                .filter(|p| !p.is_empty())
+                .map(PathBuf::from)
+                .collect(),
+            client_auth,
+            revocation: Revocation::default(),
+        };
         Ok(Some(EnvTls {
             tls,
-            cert_path: PathBuf::from(cert),
-            key_path: PathBuf::from(key),
+            files,
             use_cert_as_principal,
         }))
     }
@@ -479,10 +492,8 @@ impl fmt::Debug for ServerTls {
 pub struct EnvTls {
     /// The server configuration.
     pub tls: ServerTls,
-    /// `TLS_CERT`.
-    pub cert_path: PathBuf,
-    /// `TLS_KEY`.
-    pub key_path: PathBuf,
+    /// The files it came from, for [`TlsReloader`](crate::TlsReloader).
+    pub files: TlsFiles,
     /// `USE_CERT_AS_PRINCIPAL`: the certificate, not the bearer, names the
     /// caller.
     pub use_cert_as_principal: bool,

@@ -8,5 +8,6 @@ mod axum_serve;
 mod env;
 mod handshakes;
 mod interop;
+mod reload;
 mod stalled;
 mod support;

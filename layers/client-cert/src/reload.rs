@@ -1,0 +1,224 @@
+//! Hot reload: rebuild the whole TLS configuration when its files change,
+//! keep the last good one when they are bad.
+
+use std::collections::HashSet;
+use std::ffi::OsString;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use notify::{RecursiveMode, Watcher};
+
+use crate::{ClientAuth, ConfigError, Revocation, ServerTls, TlsAcceptor};
+
+/// Changes closer together than this are one reload: editors and
+/// Kubernetes write several files in a burst.
+const SETTLE: Duration = Duration::from_millis(200);
+
+/// The files a [`ServerTls`] is built from, and how to use them: what a
+/// reload reads again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// The server certificate chain, PEM, leaf first.
+    pub cert: PathBuf,
+    /// Its private key, PEM.
+    pub key: PathBuf,
+    /// Client CA bundle, PEM (CRLs in it count too).
+    pub client_ca: Option<PathBuf>,
+    /// CRL files, PEM.
+    pub crls: Vec<PathBuf>,
+    /// Whether clients must present a certificate.
+    pub client_auth: ClientAuth,
+    /// How CRLs are applied.
+    pub revocation: Revocation,
+}
+
+impl TlsFiles {
+    /// A server certificate chain and key; no client certificates.
+    pub fn new(cert: impl Into<PathBuf>, key: impl Into<PathBuf>) -> Self {
+        TlsFiles {
+            cert: cert.into(),
+            key: key.into(),
+            client_ca: None,
+            crls: Vec::new(),
+            client_auth: ClientAuth::None,
+            revocation: Revocation::default(),
+        }
+    }
+
+    /// Reads every file and assembles the configuration.
+    pub fn load(&self) -> Result<ServerTls, ConfigError> {
+        let mut tls = ServerTls::from_files(&self.cert, &self.key)?;
+        if let Some(ca) = &self.client_ca {
+            tls = tls.with_client_ca_file(ca)?;
+        }
+        for crl in &self.crls {
+            tls = tls.with_crl_file(crl)?;
+        }
+        Ok(tls
+            .with_client_auth(self.client_auth)
+            .with_revocation(self.revocation))
+    }
+
+    fn paths(&self) -> impl Iterator<Item = &Path> {
+        [self.cert.as_path(), self.key.as_path()]
+            .into_iter()
+            .chain(self.client_ca.as_deref())
+            .chain(self.crls.iter().map(PathBuf::as_path))
+    }
+}
+
+/// Counts of reloads, for logs, metrics and tests.
+#[derive(Debug, Default)]
+pub struct ReloadStats {
+    succeeded: AtomicU64,
+    failed: AtomicU64,
+    last_error: Mutex<Option<String>>,
+}
+
+impl ReloadStats {
+    /// Reloads that installed a new configuration.
+    pub fn succeeded(&self) -> u64 {
+        self.succeeded.load(Ordering::Relaxed)
+    }
+
+    /// Reloads that failed and kept the previous configuration.
+    pub fn failed(&self) -> u64 {
+        self.failed.load(Ordering::Relaxed)
+    }
+
+    /// Why the latest failed reload failed.
+    pub fn last_error(&self) -> Option<String> {
+        self.last_error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+}
+
+/// Watches a [`TlsFiles`] set and swaps rebuilt configurations into a
+/// [`TlsAcceptor`]. Dropping it stops watching.
+///
+/// It watches the files' parent directories, not the files: editors
+/// replace files by renaming, and Kubernetes swaps a `..data` symlink, and
+/// a watch on the old file would see neither. A change to any of the files
+/// (or to a `..`-prefixed entry beside them) rebuilds the whole
+/// configuration from all of them; if that fails, the acceptor keeps the
+/// last good one, [`ReloadStats::failed`] goes up and the error is logged.
+pub struct TlsReloader {
+    stats: Arc<ReloadStats>,
+    trigger: mpsc::Sender<()>,
+    _watcher: notify::RecommendedWatcher,
+}
+
+impl TlsReloader {
+    /// Starts watching `files` for `acceptor`.
+    pub fn watch(acceptor: TlsAcceptor, files: TlsFiles) -> Result<Self, ConfigError> {
+        let (trigger, changes) = mpsc::channel::<()>();
+        let names: HashSet<OsString> = files
+            .paths()
+            .filter_map(|p| p.file_name().map(OsString::from))
+            .collect();
+        let events = trigger.clone();
+        let mut watcher =
+            notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+                let relevant = event.is_ok_and(|event| {
+                    event.paths.iter().any(|path| {
+                        path.file_name().is_some_and(|name| {
+                            names.contains(name) || name.to_string_lossy().starts_with("..")
+                        })
+                    })
+                });
+                if relevant {
+                    let _ = events.send(());
+                }
+            })
+            .map_err(|e| ConfigError::Watch {
+                path: PathBuf::new(),
+                detail: e.to_string(),
+            })?;
+        let dirs: HashSet<PathBuf> = files
+            .paths()
+            .map(|path| match path.parent() {
+                Some(parent) if !parent.as_os_str().is_empty() => parent.to_owned(),
+                _ => PathBuf::from("."),
+            })
+            .collect();
+        for dir in &dirs {
+            watcher
+                .watch(dir, RecursiveMode::NonRecursive)
+                .map_err(|e| ConfigError::Watch {
+                    path: dir.clone(),
+                    detail: e.to_string(),
+                })?;
+        }
+        let stats = Arc::new(ReloadStats::default());
+        let thread_stats = stats.clone();
+        std::thread::Builder::new()
+            .name("portcullis-tls-reload".to_owned())
+            .spawn(move || reload_loop(&changes, &acceptor, &files, &thread_stats))
+            .map_err(|e| ConfigError::Watch {
+                path: PathBuf::new(),
+                detail: e.to_string(),
+            })?;
+        Ok(TlsReloader {
+            stats,
+            trigger,
+            _watcher: watcher,
+        })
+    }
+
+    /// Reloads now (for a `SIGHUP` handler, say), as if a file changed.
+    pub fn reload_now(&self) {
+        let _ = self.trigger.send(());
+    }
+
+    /// Reload counts.
+    pub fn stats(&self) -> &ReloadStats {
+        &self.stats
+    }
+}
+
+impl fmt::Debug for TlsReloader {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TlsReloader")
+            .field("stats", &self.stats)
+            .finish_non_exhaustive()
+    }
+}
+
+fn reload_loop(
+    changes: &mpsc::Receiver<()>,
+    acceptor: &TlsAcceptor,
+    files: &TlsFiles,
+    stats: &ReloadStats,
+) {
+    // Ends when the reloader (and with it the watcher) is dropped.
+    while changes.recv().is_ok() {
+        loop {
+            match changes.recv_timeout(SETTLE) {
+                Ok(()) => continue,
+                Err(RecvTimeoutError::Timeout) => break,
+                Err(RecvTimeoutError::Disconnected) => return,
+            }
+        }
+        match files.load().and_then(|tls| tls.build()) {
+            Ok(config) => {
+                acceptor.set_config(config);
+                stats.succeeded.fetch_add(1, Ordering::Relaxed);
+                #[cfg(feature = "tracing")]
+                tracing::info!(cert = %files.cert.display(), "TLS configuration reloaded");
+            }
+            Err(error) => {
+                stats.failed.fetch_add(1, Ordering::Relaxed);
+                #[cfg(feature = "tracing")]
+                tracing::warn!(%error, "TLS reload failed; keeping the previous configuration");
+                *stats.last_error.lock().unwrap_or_else(|p| p.into_inner()) =
+                    Some(error.to_string());
+            }
+        }
+    }
+}
