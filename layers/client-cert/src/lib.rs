@@ -39,6 +39,9 @@
 //! With axum, `axum::serve(listener, WithTlsConnectInfo::new(router))`
 //! (feature `axum`).
 //!
+//! For the service's own outbound HTTPS, [`OutboundTrust`] adds
+//! `PORTCULLIS_CA_CERTIFICATE` (or `SSL_CERT_FILE`) to the platform's roots.
+//!
 //! # Revocation and OCSP
 //!
 //! CRLs are supported ([`Revocation`] documents the defaults, which follow
@@ -64,6 +67,7 @@ mod acceptor;
 mod error;
 pub mod layer;
 mod listener;
+mod outbound;
 pub mod pem;
 mod reload;
 mod serve;
@@ -73,6 +77,7 @@ pub use acceptor::{DEFAULT_HANDSHAKE_TIMEOUT, TlsAcceptor, TlsStream};
 pub use error::ConfigError;
 pub use layer::{ClientCert, ClientCertLayer, ClientCertRejection, RejectionKind};
 pub use listener::{DEFAULT_MAX_HANDSHAKES, TlsListener};
+pub use outbound::{DEFAULT_PREFIX, OutboundTrust};
 pub use reload::{ReloadStats, TlsFiles, TlsReloader};
 #[cfg(feature = "axum")]
 pub use serve::WithTlsConnectInfo;

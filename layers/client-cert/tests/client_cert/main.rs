@@ -8,6 +8,7 @@ mod axum_serve;
 mod env;
 mod handshakes;
 mod interop;
+mod outbound;
 mod reload;
 mod stalled;
 mod support;
