@@ -282,6 +282,12 @@ impl ClientIdentity {
     pub fn der(&self) -> &[u8] {
         &self.certificate.der
     }
+
+    /// Whether `a` and `b` are handles to one parse of a certificate (as
+    /// all requests of one connection are), not merely equal.
+    pub fn ptr_eq(a: &Self, b: &Self) -> bool {
+        Arc::ptr_eq(&a.certificate, &b.certificate)
+    }
 }
 
 impl PartialEq for ClientIdentity {

@@ -51,6 +51,30 @@ pub async fn get_path(
     http: Http,
     path: &str,
 ) -> Result<(StatusCode, String), String> {
+    connect(addr, root_pem, cert, http).await?.get(path).await
+}
+
+/// An open HTTP connection over TLS, for several requests.
+#[derive(Debug)]
+pub struct Connection {
+    sender: Sender,
+    conn: Option<tokio::task::JoinHandle<Result<(), hyper::Error>>>,
+}
+
+#[derive(Debug)]
+enum Sender {
+    H1(hyper::client::conn::http1::SendRequest<Empty<Bytes>>),
+    H2(hyper::client::conn::http2::SendRequest<Empty<Bytes>>),
+}
+
+/// Opens a TLS connection (with `cert` as the client certificate, if any)
+/// and an HTTP/1.1 or h2 session on it.
+pub async fn connect(
+    addr: SocketAddr,
+    root_pem: &str,
+    cert: Option<ClientCert<'_>>,
+    http: Http,
+) -> Result<Connection, String> {
     let mut roots = rustls::RootCertStore::empty();
     for root in CertificateDer::pem_slice_iter(root_pem.as_bytes()) {
         roots
@@ -87,48 +111,63 @@ pub async fn get_path(
         )
         .await
         .map_err(|e| e.to_string())?;
-    let req = Request::builder()
-        .uri(format!("https://localhost{path}"))
-        .header("host", "localhost")
-        .body(Empty::<Bytes>::new())
-        .map_err(|e| e.to_string())?;
-    let result = tokio::time::timeout(Duration::from_secs(10), async {
-        // The TLS alert that refuses a client surfaces in the connection
-        // task, not in `send_request`: report the connection's error then.
-        let res = match http {
-            Http::H1 => {
-                let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
-                    .await
-                    .map_err(error_chain)?;
-                let conn = tokio::spawn(conn);
-                match sender.send_request(req).await {
-                    Ok(res) => res,
-                    Err(error) => return Err(connection_error(conn, error).await),
-                }
-            }
-            Http::H2 => {
-                let (mut sender, conn) =
-                    hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
-                        .await
-                        .map_err(error_chain)?;
-                let conn = tokio::spawn(conn);
-                match sender.send_request(req).await {
-                    Ok(res) => res,
-                    Err(error) => return Err(connection_error(conn, error).await),
-                }
-            }
-        };
-        let status = res.status();
-        let body = res
-            .into_body()
-            .collect()
-            .await
-            .map_err(error_chain)?
-            .to_bytes();
-        Ok((status, String::from_utf8_lossy(&body).into_owned()))
+    let io = TokioIo::new(tls);
+    let (sender, conn) = match http {
+        Http::H1 => {
+            let (sender, conn) = hyper::client::conn::http1::handshake(io)
+                .await
+                .map_err(error_chain)?;
+            (Sender::H1(sender), tokio::spawn(conn))
+        }
+        Http::H2 => {
+            let (sender, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), io)
+                .await
+                .map_err(error_chain)?;
+            (Sender::H2(sender), tokio::spawn(conn))
+        }
+    };
+    Ok(Connection {
+        sender,
+        conn: Some(conn),
     })
-    .await;
-    result.unwrap_or_else(|_| Err("timed out".to_owned()))
+}
+
+impl Connection {
+    /// GET `path`; the status and the body as text.
+    pub async fn get(&mut self, path: &str) -> Result<(StatusCode, String), String> {
+        let req = Request::builder()
+            .uri(format!("https://localhost{path}"))
+            .header("host", "localhost")
+            .body(Empty::<Bytes>::new())
+            .map_err(|e| e.to_string())?;
+        let result = tokio::time::timeout(Duration::from_secs(10), async {
+            let sent = match &mut self.sender {
+                Sender::H1(sender) => sender.send_request(req).await,
+                Sender::H2(sender) => sender.send_request(req).await,
+            };
+            let res = match sent {
+                Ok(res) => res,
+                // The TLS alert that refuses a client surfaces in the
+                // connection task, not in `send_request`: report that.
+                Err(error) => {
+                    return Err(match self.conn.take() {
+                        Some(conn) => connection_error(conn, error).await,
+                        None => error_chain(error),
+                    });
+                }
+            };
+            let status = res.status();
+            let body = res
+                .into_body()
+                .collect()
+                .await
+                .map_err(error_chain)?
+                .to_bytes();
+            Ok((status, String::from_utf8_lossy(&body).into_owned()))
+        })
+        .await;
+        result.unwrap_or_else(|_| Err("timed out".to_owned()))
+    }
 }
 
 /// The connection task's error when it has one, else the request's.

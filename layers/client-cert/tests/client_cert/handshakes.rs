@@ -352,3 +352,58 @@ async fn a_certificate_whose_issuer_has_no_crl_is_refused_by_default() {
         StatusCode::OK
     );
 }
+
+#[tokio::test]
+async fn requests_on_one_connection_share_one_parse_of_the_leaf() {
+    use std::convert::Infallible;
+    use std::sync::{Arc, Mutex};
+
+    use bytes::Bytes;
+    use http::{Request, Response};
+    use http_body_util::Full;
+    use portcullis_client_cert::{TlsAcceptor, TlsListener, serve};
+    use portcullis_identity::ClientIdentity;
+    use portcullis_test_support::client::connect;
+    use tower::ServiceBuilder;
+
+    let seen: Arc<Mutex<Vec<ClientIdentity>>> = Arc::default();
+    let record = seen.clone();
+    let listener = TlsListener::bind(
+        "127.0.0.1:0",
+        TlsAcceptor::new(committed_server(ClientAuth::Required).build().unwrap()),
+    )
+    .await
+    .unwrap();
+    let addr = listener.local_addr();
+    let app = ServiceBuilder::new()
+        .layer(ClientCertLayer::new().required())
+        .service_fn(move |req: Request<hyper::body::Incoming>| {
+            let record = record.clone();
+            async move {
+                let identity = req.extensions().get::<ClientIdentity>().cloned().unwrap();
+                record.lock().unwrap().push(identity);
+                Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"ok"))))
+            }
+        });
+    tokio::spawn(serve(listener, app, std::future::pending()));
+
+    for http in [Http::H1, Http::H2] {
+        let mut conn = connect(addr, ROOT(), Some(fixture(pki().client())), http)
+            .await
+            .unwrap();
+        for _ in 0..3 {
+            assert_eq!(conn.get("/").await.unwrap().0, StatusCode::OK);
+        }
+    }
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.len(), 6);
+    // Within a connection: one parse. Across connections: separate ones.
+    assert!(
+        ClientIdentity::ptr_eq(&seen[0], &seen[1]) && ClientIdentity::ptr_eq(&seen[1], &seen[2])
+    );
+    assert!(
+        ClientIdentity::ptr_eq(&seen[3], &seen[4]) && ClientIdentity::ptr_eq(&seen[4], &seen[5])
+    );
+    assert!(!ClientIdentity::ptr_eq(&seen[2], &seen[3]));
+    assert_eq!(seen[2], seen[3]);
+}
