@@ -67,6 +67,9 @@ impl TlsAcceptor {
         let stream = tokio::time::timeout(self.handshake_timeout, acceptor.accept(tcp))
             .await
             .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "TLS handshake timed out"))??;
+        // Nagle off only now: during the handshake it coalesces the
+        // records of a flight; for HTTP it would add delayed-ACK stalls.
+        let _ = stream.get_ref().0.set_nodelay(true);
         let info = connect_info(&stream, remote_addr, local_addr);
         Ok(TlsStream {
             inner: stream,

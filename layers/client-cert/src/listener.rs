@@ -101,7 +101,6 @@ async fn accept_loop(
         if ready.is_closed() {
             return;
         }
-        let _ = stream.set_nodelay(true);
         let acceptor = acceptor.clone();
         let ready = ready.clone();
         tokio::spawn(async move {
