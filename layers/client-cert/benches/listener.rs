@@ -14,29 +14,16 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::net::SocketAddr;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+mod common;
 
-use axum::Router;
-use axum::routing::get;
-use bytes::Bytes;
-use criterion::{Criterion, criterion_group, criterion_main};
-use http::Request;
-use http_body_util::{BodyExt, Empty};
-use hyper_util::rt::TokioIo;
-use portcullis_client_cert::{
-    ClientAuth, ClientCertLayer, ServerTls, TlsAcceptor, TlsListener, serve,
+use std::time::Duration;
+
+use common::{
+    drive_handshakes, drive_requests, server_config, spawn_axum_server, spawn_bare_accept_loop,
+    spawn_listener_greeter, spawn_portcullis,
 };
-use portcullis_test_support::pki;
-use rustls::client::Resumption;
-use rustls::pki_types::ServerName;
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use criterion::{Criterion, criterion_group, criterion_main};
 use tokio::runtime::Runtime;
-use tower::ServiceBuilder;
 
 fn requests(c: &mut Criterion) {
     let rt = Runtime::new().unwrap();

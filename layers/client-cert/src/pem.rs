@@ -233,3 +233,37 @@ mod tests {
         assert_eq!(leading_sequence(&[0x30, 0x85, 1, 1, 1, 1, 1]), None);
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        #[test]
+        fn never_panics_on_arbitrary_bytes(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
+            let _ = parse_bundle(&bytes);
+        }
+
+        #[test]
+        fn every_encoded_block_comes_back_in_order(
+            blocks in prop::collection::vec((0usize..3, prop::collection::vec(any::<u8>(), 1..64)), 0..6),
+        ) {
+            let mut text = String::new();
+            let mut certs = Vec::new();
+            let mut crls = Vec::new();
+            for (kind, body) in &blocks {
+                // A body that is a DER SEQUENCE, so TRUSTED CERTIFICATE works.
+                let mut der = vec![0x30, u8::try_from(body.len()).unwrap()];
+                der.extend_from_slice(body);
+                let label = ["CERTIFICATE", "X509 CRL", "TRUSTED CERTIFICATE"][*kind];
+                text.push_str(&format!("-----BEGIN {label}-----\n{}\n-----END {label}-----\n", STANDARD.encode(&der)));
+                if *kind == 1 { crls.push(der) } else { certs.push(der) }
+            }
+            let bundle = parse_bundle(text.as_bytes()).unwrap();
+            prop_assert_eq!(bundle.certificates.iter().map(|c| c.to_vec()).collect::<Vec<_>>(), certs);
+            prop_assert_eq!(bundle.crls.iter().map(|c| c.to_vec()).collect::<Vec<_>>(), crls);
+        }
+    }
+}
