@@ -407,3 +407,46 @@ async fn requests_on_one_connection_share_one_parse_of_the_leaf() {
     assert!(!ClientIdentity::ptr_eq(&seen[2], &seen[3]));
     assert_eq!(seen[2], seen[3]);
 }
+
+#[tokio::test]
+async fn shutdown_stops_accepting_and_serve_returns_once_connections_close() {
+    use std::convert::Infallible;
+    use std::time::Duration;
+
+    use bytes::Bytes;
+    use http::{Request, Response};
+    use http_body_util::Full;
+    use portcullis_client_cert::{TlsAcceptor, TlsListener, serve};
+    use portcullis_test_support::client::connect;
+    use tokio::sync::oneshot;
+
+    let listener = TlsListener::bind(
+        "127.0.0.1:0",
+        TlsAcceptor::new(committed_server(ClientAuth::None).build().unwrap()),
+    )
+    .await
+    .unwrap();
+    let addr = listener.local_addr();
+    let app = tower::service_fn(|_req: Request<hyper::body::Incoming>| async {
+        Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"ok"))))
+    });
+    let (stop, stopped) = oneshot::channel::<()>();
+    let server = tokio::spawn(serve(listener, app, async move {
+        let _ = stopped.await;
+    }));
+    let mut open = connect(addr, ROOT(), None, Http::H2).await.unwrap();
+    assert_eq!(open.get("/").await.unwrap().0, StatusCode::OK);
+
+    stop.send(()).unwrap();
+    // The h2 connection is told to go away; serve returns once it has.
+    drop(open);
+    tokio::time::timeout(Duration::from_secs(10), server)
+        .await
+        .unwrap()
+        .unwrap();
+    let refused = tokio::net::TcpStream::connect(addr).await;
+    assert!(
+        refused.is_err(),
+        "the listener must be closed after shutdown"
+    );
+}

@@ -244,3 +244,172 @@ async fn openssl_s_client_tls12_and_tls13_with_alpn() {
     );
     assert!(!text.contains("HTTP/1.1 200"), "{text}");
 }
+
+#[tokio::test]
+async fn curl_wrong_ca_revoked_and_spiffe_deny() {
+    use portcullis_test_support::{ClientProfile, ThrowawayPki};
+
+    if interop_binary("curl").is_none() {
+        return;
+    }
+    let f = Files::new("curl-deny");
+    let pki = ThrowawayPki::new("Curl").unwrap();
+    let server_cert = pki.server().unwrap();
+    let revoked = pki.client(ClientProfile::Spiffe).unwrap();
+    let good = pki.client(ClientProfile::Spiffe).unwrap();
+    let plain = pki.client(ClientProfile::Plain).unwrap();
+    let stranger = ThrowawayPki::new("Stranger")
+        .unwrap()
+        .client(ClientProfile::Spiffe)
+        .unwrap();
+    let write = |name: &str, text: &str| {
+        let path = f.path(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    };
+    let ca = write("curl-ca.pem", &pki.ca_pem());
+    let tls = ServerTls::from_pem(
+        server_cert.chain_pem.as_bytes(),
+        server_cert.key_pem.as_bytes(),
+    )
+    .unwrap()
+    .with_client_ca_pem(pki.ca_pem().as_bytes())
+    .unwrap()
+    .with_crl_pem(pki.inter_crl(&[&revoked], false).unwrap().as_bytes())
+    .unwrap()
+    .with_client_auth(ClientAuth::Required);
+    let server = spawn(
+        tls,
+        ClientCertLayer::new().allow_spiffe_trust_domains(["example.org"]),
+    )
+    .await;
+    let url = format!("https://localhost:{}/", server.addr.port());
+    let resolve = format!("localhost:{}:127.0.0.1", server.addr.port());
+    let run = |name: &str, cert: &portcullis_test_support::IssuedCert| {
+        let cert_path = write(&format!("{name}.pem"), &cert.chain_pem);
+        let key_path = write(&format!("{name}.key"), &cert.key_pem);
+        vec![
+            "--resolve".to_owned(),
+            resolve.clone(),
+            "--cacert".to_owned(),
+            ca.clone(),
+            "--cert".to_owned(),
+            cert_path,
+            "--key".to_owned(),
+            key_path,
+            url.clone(),
+        ]
+    };
+
+    let (code, status, body) = curl(run("good", &good)).await;
+    assert_eq!((code, status.as_str()), (0, "200"), "{body}");
+    assert!(
+        body.contains("spiffe=spiffe://example.org/ns/prod/sa/api"),
+        "{body}"
+    );
+    // No SPIFFE ID: allowed by TLS, denied by the layer.
+    assert_eq!(
+        curl(run("plain", &plain)).await,
+        (
+            0,
+            "403".to_owned(),
+            "client certificate identity not allowed\n".to_owned()
+        )
+    );
+    // Revoked and wrong-CA certificates fail the handshake: no HTTP status.
+    for (name, cert) in [("revoked", &revoked), ("stranger", &stranger)] {
+        let (code, status, _) = curl(run(name, cert)).await;
+        assert_ne!(code, 0, "{name}");
+        assert_eq!(status, "000", "{name}");
+    }
+}
+
+/// Server keys in SEC1 (`EC PRIVATE KEY`) and PKCS#1 (`RSA PRIVATE KEY`),
+/// written by openssl, load and serve.
+#[tokio::test]
+async fn sec1_and_pkcs1_server_keys_load() {
+    use crate::support::{Http, get};
+
+    if interop_binary("openssl").is_none() {
+        return;
+    }
+    let f = Files::new("keys");
+    let openssl = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(&f.dir)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    // The committed server key (PKCS#8) rewritten as SEC1.
+    std::fs::write(f.dir.join("end.key"), pki().end().key_pem()).unwrap();
+    openssl(&["ec", "-in", "end.key", "-out", "end.sec1.key"]);
+    let sec1 = std::fs::read_to_string(f.dir.join("end.sec1.key")).unwrap();
+    assert!(sec1.contains("BEGIN EC PRIVATE KEY"), "{sec1}");
+    let tls = ServerTls::from_pem(pki().end().chain_pem().as_bytes(), sec1.as_bytes()).unwrap();
+    let server = spawn(tls, ClientCertLayer::new()).await;
+    assert_eq!(
+        get(server.addr, pki().ca().cert_pem(), None, Http::H1)
+            .await
+            .unwrap()
+            .0,
+        http::StatusCode::OK
+    );
+
+    // An RSA leaf with a PKCS#1 key, issued by the committed intermediate.
+    std::fs::write(f.dir.join("inter.key"), pki().inter().key_pem()).unwrap();
+    std::fs::write(
+        f.dir.join("leaf.ext"),
+        "subjectAltName=DNS:localhost\nbasicConstraints=critical,CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    openssl(&["genrsa", "-traditional", "-out", "rsa.key", "2048"]);
+    openssl(&[
+        "req",
+        "-new",
+        "-key",
+        "rsa.key",
+        "-subj",
+        "/CN=localhost",
+        "-out",
+        "rsa.csr",
+    ]);
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "rsa.csr",
+        "-CA",
+        "inter.pem",
+        "-CAkey",
+        "inter.key",
+        "-CAcreateserial",
+        "-days",
+        "1",
+        "-extfile",
+        "leaf.ext",
+        "-out",
+        "rsa.pem",
+    ]);
+    let key = std::fs::read_to_string(f.dir.join("rsa.key")).unwrap();
+    assert!(key.contains("BEGIN RSA PRIVATE KEY"), "{key}");
+    let chain = format!(
+        "{}{}",
+        std::fs::read_to_string(f.dir.join("rsa.pem")).unwrap(),
+        pki().inter().cert_pem()
+    );
+    let tls = ServerTls::from_pem(chain.as_bytes(), key.as_bytes()).unwrap();
+    let server = spawn(tls, ClientCertLayer::new()).await;
+    assert_eq!(
+        get(server.addr, pki().ca().cert_pem(), None, Http::H2)
+            .await
+            .unwrap()
+            .0,
+        http::StatusCode::OK
+    );
+}
