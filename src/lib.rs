@@ -58,3 +58,8 @@ pub mod prelude {
         ClientAuth, ClientCertLayer, ServerTls, TlsAcceptor, TlsListener,
     };
 }
+
+/// The README's examples, compiled as doctests.
+#[cfg(all(doctest, feature = "axum", feature = "client-cert"))]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

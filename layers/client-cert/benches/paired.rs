@@ -1,0 +1,109 @@
+//! The three listener comparisons, measured in alternating rounds so that
+//! the machine's drift (±10% from one run to the next here) falls on both
+//! sides alike:
+//!
+//! - new mTLS handshakes/s: `TlsListener` vs a bare tokio-rustls accept
+//!   loop (target ≥ 0.95×);
+//! - keep-alive mTLS requests/s: the portcullis listener + `serve` vs
+//!   axum-server with the same rustls config (target ≥ 1.0×);
+//! - keep-alive mTLS requests/s: with `ClientCertLayer` vs without
+//!   (target ≥ 0.98×).
+//!
+//! Prints each comparison's ratio of totals and the median round ratio
+//! (> 1: portcullis, or the layered stack, is faster).
+//!
+//! Run: `cargo bench -p portcullis-client-cert --bench paired`
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use common::*;
+use tokio::runtime::Runtime;
+
+const ROUNDS: usize = 16;
+
+/// Alternates `baseline` and `candidate` for `ROUNDS` rounds of `per_round`
+/// operations each and prints the comparison.
+fn compare<F, Fut>(
+    rt: &Runtime,
+    name: &str,
+    per_round: u64,
+    baseline: SocketAddr,
+    candidate: SocketAddr,
+    drive: F,
+) where
+    F: Fn(SocketAddr, u64) -> Fut,
+    Fut: Future<Output = Duration>,
+{
+    rt.block_on(drive(baseline, per_round / 4));
+    rt.block_on(drive(candidate, per_round / 4));
+    let (mut base_total, mut cand_total) = (0.0, 0.0);
+    let mut ratios = Vec::new();
+    for round in 0..ROUNDS {
+        let (b, c) = if round % 2 == 0 {
+            let b = rt.block_on(drive(baseline, per_round));
+            (b, rt.block_on(drive(candidate, per_round)))
+        } else {
+            let c = rt.block_on(drive(candidate, per_round));
+            (rt.block_on(drive(baseline, per_round)), c)
+        };
+        base_total += b.as_secs_f64();
+        cand_total += c.as_secs_f64();
+        ratios.push(b.as_secs_f64() / c.as_secs_f64());
+    }
+    ratios.sort_by(f64::total_cmp);
+    let ops = per_round as f64 * ROUNDS as f64;
+    println!(
+        "{name}: baseline {:.0}/s, candidate {:.0}/s; ratio of totals {:.3}, median round {:.3} (min {:.3}, max {:.3})",
+        ops / base_total,
+        ops / cand_total,
+        base_total / cand_total,
+        ratios[ROUNDS / 2],
+        ratios[0],
+        ratios[ROUNDS - 1]
+    );
+}
+
+fn main() {
+    // Only measure under `cargo bench`, which passes `--bench`.
+    if !std::env::args().any(|arg| arg == "--bench") {
+        return;
+    }
+    let rt = Runtime::new().unwrap();
+    let config = server_config();
+    let bare = rt.block_on(spawn_bare_accept_loop(config.clone()));
+    let greeter = rt.block_on(spawn_listener_greeter(config.clone()));
+    let axum_server = rt.block_on(spawn_axum_server(config.clone()));
+    let listener = rt.block_on(spawn_portcullis(config.clone(), false));
+    let layered = rt.block_on(spawn_portcullis(config, true));
+
+    compare(
+        &rt,
+        "new mTLS handshakes: bare tokio-rustls -> TlsListener",
+        400,
+        bare,
+        greeter,
+        drive_handshakes,
+    );
+    compare(
+        &rt,
+        "keep-alive requests: axum-server -> portcullis listener",
+        20_000,
+        axum_server,
+        listener,
+        drive_requests,
+    );
+    compare(
+        &rt,
+        "keep-alive requests: no layer -> ClientCertLayer",
+        20_000,
+        listener,
+        layered,
+        drive_requests,
+    );
+}
