@@ -459,3 +459,55 @@ pub fn interop_binary(name: &str) -> Option<PathBuf> {
     }
     found
 }
+
+/// A scratch directory under the system temp dir, removed on drop.
+#[derive(Debug)]
+pub struct TempDir {
+    path: PathBuf,
+}
+
+impl TempDir {
+    /// Creates `portcullis-<name>-<pid>-<n>`, empty.
+    pub fn new(name: &str) -> Self {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let path =
+            std::env::temp_dir().join(format!("portcullis-{name}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        if let Err(error) = std::fs::create_dir_all(&path) {
+            panic!("cannot create {}: {error}", path.display());
+        }
+        TempDir { path }
+    }
+
+    /// The directory.
+    pub fn path(&self) -> &std::path::Path {
+        &self.path
+    }
+
+    /// `name` inside the directory.
+    pub fn join(&self, name: &str) -> PathBuf {
+        self.path.join(name)
+    }
+
+    /// `name` inside the directory, as a string (for command lines and
+    /// environment values).
+    pub fn file(&self, name: &str) -> String {
+        self.join(name).display().to_string()
+    }
+
+    /// Writes `contents` to `name` and returns the path as a string.
+    pub fn write(&self, name: &str, contents: impl AsRef<[u8]>) -> String {
+        let path = self.join(name);
+        if let Err(error) = std::fs::write(&path, contents) {
+            panic!("cannot write {}: {error}", path.display());
+        }
+        path.display().to_string()
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
+}

@@ -6,29 +6,26 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use portcullis_identity::ClientIdentity;
-use portcullis_test_support::{interop_binary, pki};
+use portcullis_test_support::{TempDir, interop_binary, pki};
 
 struct Openssl {
     bin: PathBuf,
-    dir: PathBuf,
+    dir: TempDir,
 }
 
 impl Openssl {
     fn find(test: &str) -> Option<Self> {
         let bin = interop_binary("openssl")?;
-        let dir =
-            std::env::temp_dir().join(format!("portcullis-openssl-{}-{test}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = TempDir::new(&format!("openssl-{test}"));
         for (name, mask) in [
             ("default.cnf", "default"),
             ("nombstr.cnf", "nombstr"),
             ("utf8.cnf", "utf8only"),
         ] {
-            std::fs::write(
-                dir.join(name),
+            dir.write(
+                name,
                 format!("[req]\ndistinguished_name = dn\nstring_mask = {mask}\n[dn]\n"),
-            )
-            .unwrap();
+            );
         }
         Some(Openssl { bin, dir })
     }
@@ -36,7 +33,7 @@ impl Openssl {
     fn run(&self, args: &[&str]) -> String {
         let out = Command::new(&self.bin)
             .args(args)
-            .current_dir(&self.dir)
+            .current_dir(self.dir.path())
             .output()
             .unwrap();
         assert!(
@@ -50,8 +47,8 @@ impl Openssl {
     /// Makes a self-signed certificate with `subject` (openssl `-subj`
     /// syntax) under a `string_mask` config, and returns its DER path.
     fn make(&self, name: &str, config: &str, subject: &str, multivalue: bool) -> PathBuf {
-        let pem = self.dir.join(format!("{name}.pem"));
-        let der = self.dir.join(format!("{name}.der"));
+        let pem = self.dir.join(&format!("{name}.pem"));
+        let der = self.dir.join(&format!("{name}.der"));
         let mut args = vec![
             "req",
             "-x509",
@@ -107,12 +104,6 @@ impl Openssl {
         line.split_once('=')
             .map(|(_, v)| v.to_owned())
             .unwrap_or_default()
-    }
-}
-
-impl Drop for Openssl {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
@@ -250,7 +241,7 @@ fn the_committed_pki_matches_openssl() {
         ("client-expired", pki.client_expired()),
     ];
     for (name, fixture) in fixtures {
-        let path = openssl.dir.join(format!("{name}.der"));
+        let path = openssl.dir.join(&format!("{name}.der"));
         std::fs::write(&path, fixture.der()).unwrap();
         assert_matches_openssl(&openssl, &path);
     }

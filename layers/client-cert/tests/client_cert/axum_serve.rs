@@ -5,12 +5,12 @@ use axum::Router;
 use axum::routing::get as route_get;
 use http::StatusCode;
 use portcullis_client_cert::{
-    ClientAuth, ClientCertLayer, ServerTls, TlsAcceptor, TlsListener, WithTlsConnectInfo,
+    ClientAuth, ClientCertLayer, TlsAcceptor, TlsListener, WithTlsConnectInfo,
 };
 use portcullis_identity::ClientIdentity;
 use portcullis_test_support::pki;
 
-use crate::support::{ClientCert, Http, get, get_path};
+use crate::support::{ClientCert, Http, committed_server, get, get_path};
 
 async fn whoami(identity: Option<ClientIdentity>) -> String {
     match identity {
@@ -26,14 +26,7 @@ async fn strict(identity: ClientIdentity) -> String {
 #[tokio::test]
 async fn axum_serve_with_the_tls_listener() {
     let pki = pki();
-    let tls = ServerTls::from_pem(
-        pki.end().chain_pem().as_bytes(),
-        pki.end().key_pem().as_bytes(),
-    )
-    .unwrap()
-    .with_client_ca_pem(pki.ca().cert_pem().as_bytes())
-    .unwrap()
-    .with_client_auth(ClientAuth::Optional);
+    let tls = committed_server(ClientAuth::Optional);
     let listener = TlsListener::bind("127.0.0.1:0", TlsAcceptor::new(tls.build().unwrap()))
         .await
         .unwrap();

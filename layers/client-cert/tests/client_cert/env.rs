@@ -3,42 +3,25 @@
 use std::collections::HashMap;
 
 use portcullis_client_cert::{ClientAuth, ServerTls};
-use portcullis_test_support::pki;
+use portcullis_test_support::{TempDir, pki};
 
-struct Files {
-    dir: std::path::PathBuf,
-}
-
-impl Files {
-    fn new(name: &str) -> Self {
-        let dir =
-            std::env::temp_dir().join(format!("portcullis-env-{}-{name}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let pki = pki();
-        for (file, text) in [
-            ("cert.pem", pki.end().chain_pem()),
-            ("key.pem", pki.end().key_pem()),
-            ("ca.pem", pki.ca().cert_pem()),
-            ("empty.pem", ""),
-            (
-                "garbage.pem",
-                "-----BEGIN CERTIFICATE-----\nnot base64!\n-----END CERTIFICATE-----\n",
-            ),
-        ] {
-            std::fs::write(dir.join(file), text).unwrap();
-        }
-        Files { dir }
+/// A scratch directory holding the fixture files these tests name.
+fn files(name: &str) -> TempDir {
+    let dir = TempDir::new(&format!("env-{name}"));
+    let pki = pki();
+    for (file, text) in [
+        ("cert.pem", pki.end().chain_pem()),
+        ("key.pem", pki.end().key_pem()),
+        ("ca.pem", pki.ca().cert_pem()),
+        ("empty.pem", ""),
+        (
+            "garbage.pem",
+            "-----BEGIN CERTIFICATE-----\nnot base64!\n-----END CERTIFICATE-----\n",
+        ),
+    ] {
+        dir.write(file, text);
     }
-
-    fn path(&self, file: &str) -> String {
-        self.dir.join(file).display().to_string()
-    }
-}
-
-impl Drop for Files {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
+    dir
 }
 
 fn load(vars: &[(&str, String)]) -> Result<Option<portcullis_client_cert::EnvTls>, String> {
@@ -53,11 +36,11 @@ fn nothing_set_is_plaintext() {
 
 #[test]
 fn a_ca_without_a_mode_requires_client_certificates() {
-    let f = Files::new("ca-default");
+    let f = files("ca-default");
     let env = load(&[
-        ("TLS_CERT", f.path("cert.pem")),
-        ("TLS_KEY", f.path("key.pem")),
-        ("TLS_CLIENT_CA", f.path("ca.pem")),
+        ("TLS_CERT", f.file("cert.pem")),
+        ("TLS_KEY", f.file("key.pem")),
+        ("TLS_CLIENT_CA", f.file("ca.pem")),
     ])
     .unwrap()
     .unwrap();
@@ -67,10 +50,10 @@ fn a_ca_without_a_mode_requires_client_certificates() {
 
 #[test]
 fn good_combinations() {
-    let f = Files::new("good");
+    let f = files("good");
     let base = [
-        ("TLS_CERT", f.path("cert.pem")),
-        ("TLS_KEY", f.path("key.pem")),
+        ("TLS_CERT", f.file("cert.pem")),
+        ("TLS_KEY", f.file("key.pem")),
     ];
     assert_eq!(
         load(&base).unwrap().unwrap().tls.client_auth(),
@@ -78,7 +61,7 @@ fn good_combinations() {
     );
     let mut optional = base.to_vec();
     optional.extend([
-        ("TLS_CLIENT_CA", f.path("ca.pem")),
+        ("TLS_CLIENT_CA", f.file("ca.pem")),
         ("TLS_CLIENT_AUTH", "Optional".to_owned()),
         ("USE_CERT_AS_PRINCIPAL", "true".to_owned()),
     ]);
@@ -89,9 +72,9 @@ fn good_combinations() {
 
 #[test]
 fn bad_combinations_name_the_variables_and_the_fix() {
-    let f = Files::new("bad");
-    let cert = ("TLS_CERT", f.path("cert.pem"));
-    let key = ("TLS_KEY", f.path("key.pem"));
+    let f = files("bad");
+    let cert = ("TLS_CERT", f.file("cert.pem"));
+    let key = ("TLS_KEY", f.file("key.pem"));
     let cases: Vec<(Vec<(&str, String)>, String)> = vec![
         (
             vec![cert.clone()],
@@ -110,7 +93,7 @@ fn bad_combinations_name_the_variables_and_the_fix() {
             "TLS_CLIENT_AUTH=\"sometimes\" is not valid; expected one of: none, optional, required".into(),
         ),
         (
-            vec![("TLS_CLIENT_CA", f.path("ca.pem"))],
+            vec![("TLS_CLIENT_CA", f.file("ca.pem"))],
             "TLS_CLIENT_CA is set but TLS_CERT and TLS_KEY are not: client certificates need TLS; set TLS_CERT and TLS_KEY, or unset TLS_CLIENT_CA".into(),
         ),
         (
@@ -118,27 +101,27 @@ fn bad_combinations_name_the_variables_and_the_fix() {
             "USE_CERT_AS_PRINCIPAL=\"maybe\" is not valid; expected one of: true, false".into(),
         ),
         (
-            vec![cert.clone(), key.clone(), ("TLS_CLIENT_CA", f.path("empty.pem"))],
+            vec![cert.clone(), key.clone(), ("TLS_CLIENT_CA", f.file("empty.pem"))],
             format!(
                 "TLS_CLIENT_CA ({}): no certificates found; it must hold PEM \"CERTIFICATE\" (or \"TRUSTED CERTIFICATE\") blocks, or one DER certificate",
-                f.path("empty.pem")
+                f.file("empty.pem")
             ),
         ),
         (
-            vec![cert.clone(), key.clone(), ("TLS_CLIENT_CA", f.path("garbage.pem"))],
-            format!("TLS_CLIENT_CA ({}): PEM block 1: its body is not valid base64; re-export the file as PEM", f.path("garbage.pem")),
+            vec![cert.clone(), key.clone(), ("TLS_CLIENT_CA", f.file("garbage.pem"))],
+            format!("TLS_CLIENT_CA ({}): PEM block 1: its body is not valid base64; re-export the file as PEM", f.file("garbage.pem")),
         ),
         (
-            vec![("TLS_CERT", f.path("ca.pem")), key.clone()],
+            vec![("TLS_CERT", f.file("ca.pem")), key.clone()],
             "server certificate and key: the private key is not the key of the first certificate in the chain; check that TLS_KEY belongs to the leaf certificate at the top of TLS_CERT".into(),
         ),
         (
-            vec![cert.clone(), ("TLS_KEY", f.path("cert.pem"))],
-            format!("TLS_KEY ({}): no usable private key", f.path("cert.pem")),
+            vec![cert.clone(), ("TLS_KEY", f.file("cert.pem"))],
+            format!("TLS_KEY ({}): no usable private key", f.file("cert.pem")),
         ),
         (
-            vec![cert.clone(), ("TLS_KEY", f.path("missing.pem"))],
-            format!("TLS_KEY ({0}): cannot read {0}: No such file or directory", f.path("missing.pem")),
+            vec![cert.clone(), ("TLS_KEY", f.file("missing.pem"))],
+            format!("TLS_KEY ({0}): cannot read {0}: No such file or directory", f.file("missing.pem")),
         ),
     ];
     for (vars, expected) in cases {

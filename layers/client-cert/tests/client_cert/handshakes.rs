@@ -7,23 +7,7 @@ use portcullis_client_cert::{
 };
 use portcullis_test_support::{ClientProfile, IssuedCert, ThrowawayPki, pki};
 
-use crate::support::{ClientCert, Http, get, spawn};
-
-fn committed_server(auth: ClientAuth) -> ServerTls {
-    let pki = pki();
-    let tls = ServerTls::from_pem(
-        pki.end().chain_pem().as_bytes(),
-        pki.end().key_pem().as_bytes(),
-    )
-    .unwrap();
-    match auth {
-        ClientAuth::None => tls,
-        mode => tls
-            .with_client_ca_pem(pki.ca().cert_pem().as_bytes())
-            .unwrap()
-            .with_client_auth(mode),
-    }
-}
+use crate::support::{ClientCert, Http, committed_server, get, spawn};
 
 fn fixture(f: portcullis_test_support::Fixture) -> ClientCert<'static> {
     ClientCert {

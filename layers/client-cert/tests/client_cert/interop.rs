@@ -3,56 +3,27 @@
 use std::process::Command;
 
 use portcullis_client_cert::{ClientAuth, ClientCertLayer, ServerTls};
-use portcullis_test_support::{interop_binary, pki};
+use portcullis_test_support::{TempDir, interop_binary, pki};
 
-use crate::support::spawn;
+use crate::support::{committed_server, spawn};
 
-struct Files {
-    dir: std::path::PathBuf,
-}
-
-impl Files {
-    fn new(name: &str) -> Self {
-        let dir =
-            std::env::temp_dir().join(format!("portcullis-interop-{}-{name}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let pki = pki();
-        for (file, text) in [
-            ("ca.pem", pki.ca().cert_pem()),
-            ("inter.pem", pki.inter().cert_pem()),
-            ("client.pem", pki.client().chain_pem()),
-            ("client.key", pki.client().key_pem()),
-            ("spiffe.pem", pki.client_spiffe().chain_pem()),
-            ("spiffe.key", pki.client_spiffe().key_pem()),
-            ("expired.pem", pki.client_expired().chain_pem()),
-            ("expired.key", pki.client_expired().key_pem()),
-        ] {
-            std::fs::write(dir.join(file), text).unwrap();
-        }
-        Files { dir }
-    }
-
-    fn path(&self, file: &str) -> String {
-        self.dir.join(file).display().to_string()
-    }
-}
-
-impl Drop for Files {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn server_tls(auth: ClientAuth) -> ServerTls {
+/// A scratch directory holding the fixture files these tests name.
+fn files(name: &str) -> TempDir {
+    let dir = TempDir::new(&format!("interop-{name}"));
     let pki = pki();
-    ServerTls::from_pem(
-        pki.end().chain_pem().as_bytes(),
-        pki.end().key_pem().as_bytes(),
-    )
-    .unwrap()
-    .with_client_ca_pem(pki.ca().cert_pem().as_bytes())
-    .unwrap()
-    .with_client_auth(auth)
+    for (file, text) in [
+        ("ca.pem", pki.ca().cert_pem()),
+        ("inter.pem", pki.inter().cert_pem()),
+        ("client.pem", pki.client().chain_pem()),
+        ("client.key", pki.client().key_pem()),
+        ("spiffe.pem", pki.client_spiffe().chain_pem()),
+        ("spiffe.key", pki.client_spiffe().key_pem()),
+        ("expired.pem", pki.client_expired().chain_pem()),
+        ("expired.key", pki.client_expired().key_pem()),
+    ] {
+        dir.write(file, text);
+    }
+    dir
 }
 
 /// Runs curl in a blocking task; returns (exit code, status code, body).
@@ -80,9 +51,9 @@ async fn curl_with_and_without_a_client_certificate() {
     if interop_binary("curl").is_none() {
         return;
     }
-    let f = Files::new("curl");
+    let f = files("curl");
     let server = spawn(
-        server_tls(ClientAuth::Optional),
+        committed_server(ClientAuth::Optional),
         ClientCertLayer::new().required(),
     )
     .await;
@@ -92,7 +63,7 @@ async fn curl_with_and_without_a_client_certificate() {
         "--resolve".to_owned(),
         resolve,
         "--cacert".to_owned(),
-        f.path("ca.pem"),
+        f.file("ca.pem"),
     ];
 
     for (flag, alpn) in [("--http1.1", "http/1.1"), ("--http2", "h2")] {
@@ -100,9 +71,9 @@ async fn curl_with_and_without_a_client_certificate() {
         args.extend([
             flag.to_owned(),
             "--cert".to_owned(),
-            f.path("client.pem"),
+            f.file("client.pem"),
             "--key".to_owned(),
-            f.path("client.key"),
+            f.file("client.key"),
             url.clone(),
         ]);
         let (code, status, body) = curl(args).await;
@@ -116,9 +87,9 @@ async fn curl_with_and_without_a_client_certificate() {
     let mut args = base.clone();
     args.extend([
         "--cert".to_owned(),
-        f.path("spiffe.pem"),
+        f.file("spiffe.pem"),
         "--key".to_owned(),
-        f.path("spiffe.key"),
+        f.file("spiffe.key"),
         url.clone(),
     ]);
     let (_, status, body) = curl(args).await;
@@ -141,9 +112,9 @@ async fn curl_with_and_without_a_client_certificate() {
     let mut args = base;
     args.extend([
         "--cert".to_owned(),
-        f.path("expired.pem"),
+        f.file("expired.pem"),
         "--key".to_owned(),
-        f.path("expired.key"),
+        f.file("expired.key"),
         url,
     ]);
     let (code, status, _) = curl(args).await;
@@ -184,9 +155,9 @@ async fn openssl_s_client_tls12_and_tls13_with_alpn() {
     if interop_binary("openssl").is_none() {
         return;
     }
-    let f = Files::new("s_client");
+    let f = files("s_client");
     let server = spawn(
-        server_tls(ClientAuth::Required),
+        committed_server(ClientAuth::Required),
         ClientCertLayer::new().required(),
     )
     .await;
@@ -201,15 +172,15 @@ async fn openssl_s_client_tls12_and_tls13_with_alpn() {
             "-alpn".to_owned(),
             "http/1.1".to_owned(),
             "-CAfile".to_owned(),
-            f.path("ca.pem"),
+            f.file("ca.pem"),
             // s_client sends only the first certificate of -cert; the
             // intermediate goes in -cert_chain.
             "-cert".to_owned(),
-            f.path("client.pem"),
+            f.file("client.pem"),
             "-cert_chain".to_owned(),
-            f.path("inter.pem"),
+            f.file("inter.pem"),
             "-key".to_owned(),
-            f.path("client.key"),
+            f.file("client.key"),
             "-verify_return_error".to_owned(),
             "-ign_eof".to_owned(),
         ];
@@ -234,7 +205,7 @@ async fn openssl_s_client_tls12_and_tls13_with_alpn() {
         "localhost".to_owned(),
         "-tls1_3".to_owned(),
         "-CAfile".to_owned(),
-        f.path("ca.pem"),
+        f.file("ca.pem"),
         "-ign_eof".to_owned(),
     ];
     let (_, text) = s_client(args).await;
@@ -252,7 +223,7 @@ async fn curl_wrong_ca_revoked_and_spiffe_deny() {
     if interop_binary("curl").is_none() {
         return;
     }
-    let f = Files::new("curl-deny");
+    let f = files("curl-deny");
     let pki = ThrowawayPki::new("Curl").unwrap();
     let server_cert = pki.server().unwrap();
     let revoked = pki.client(ClientProfile::Spiffe).unwrap();
@@ -263,7 +234,7 @@ async fn curl_wrong_ca_revoked_and_spiffe_deny() {
         .client(ClientProfile::Spiffe)
         .unwrap();
     let write = |name: &str, text: &str| {
-        let path = f.path(name);
+        let path = f.file(name);
         std::fs::write(&path, text).unwrap();
         path
     };
@@ -333,11 +304,11 @@ async fn sec1_and_pkcs1_server_keys_load() {
     if interop_binary("openssl").is_none() {
         return;
     }
-    let f = Files::new("keys");
+    let f = files("keys");
     let openssl = |args: &[&str]| {
         let out = Command::new("openssl")
             .args(args)
-            .current_dir(&f.dir)
+            .current_dir(f.path())
             .output()
             .unwrap();
         assert!(
@@ -347,9 +318,9 @@ async fn sec1_and_pkcs1_server_keys_load() {
         );
     };
     // The committed server key (PKCS#8) rewritten as SEC1.
-    std::fs::write(f.dir.join("end.key"), pki().end().key_pem()).unwrap();
+    std::fs::write(f.join("end.key"), pki().end().key_pem()).unwrap();
     openssl(&["ec", "-in", "end.key", "-out", "end.sec1.key"]);
-    let sec1 = std::fs::read_to_string(f.dir.join("end.sec1.key")).unwrap();
+    let sec1 = std::fs::read_to_string(f.join("end.sec1.key")).unwrap();
     assert!(sec1.contains("BEGIN EC PRIVATE KEY"), "{sec1}");
     let tls = ServerTls::from_pem(pki().end().chain_pem().as_bytes(), sec1.as_bytes()).unwrap();
     let server = spawn(tls, ClientCertLayer::new()).await;
@@ -362,9 +333,9 @@ async fn sec1_and_pkcs1_server_keys_load() {
     );
 
     // An RSA leaf with a PKCS#1 key, issued by the committed intermediate.
-    std::fs::write(f.dir.join("inter.key"), pki().inter().key_pem()).unwrap();
+    std::fs::write(f.join("inter.key"), pki().inter().key_pem()).unwrap();
     std::fs::write(
-        f.dir.join("leaf.ext"),
+        f.join("leaf.ext"),
         "subjectAltName=DNS:localhost\nbasicConstraints=critical,CA:FALSE\nextendedKeyUsage=serverAuth\n",
     )
     .unwrap();
@@ -396,11 +367,11 @@ async fn sec1_and_pkcs1_server_keys_load() {
         "-out",
         "rsa.pem",
     ]);
-    let key = std::fs::read_to_string(f.dir.join("rsa.key")).unwrap();
+    let key = std::fs::read_to_string(f.join("rsa.key")).unwrap();
     assert!(key.contains("BEGIN RSA PRIVATE KEY"), "{key}");
     let chain = format!(
         "{}{}",
-        std::fs::read_to_string(f.dir.join("rsa.pem")).unwrap(),
+        std::fs::read_to_string(f.join("rsa.pem")).unwrap(),
         pki().inter().cert_pem()
     );
     let tls = ServerTls::from_pem(chain.as_bytes(), key.as_bytes()).unwrap();

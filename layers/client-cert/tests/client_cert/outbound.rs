@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use portcullis_client_cert::{ClientCertLayer, OutboundTrust, ServerTls, TlsAcceptor};
-use portcullis_test_support::ThrowawayPki;
+use portcullis_test_support::{TempDir, ThrowawayPki};
 use rustls::pki_types::ServerName;
 use tokio::net::TcpStream;
 
@@ -44,43 +44,23 @@ fn trust(vars: &[(&str, &str)]) -> Result<OutboundTrust, String> {
     OutboundTrust::from_env_with("TESTAPP", |var| vars.get(var).cloned()).map_err(|e| e.to_string())
 }
 
-struct Files(std::path::PathBuf);
-
-impl Files {
-    fn new(pki: &ThrowawayPki) -> Self {
-        let dir = std::env::temp_dir().join(format!(
-            "portcullis-outbound-{}-{:p}",
-            std::process::id(),
-            pki
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join("private-ca.pem"), pki.ca_pem()).unwrap();
-        std::fs::write(dir.join("empty.pem"), "").unwrap();
-        std::fs::write(
-            dir.join("garbage.pem"),
-            "-----BEGIN CERTIFICATE-----\n%%%\n-----END CERTIFICATE-----\n",
-        )
-        .unwrap();
-        Files(dir)
-    }
-
-    fn path(&self, name: &str) -> String {
-        self.0.join(name).display().to_string()
-    }
-}
-
-impl Drop for Files {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+fn files(pki: &ThrowawayPki) -> TempDir {
+    let dir = TempDir::new("outbound");
+    dir.write("private-ca.pem", pki.ca_pem());
+    dir.write("empty.pem", "");
+    dir.write(
+        "garbage.pem",
+        "-----BEGIN CERTIFICATE-----\n%%%\n-----END CERTIFICATE-----\n",
+    );
+    dir
 }
 
 #[tokio::test]
 async fn a_private_ca_from_the_environment_is_added_to_the_platform_roots() {
     let pki = ThrowawayPki::new("Private").unwrap();
     let server = private_server(&pki).await;
-    let files = Files::new(&pki);
-    let ca = files.path("private-ca.pem");
+    let files = files(&pki);
+    let ca = files.file("private-ca.pem");
 
     let with = trust(&[("TESTAPP_CA_CERTIFICATE", &ca)]).unwrap();
     assert_eq!(with.extra_count(), 1);
@@ -120,9 +100,9 @@ async fn a_private_ca_from_the_environment_is_added_to_the_platform_roots() {
 async fn ssl_cert_file_is_the_fallback_and_the_prefixed_variable_wins() {
     let pki = ThrowawayPki::new("Fallback").unwrap();
     let server = private_server(&pki).await;
-    let files = Files::new(&pki);
+    let files = files(&pki);
 
-    let fallback = trust(&[("SSL_CERT_FILE", &files.path("private-ca.pem"))]).unwrap();
+    let fallback = trust(&[("SSL_CERT_FILE", &files.file("private-ca.pem"))]).unwrap();
     assert_eq!(
         fallback.extra_source().map(|(var, _)| var),
         Some("SSL_CERT_FILE")
@@ -135,8 +115,8 @@ async fn ssl_cert_file_is_the_fallback_and_the_prefixed_variable_wins() {
 
     // The prefixed variable is used; a broken SSL_CERT_FILE is then not read.
     let both = trust(&[
-        ("TESTAPP_CA_CERTIFICATE", &files.path("private-ca.pem")),
-        ("SSL_CERT_FILE", &files.path("garbage.pem")),
+        ("TESTAPP_CA_CERTIFICATE", &files.file("private-ca.pem")),
+        ("SSL_CERT_FILE", &files.file("garbage.pem")),
     ])
     .unwrap();
     assert_eq!(
@@ -152,8 +132,8 @@ async fn ssl_cert_file_is_the_fallback_and_the_prefixed_variable_wins() {
 #[test]
 fn bad_bundles_get_exact_errors() {
     let pki = ThrowawayPki::new("Errors").unwrap();
-    let files = Files::new(&pki);
-    let empty = files.path("empty.pem");
+    let files = files(&pki);
+    let empty = files.file("empty.pem");
     assert_eq!(
         trust(&[("TESTAPP_CA_CERTIFICATE", &empty)]).unwrap_err(),
         format!(
@@ -161,14 +141,14 @@ fn bad_bundles_get_exact_errors() {
              (or \"TRUSTED CERTIFICATE\") blocks, or one DER certificate"
         )
     );
-    let garbage = files.path("garbage.pem");
+    let garbage = files.file("garbage.pem");
     assert_eq!(
         trust(&[("TESTAPP_CA_CERTIFICATE", &garbage)]).unwrap_err(),
         format!(
             "TESTAPP_CA_CERTIFICATE ({garbage}): PEM block 1: its body is not valid base64; re-export the file as PEM"
         )
     );
-    let missing = files.path("missing.pem");
+    let missing = files.file("missing.pem");
     assert_eq!(
         trust(&[("SSL_CERT_FILE", &missing)]).unwrap_err(),
         format!(

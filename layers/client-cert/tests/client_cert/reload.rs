@@ -1,32 +1,14 @@
 //! Hot reload against real files: rotation, garbage, and the Kubernetes
 //! `..data` symlink swap.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use http::StatusCode;
 use portcullis_client_cert::{ClientCertLayer, ReloadStats, TlsAcceptor, TlsFiles, TlsReloader};
-use portcullis_test_support::{IssuedCert, ThrowawayPki};
+use portcullis_test_support::{IssuedCert, TempDir, ThrowawayPki};
 
 use crate::support::{Http, get, spawn_with};
-
-struct Dir(PathBuf);
-
-impl Dir {
-    fn new(name: &str) -> Self {
-        let dir =
-            std::env::temp_dir().join(format!("portcullis-reload-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        Dir(dir)
-    }
-}
-
-impl Drop for Dir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// Writes a file the way careful tools do: a temporary name, then a rename.
 fn replace(path: &Path, contents: &str) {
@@ -51,13 +33,13 @@ fn server_cert(pki: &ThrowawayPki) -> IssuedCert {
 
 #[tokio::test]
 async fn a_rotated_certificate_is_served_to_new_clients_and_garbage_keeps_it() {
-    let dir = Dir::new("rotate");
+    let dir = TempDir::new("rotate");
     let (old_pki, new_pki) = (
         ThrowawayPki::new("Old").unwrap(),
         ThrowawayPki::new("New").unwrap(),
     );
     let (old, new) = (server_cert(&old_pki), server_cert(&new_pki));
-    let files = TlsFiles::new(dir.0.join("cert.pem"), dir.0.join("key.pem"));
+    let files = TlsFiles::new(dir.join("cert.pem"), dir.join("key.pem"));
     replace(&files.cert, &old.chain_pem);
     replace(&files.key, &old.key_pem);
 
@@ -116,7 +98,7 @@ async fn a_rotated_certificate_is_served_to_new_clients_and_garbage_keeps_it() {
 async fn a_kubernetes_style_symlink_swap_is_seen() {
     use std::os::unix::fs::symlink;
 
-    let dir = Dir::new("k8s");
+    let dir = TempDir::new("k8s");
     let (old_pki, new_pki) = (
         ThrowawayPki::new("Old").unwrap(),
         ThrowawayPki::new("New").unwrap(),
@@ -124,17 +106,17 @@ async fn a_kubernetes_style_symlink_swap_is_seen() {
     let (old, new) = (server_cert(&old_pki), server_cert(&new_pki));
     // The layout the kubelet writes for a mounted Secret.
     let version = |name: &str, cert: &IssuedCert| {
-        let v = dir.0.join(name);
+        let v = dir.join(name);
         std::fs::create_dir_all(&v).unwrap();
         std::fs::write(v.join("tls.crt"), &cert.chain_pem).unwrap();
         std::fs::write(v.join("tls.key"), &cert.key_pem).unwrap();
     };
     version("..2026_11_26_v1", &old);
-    symlink("..2026_11_26_v1", dir.0.join("..data")).unwrap();
-    symlink("..data/tls.crt", dir.0.join("tls.crt")).unwrap();
-    symlink("..data/tls.key", dir.0.join("tls.key")).unwrap();
+    symlink("..2026_11_26_v1", dir.join("..data")).unwrap();
+    symlink("..data/tls.crt", dir.join("tls.crt")).unwrap();
+    symlink("..data/tls.key", dir.join("tls.key")).unwrap();
 
-    let files = TlsFiles::new(dir.0.join("tls.crt"), dir.0.join("tls.key"));
+    let files = TlsFiles::new(dir.join("tls.crt"), dir.join("tls.key"));
     let acceptor = TlsAcceptor::new(files.load().unwrap().build().unwrap());
     let reloader = TlsReloader::watch(acceptor.clone(), files).unwrap();
     let server = spawn_with(acceptor, ClientCertLayer::new()).await;
@@ -148,8 +130,8 @@ async fn a_kubernetes_style_symlink_swap_is_seen() {
 
     // The swap: a new version directory, a new link, one atomic rename.
     version("..2026_11_26_v2", &new);
-    symlink("..2026_11_26_v2", dir.0.join("..data_tmp")).unwrap();
-    std::fs::rename(dir.0.join("..data_tmp"), dir.0.join("..data")).unwrap();
+    symlink("..2026_11_26_v2", dir.join("..data_tmp")).unwrap();
+    std::fs::rename(dir.join("..data_tmp"), dir.join("..data")).unwrap();
     wait_for(reloader.stats(), |s| s.succeeded() >= 1).await;
     assert_eq!(
         get(server.addr, &new_pki.ca_pem(), None, Http::H1)
@@ -162,10 +144,10 @@ async fn a_kubernetes_style_symlink_swap_is_seen() {
 
 #[tokio::test]
 async fn reload_now_rebuilds_without_a_file_event() {
-    let dir = Dir::new("now");
+    let dir = TempDir::new("now");
     let pki = ThrowawayPki::new("Now").unwrap();
     let cert = server_cert(&pki);
-    let files = TlsFiles::new(dir.0.join("cert.pem"), dir.0.join("key.pem"));
+    let files = TlsFiles::new(dir.join("cert.pem"), dir.join("key.pem"));
     replace(&files.cert, &cert.chain_pem);
     replace(&files.key, &cert.key_pem);
     let acceptor = TlsAcceptor::new(files.load().unwrap().build().unwrap());

@@ -4,24 +4,17 @@
 use std::time::Duration;
 
 use http::StatusCode;
-use portcullis_client_cert::{ClientAuth, ClientCertLayer, ServerTls, TlsAcceptor};
+use portcullis_client_cert::{ClientAuth, ClientCertLayer, TlsAcceptor};
 use portcullis_test_support::pki;
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 
-use crate::support::{ClientCert, Http, get, spawn_with};
+use crate::support::{ClientCert, Http, committed_server, get, spawn_with};
 
 #[tokio::test]
 async fn five_hundred_silent_sockets_block_no_one_and_are_closed_at_the_deadline() {
     let pki = pki();
-    let tls = ServerTls::from_pem(
-        pki.end().chain_pem().as_bytes(),
-        pki.end().key_pem().as_bytes(),
-    )
-    .unwrap()
-    .with_client_ca_pem(pki.ca().cert_pem().as_bytes())
-    .unwrap()
-    .with_client_auth(ClientAuth::Required);
+    let tls = committed_server(ClientAuth::Required);
     let deadline = Duration::from_secs(2);
     let acceptor = TlsAcceptor::new(tls.build().unwrap()).with_handshake_timeout(deadline);
     let server = spawn_with(acceptor, ClientCertLayer::new().required()).await;

@@ -6,7 +6,9 @@ use std::net::SocketAddr;
 use bytes::Bytes;
 use http::{Request, Response};
 use http_body_util::Full;
-use portcullis_client_cert::{ClientCertLayer, ServerTls, TlsAcceptor, TlsListener, serve};
+use portcullis_client_cert::{
+    ClientAuth, ClientCertLayer, ServerTls, TlsAcceptor, TlsListener, serve,
+};
 use portcullis_identity::{ClientIdentity, TlsConnectInfo};
 pub(crate) use portcullis_test_support::client::{ClientCert, Http, get, get_path};
 use tokio::sync::oneshot;
@@ -63,5 +65,23 @@ pub(crate) async fn spawn_with(acceptor: TlsAcceptor, layer: ClientCertLayer) ->
     Server {
         addr,
         stop: Some(stop),
+    }
+}
+
+/// The committed server certificate; with client CAs from the committed
+/// root unless `auth` is `None`.
+pub(crate) fn committed_server(auth: ClientAuth) -> ServerTls {
+    let pki = portcullis_test_support::pki();
+    let tls = ServerTls::from_pem(
+        pki.end().chain_pem().as_bytes(),
+        pki.end().key_pem().as_bytes(),
+    )
+    .unwrap();
+    match auth {
+        ClientAuth::None => tls,
+        mode => tls
+            .with_client_ca_pem(pki.ca().cert_pem().as_bytes())
+            .unwrap()
+            .with_client_auth(mode),
     }
 }
