@@ -5,7 +5,9 @@
 //! This facade re-exports the layer crates behind features: the shared
 //! vocabulary [`identity`] and, with `client-cert` (on by default), the
 //! self-terminated mTLS listener and [`ClientCertLayer`](client_cert::ClientCertLayer).
-//! The XFCC, tenant and rate-limit layers arrive crate by crate.
+//! With `xfcc` (on by default), [`xfcc`] parses and writes Envoy's
+//! `x-forwarded-client-cert` header. The XFCC layer itself, the tenant and
+//! the rate-limit layers arrive crate by crate.
 //!
 //! # Example
 //!
@@ -32,6 +34,7 @@
 //! | Name | Description | Default? |
 //! |---|---|---|
 //! | `client-cert` | [`client_cert`]: server TLS from config or env, the concurrent TLS listener, `ClientCertLayer` | Yes |
+//! | `xfcc` | [`xfcc`]: Envoy's XFCC grammar (`parse`, `to_header_value`) | Yes |
 //! | `axum` | axum extractors for the identity extensions; `axum::serve` over the TLS listener | No |
 //! | `tracing` | `tracing` events from every layer | No |
 //! | `full` | all of the above | No |
@@ -45,6 +48,10 @@ pub use portcullis_identity as identity;
 #[cfg(feature = "client-cert")]
 #[cfg_attr(docsrs, doc(cfg(feature = "client-cert")))]
 pub use portcullis_client_cert as client_cert;
+
+#[cfg(feature = "xfcc")]
+#[cfg_attr(docsrs, doc(cfg(feature = "xfcc")))]
+pub use portcullis_xfcc as xfcc;
 
 /// The names most services need, for a glob import.
 pub mod prelude {
