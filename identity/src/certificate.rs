@@ -368,7 +368,7 @@ fn system_time(time: &ASN1Time) -> SystemTime {
 }
 
 /// Why bytes are not a usable certificate.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CertificateError {
     kind: CertificateErrorKind,
     detail: String,

@@ -9,6 +9,8 @@
 //!   constant time.
 //! - [`TlsConnectInfo`] and [`PeerAddr`]: what the acceptor learnt about a
 //!   connection.
+//! - [`pem`]: a PEM/DER bundle reader that sees every block, shared by the
+//!   TLS and forwarded-certificate layers.
 //!
 //! Every type is a cheap clone and lives in `http::Extensions` by value, so
 //! a handler reads `req.extensions().get::<ClientIdentity>()` whichever
@@ -51,6 +53,7 @@ mod client_ip;
 mod connection;
 mod dn;
 mod forwarded;
+pub mod pem;
 mod proxies;
 mod spiffe;
 

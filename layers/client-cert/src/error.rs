@@ -3,7 +3,7 @@
 use std::fmt;
 use std::path::PathBuf;
 
-use crate::pem::PemError;
+use portcullis_identity::pem::PemError;
 
 /// A TLS configuration that cannot be used.
 #[derive(Debug)]

@@ -68,7 +68,7 @@ mod error;
 pub mod layer;
 mod listener;
 mod outbound;
-pub mod pem;
+pub use portcullis_identity::pem;
 mod reload;
 mod serve;
 mod server;

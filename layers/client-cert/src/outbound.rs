@@ -13,7 +13,7 @@ use rustls::RootCertStore;
 use rustls::crypto::CryptoProvider;
 
 use crate::ConfigError;
-use crate::pem::parse_bundle;
+use portcullis_identity::pem::parse_bundle;
 
 /// The prefix [`OutboundTrust::from_env`] uses.
 pub const DEFAULT_PREFIX: &str = "PORTCULLIS";

@@ -10,8 +10,8 @@ use rustls::server::{ServerConfig, WebPkiClientVerifier};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer};
 
-use crate::pem::parse_bundle;
 use crate::{ConfigError, TlsFiles};
+use portcullis_identity::pem::parse_bundle;
 
 /// Whether clients must present a certificate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -4,7 +4,11 @@
 //!
 //! This crate starts with Envoy's `x-forwarded-client-cert` (XFCC) grammar:
 //! [`parse`] and [`to_header_value`] work on plain strings, with no tower or
-//! http types, so they can be fuzzed and benchmarked alone. Parsing follows
+//! http types, so they can be fuzzed and benchmarked alone. [`ForwardedCert`]
+//! checks one element's fields (`Hash`, URL-encoded PEM `Cert`/`Chain`,
+//! `Subject`, `URI`, `DNS`, `By`) and turns a forwarded certificate into the
+//! same [`ClientIdentity`](portcullis_identity::ClientIdentity) the TLS layer
+//! produces, with `Source::Forwarded`. Parsing follows
 //! Envoy exactly where other parsers drift: keys are case-insensitive,
 //! values are kept as written (empty ones too), only `\"` is an escape inside
 //! quotes (so RFC 2253 subjects keep their `\,`), `=` may appear in unquoted
@@ -32,8 +36,10 @@
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod cert;
 mod grammar;
 
+pub use cert::{FieldError, ForwardedCert};
 pub use grammar::{
     ParseLimits, XfccElement, XfccError, XfccErrorKind, parse, parse_with_limits, to_header_value,
 };

@@ -1,0 +1,429 @@
+//! What one XFCC element says about the client's certificate.
+
+use std::fmt;
+use std::net::IpAddr;
+
+use http::HeaderName;
+use portcullis_identity::pem::{PemError, parse_bundle};
+use portcullis_identity::{CertificateError, ClientIdentity, Source};
+use sha2::{Digest, Sha256};
+
+use crate::XfccElement;
+
+/// The fields of one XFCC element, checked.
+///
+/// `By`, `URI` and `DNS` may repeat and keep their order; `Hash`, `Cert`,
+/// `Chain`, `Subject` and `Issuer` may appear once. `Hash` is 64 hex digits.
+/// `Cert` and `Chain` are URL-encoded PEM, decoded strictly (a `%` must
+/// start two hex digits, `+` stays `+`, NUL is refused); `Cert` holds one
+/// certificate, `Chain` the leaf first. When `Hash` and `Cert` are both
+/// present, the hash must be the certificate's SHA-256. Unknown keys are
+/// ignored here (they stay in the element).
+///
+/// # Example
+///
+/// ```
+/// use portcullis_xfcc::{ForwardedCert, parse};
+///
+/// let element = &parse("By=spiffe://example.org/gw;URI=spiffe://example.org/ns/a;DNS=a.example;DNS=b.example")?[0];
+/// let fields = ForwardedCert::from_element(element)?;
+/// assert_eq!(fields.uris(), ["spiffe://example.org/ns/a"]);
+/// assert_eq!(fields.dns_names(), ["a.example", "b.example"]);
+/// assert!(fields.cert_der().is_none());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ForwardedCert {
+    by: Vec<String>,
+    uris: Vec<String>,
+    dns_names: Vec<String>,
+    hash: Option<[u8; 32]>,
+    subject: Option<String>,
+    issuer: Option<String>,
+    cert: Option<Vec<u8>>,
+    chain: Vec<Vec<u8>>,
+}
+
+impl ForwardedCert {
+    /// Reads and checks an element's fields.
+    pub fn from_element(element: &XfccElement) -> Result<Self, FieldError> {
+        let mut fields = ForwardedCert::default();
+        for (key, value) in element.pairs() {
+            let once = |slot_taken: bool, key: &'static str| {
+                if slot_taken {
+                    Err(FieldError::Duplicate { key })
+                } else {
+                    Ok(())
+                }
+            };
+            if key.eq_ignore_ascii_case("By") {
+                fields.by.push(value.to_owned());
+            } else if key.eq_ignore_ascii_case("URI") {
+                fields.uris.push(value.to_owned());
+            } else if key.eq_ignore_ascii_case("DNS") {
+                fields.dns_names.push(value.to_owned());
+            } else if key.eq_ignore_ascii_case("Hash") {
+                once(fields.hash.is_some(), "Hash")?;
+                fields.hash = Some(parse_hash(value)?);
+            } else if key.eq_ignore_ascii_case("Subject") {
+                once(fields.subject.is_some(), "Subject")?;
+                fields.subject = Some(value.to_owned());
+            } else if key.eq_ignore_ascii_case("Issuer") {
+                once(fields.issuer.is_some(), "Issuer")?;
+                fields.issuer = Some(value.to_owned());
+            } else if key.eq_ignore_ascii_case("Cert") {
+                once(fields.cert.is_some(), "Cert")?;
+                let mut certs = decode_pem(value, "Cert")?;
+                if certs.len() != 1 {
+                    return Err(FieldError::CertCount { found: certs.len() });
+                }
+                fields.cert = certs.pop();
+            } else if key.eq_ignore_ascii_case("Chain") {
+                once(!fields.chain.is_empty(), "Chain")?;
+                fields.chain = decode_pem(value, "Chain")?;
+            }
+        }
+        if let (Some(hash), Some(cert)) = (&fields.hash, &fields.cert) {
+            let digest: [u8; 32] = Sha256::digest(cert).into();
+            if &digest != hash {
+                return Err(FieldError::HashMismatch);
+            }
+        }
+        Ok(fields)
+    }
+
+    /// `By`: the proxies' own identities, in order.
+    pub fn by(&self) -> &[String] {
+        &self.by
+    }
+
+    /// `URI` SANs of the client certificate, in order.
+    pub fn uris(&self) -> &[String] {
+        &self.uris
+    }
+
+    /// `DNS` SANs of the client certificate, in order.
+    pub fn dns_names(&self) -> &[String] {
+        &self.dns_names
+    }
+
+    /// `Hash`: SHA-256 of the client certificate.
+    pub fn hash(&self) -> Option<&[u8; 32]> {
+        self.hash.as_ref()
+    }
+
+    /// `Subject`, as the proxy wrote it.
+    pub fn subject(&self) -> Option<&str> {
+        self.subject.as_deref()
+    }
+
+    /// `Issuer`, as the proxy wrote it.
+    pub fn issuer(&self) -> Option<&str> {
+        self.issuer.as_deref()
+    }
+
+    /// `Cert`, decoded to DER.
+    pub fn cert_der(&self) -> Option<&[u8]> {
+        self.cert.as_deref()
+    }
+
+    /// `Chain`, decoded to DER, leaf first.
+    pub fn chain_der(&self) -> &[Vec<u8>] {
+        &self.chain
+    }
+
+    /// The full identity of the forwarded certificate (from `Cert`, else
+    /// the leaf of `Chain`), recorded as learnt from `proxy` through
+    /// `header`. `Ok(None)` when the element carries no certificate.
+    pub fn identity(
+        &self,
+        proxy: IpAddr,
+        header: HeaderName,
+    ) -> Result<Option<ClientIdentity>, FieldError> {
+        let Some(der) = self
+            .cert
+            .as_deref()
+            .or(self.chain.first().map(Vec::as_slice))
+        else {
+            return Ok(None);
+        };
+        let identity = ClientIdentity::from_der(der).map_err(FieldError::Certificate)?;
+        Ok(Some(
+            identity.with_source(Source::Forwarded { proxy, header }),
+        ))
+    }
+}
+
+fn parse_hash(value: &str) -> Result<[u8; 32], FieldError> {
+    let bytes = value.as_bytes();
+    if bytes.len() != 64 {
+        return Err(FieldError::InvalidHash);
+    }
+    let mut hash = [0u8; 32];
+    for (out, pair) in hash.iter_mut().zip(bytes.chunks_exact(2)) {
+        let high = hex_value(pair[0]).ok_or(FieldError::InvalidHash)?;
+        let low = hex_value(pair[1]).ok_or(FieldError::InvalidHash)?;
+        *out = high << 4 | low;
+    }
+    Ok(hash)
+}
+
+fn hex_value(digit: u8) -> Option<u8> {
+    char::from(digit)
+        .to_digit(16)
+        .and_then(|d| u8::try_from(d).ok())
+}
+
+/// Strict percent-decoding, then PEM: every certificate, in order.
+fn decode_pem(value: &str, key: &'static str) -> Result<Vec<Vec<u8>>, FieldError> {
+    let bytes = value.as_bytes();
+    let mut decoded = Vec::with_capacity(bytes.len());
+    let mut at = 0;
+    while at < bytes.len() {
+        let byte = match bytes[at] {
+            b'%' => {
+                let digits = bytes
+                    .get(at + 1..at + 3)
+                    .ok_or(FieldError::PercentEncoding { key, offset: at })?;
+                let high =
+                    hex_value(digits[0]).ok_or(FieldError::PercentEncoding { key, offset: at })?;
+                let low =
+                    hex_value(digits[1]).ok_or(FieldError::PercentEncoding { key, offset: at })?;
+                at += 3;
+                high << 4 | low
+            }
+            other => {
+                at += 1;
+                other
+            }
+        };
+        if byte == 0 {
+            return Err(FieldError::PercentEncoding {
+                key,
+                offset: at.saturating_sub(3),
+            });
+        }
+        decoded.push(byte);
+    }
+    let bundle = parse_bundle(&decoded).map_err(|error| FieldError::Pem { key, error })?;
+    if bundle.certificates.is_empty() {
+        return Err(FieldError::CertCount { found: 0 });
+    }
+    Ok(bundle
+        .certificates
+        .into_iter()
+        .map(|c| c.to_vec())
+        .collect())
+}
+
+/// Why an element's fields were refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum FieldError {
+    /// A single-valued key appeared twice.
+    Duplicate {
+        /// The key.
+        key: &'static str,
+    },
+    /// `Hash` is not 64 hex digits.
+    InvalidHash,
+    /// A bad `%` escape or a NUL in `Cert` or `Chain`.
+    PercentEncoding {
+        /// The key.
+        key: &'static str,
+        /// Byte offset in the value.
+        offset: usize,
+    },
+    /// `Cert` or `Chain` is not PEM.
+    Pem {
+        /// The key.
+        key: &'static str,
+        /// The PEM problem.
+        error: PemError,
+    },
+    /// `Cert` must hold exactly one certificate (`Chain` at least one).
+    CertCount {
+        /// How many it held.
+        found: usize,
+    },
+    /// `Hash` is not the SHA-256 of `Cert`.
+    HashMismatch,
+    /// The forwarded certificate is not a certificate.
+    Certificate(CertificateError),
+}
+
+impl fmt::Display for FieldError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FieldError::Duplicate { key } => {
+                write!(f, "XFCC {key} appears more than once in one element")
+            }
+            FieldError::InvalidHash => f.write_str("XFCC Hash is not 64 hex digits"),
+            FieldError::PercentEncoding { key, offset } => {
+                write!(
+                    f,
+                    "XFCC {key} has a bad percent escape or a NUL at byte {offset}"
+                )
+            }
+            FieldError::Pem { key, error } => write!(f, "XFCC {key} is not PEM: {error}"),
+            FieldError::CertCount { found } => {
+                write!(f, "XFCC Cert must hold one certificate, found {found}")
+            }
+            FieldError::HashMismatch => f.write_str("XFCC Hash is not the SHA-256 of Cert"),
+            FieldError::Certificate(error) => write!(f, "XFCC certificate: {error}"),
+        }
+    }
+}
+
+impl std::error::Error for FieldError {}
+
+#[cfg(test)]
+mod tests {
+    use portcullis_test_support::pki;
+
+    use super::*;
+    use crate::parse;
+
+    /// URL-encodes everything but unreserved characters, as Envoy does.
+    fn url_encode(text: &str) -> String {
+        text.bytes()
+            .map(|b| {
+                if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+                    char::from(b).to_string()
+                } else {
+                    format!("%{b:02X}")
+                }
+            })
+            .collect()
+    }
+
+    fn fields(header: &str) -> Result<ForwardedCert, FieldError> {
+        ForwardedCert::from_element(&parse(header).unwrap()[0])
+    }
+
+    fn hex(bytes: &[u8]) -> String {
+        bytes.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    #[test]
+    fn envoy_documented_fields() {
+        let f = fields(r#"By=http://frontend.lyft.com;Hash=468ed33be74eee6556d90c0149c1309e9ba61d6425303443c0748a02dd8de688;Subject="/C=US/ST=CA/L=San Francisco/OU=Lyft/CN=Test Client";URI=http://testclient.lyft.com;DNS=lyft.com;DNS=www.lyft.com"#).unwrap();
+        assert_eq!(f.by(), ["http://frontend.lyft.com"]);
+        assert_eq!(f.uris(), ["http://testclient.lyft.com"]);
+        assert_eq!(f.dns_names(), ["lyft.com", "www.lyft.com"]);
+        assert_eq!(
+            f.subject(),
+            Some("/C=US/ST=CA/L=San Francisco/OU=Lyft/CN=Test Client")
+        );
+        assert_eq!(
+            f.hash().map(|h| hex(h)).as_deref(),
+            Some("468ed33be74eee6556d90c0149c1309e9ba61d6425303443c0748a02dd8de688")
+        );
+    }
+
+    #[test]
+    fn a_forwarded_certificate_becomes_a_full_identity() {
+        let leaf = pki().client_spiffe();
+        let hash = hex(&Sha256::digest(leaf.der()));
+        let header = format!(
+            "Hash={hash};Cert=\"{}\";Chain=\"{}\"",
+            url_encode(leaf.cert_pem()),
+            url_encode(leaf.chain_pem())
+        );
+        let f = fields(&header).unwrap();
+        assert_eq!(f.cert_der(), Some(leaf.der()));
+        assert_eq!(f.chain_der().len(), 2);
+        assert_eq!(f.chain_der()[0], leaf.der());
+        let proxy: IpAddr = "10.0.0.2".parse().unwrap();
+        let name = HeaderName::from_static("x-forwarded-client-cert");
+        let identity = f.identity(proxy, name.clone()).unwrap().unwrap();
+        assert_eq!(
+            identity.spiffe_id().map(|s| s.as_str()),
+            Some("spiffe://example.org/ns/prod/sa/api")
+        );
+        assert_eq!(
+            identity.source(),
+            &Source::Forwarded {
+                proxy,
+                header: name
+            }
+        );
+        // No certificate, no identity.
+        assert_eq!(
+            fields("URI=spiffe://example.org/x")
+                .unwrap()
+                .identity(proxy, HeaderName::from_static("x")),
+            Ok(None)
+        );
+    }
+
+    #[test]
+    fn plus_and_unencoded_pem_characters_are_kept() {
+        // An AWS-ALB-style value: only some characters encoded, '+' '/' '=' raw.
+        let pem = pki().client().cert_pem();
+        let partly = pem.replace('\n', "%0A").replace(' ', "%20");
+        let f = fields(&format!("Cert=\"{partly}\"")).unwrap();
+        assert_eq!(f.cert_der(), Some(pki().client().der()));
+    }
+
+    #[test]
+    fn refusals() {
+        let leaf = pki().client();
+        let cert = url_encode(leaf.cert_pem());
+        let wrong_hash = hex(&Sha256::digest(b"not the certificate"));
+        let cases: Vec<(String, FieldError)> = vec![
+            (
+                format!("Hash={wrong_hash};Cert={cert}"),
+                FieldError::HashMismatch,
+            ),
+            ("Hash=abc".to_owned(), FieldError::InvalidHash),
+            (format!("Hash={}", "g".repeat(64)), FieldError::InvalidHash),
+            (
+                "Subject=a;Subject=b".to_owned(),
+                FieldError::Duplicate { key: "Subject" },
+            ),
+            (
+                format!("Cert={cert};cert={cert}"),
+                FieldError::Duplicate { key: "Cert" },
+            ),
+            (
+                "Cert=%G1".to_owned(),
+                FieldError::PercentEncoding {
+                    key: "Cert",
+                    offset: 0,
+                },
+            ),
+            (
+                "Cert=abc%4".to_owned(),
+                FieldError::PercentEncoding {
+                    key: "Cert",
+                    offset: 3,
+                },
+            ),
+            (
+                "Cert=a%00b".to_owned(),
+                FieldError::PercentEncoding {
+                    key: "Cert",
+                    offset: 1,
+                },
+            ),
+            (
+                "Cert=nothing".to_owned(),
+                FieldError::CertCount { found: 0 },
+            ),
+            (
+                format!("Cert={}", url_encode(leaf.chain_pem())),
+                FieldError::CertCount { found: 2 },
+            ),
+        ];
+        for (header, expected) in cases {
+            assert_eq!(fields(&header), Err(expected), "{header}");
+        }
+        let garbage = url_encode("-----BEGIN CERTIFICATE-----\nMAA=\n-----END CERTIFICATE-----\n");
+        let f = fields(&format!("Cert={garbage}")).unwrap();
+        let err = f
+            .identity("10.0.0.1".parse().unwrap(), HeaderName::from_static("x"))
+            .unwrap_err();
+        assert!(matches!(err, FieldError::Certificate(_)), "{err}");
+    }
+}
