@@ -7,8 +7,6 @@ use http::header::{AUTHORIZATION, HeaderMap, HeaderValue};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use crate::dn;
-
 /// The SHA-256 digest of a bearer token: what portcullis keys, logs and
 /// compares instead of the token.
 ///
@@ -76,17 +74,9 @@ impl BearerDigest {
 
     /// Parses 64 hex digits (either case), as stored in a tenants file.
     pub fn from_hex(hex: &str) -> Result<Self, BearerError> {
-        let bytes = hex.as_bytes();
-        if bytes.len() != 64 {
-            return Err(BearerError(BearerErrorKind::InvalidHex));
-        }
-        let mut digest = [0u8; 32];
-        for (out, pair) in digest.iter_mut().zip(bytes.chunks_exact(2)) {
-            let high = hex_value(pair[0]).ok_or(BearerError(BearerErrorKind::InvalidHex))?;
-            let low = hex_value(pair[1]).ok_or(BearerError(BearerErrorKind::InvalidHex))?;
-            *out = high << 4 | low;
-        }
-        Ok(BearerDigest(digest))
+        crate::hex::decode_sha256(hex)
+            .map(BearerDigest)
+            .ok_or(BearerError(BearerErrorKind::InvalidHex))
     }
 
     /// The raw digest.
@@ -96,7 +86,7 @@ impl BearerDigest {
 
     /// 64 lower-case hex digits.
     pub fn to_hex(&self) -> String {
-        dn::hex(&self.0)
+        crate::hex::encode(&self.0)
     }
 }
 
@@ -107,15 +97,6 @@ fn is_b64token(token: &[u8]) -> bool {
         && token[..body_len].iter().all(|&b| {
             b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/')
         })
-}
-
-fn hex_value(digit: u8) -> Option<u8> {
-    match digit {
-        b'0'..=b'9' => Some(digit - b'0'),
-        b'a'..=b'f' => Some(digit - b'a' + 10),
-        b'A'..=b'F' => Some(digit - b'A' + 10),
-        _ => None,
-    }
 }
 
 impl ConstantTimeEq for BearerDigest {
@@ -140,7 +121,11 @@ impl Hash for BearerDigest {
 
 impl fmt::Debug for BearerDigest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "BearerDigest(sha256:{}…)", dn::hex(&self.0[..6]))
+        write!(
+            f,
+            "BearerDigest(sha256:{}…)",
+            crate::hex::encode(&self.0[..6])
+        )
     }
 }
 

@@ -231,7 +231,7 @@ impl ClientIdentity {
     /// [`fingerprint_sha256`](Self::fingerprint_sha256) as 64 lower-case hex
     /// digits, the form Envoy's XFCC `Hash` uses.
     pub fn fingerprint_sha256_hex(&self) -> String {
-        dn::hex(&self.fingerprint_sha256())
+        crate::hex::encode(&self.fingerprint_sha256())
     }
 
     /// `dNSName` subject alternative names, in certificate order.
@@ -341,7 +341,7 @@ fn serial_hex(raw: &[u8]) -> String {
         .iter()
         .position(|&b| b != 0)
         .unwrap_or(raw.len().saturating_sub(1));
-    dn::hex(&raw[start..])
+    crate::hex::encode(&raw[start..])
 }
 
 fn ip_from_san(bytes: &[u8]) -> Option<IpAddr> {

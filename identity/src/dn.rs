@@ -175,27 +175,10 @@ pub(crate) fn push_escaped(out: &mut String, value: &str) {
 fn push_hex_der(out: &mut String, value: &Any<'_>) {
     out.push('#');
     match value.to_der_vec() {
-        Ok(der) => push_hex(out, &der),
+        Ok(der) => out.push_str(&crate::hex::encode(&der)),
         // Re-encoding a value we just parsed cannot fail; keep the content.
-        Err(_) => push_hex(out, value.data),
+        Err(_) => out.push_str(&crate::hex::encode(value.data)),
     }
-}
-
-/// Appends lower-case hex.
-pub(crate) fn push_hex(out: &mut String, bytes: &[u8]) {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    out.reserve(bytes.len() * 2);
-    for &byte in bytes {
-        out.push(char::from(DIGITS[usize::from(byte >> 4)]));
-        out.push(char::from(DIGITS[usize::from(byte & 0x0f)]));
-    }
-}
-
-/// Lower-case hex of `bytes`.
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    let mut out = String::with_capacity(bytes.len() * 2);
-    push_hex(&mut out, bytes);
-    out
 }
 
 #[cfg(test)]
@@ -232,6 +215,6 @@ mod tests {
 
     #[test]
     fn hex_is_lower_case() {
-        assert_eq!(hex(&[0x00, 0xab, 0x1f]), "00ab1f");
+        assert_eq!(crate::hex::encode(&[0x00, 0xab, 0x1f]), "00ab1f");
     }
 }

@@ -53,6 +53,7 @@ mod client_ip;
 mod connection;
 mod dn;
 mod forwarded;
+pub mod hex;
 pub mod pem;
 mod proxies;
 mod spiffe;

@@ -4,6 +4,7 @@ use std::fmt;
 use std::net::IpAddr;
 
 use http::HeaderName;
+use portcullis_identity::hex;
 use portcullis_identity::pem::{PemError, parse_bundle};
 use portcullis_identity::{CertificateError, ClientIdentity, Source};
 use sha2::{Digest, Sha256};
@@ -64,7 +65,7 @@ impl ForwardedCert {
                 fields.dns_names.push(value.to_owned());
             } else if key.eq_ignore_ascii_case("Hash") {
                 once(fields.hash.is_some(), "Hash")?;
-                fields.hash = Some(parse_hash(value)?);
+                fields.hash = Some(hex::decode_sha256(value).ok_or(FieldError::InvalidHash)?);
             } else if key.eq_ignore_ascii_case("Subject") {
                 once(fields.subject.is_some(), "Subject")?;
                 fields.subject = Some(value.to_owned());
@@ -154,26 +155,6 @@ impl ForwardedCert {
     }
 }
 
-fn parse_hash(value: &str) -> Result<[u8; 32], FieldError> {
-    let bytes = value.as_bytes();
-    if bytes.len() != 64 {
-        return Err(FieldError::InvalidHash);
-    }
-    let mut hash = [0u8; 32];
-    for (out, pair) in hash.iter_mut().zip(bytes.chunks_exact(2)) {
-        let high = hex_value(pair[0]).ok_or(FieldError::InvalidHash)?;
-        let low = hex_value(pair[1]).ok_or(FieldError::InvalidHash)?;
-        *out = high << 4 | low;
-    }
-    Ok(hash)
-}
-
-fn hex_value(digit: u8) -> Option<u8> {
-    char::from(digit)
-        .to_digit(16)
-        .and_then(|d| u8::try_from(d).ok())
-}
-
 /// Strict percent-decoding, then PEM: every certificate, in order.
 fn decode_pem(value: &str, key: &'static str) -> Result<Vec<Vec<u8>>, FieldError> {
     let bytes = value.as_bytes();
@@ -186,9 +167,9 @@ fn decode_pem(value: &str, key: &'static str) -> Result<Vec<Vec<u8>>, FieldError
                     .get(at + 1..at + 3)
                     .ok_or(FieldError::PercentEncoding { key, offset: at })?;
                 let high =
-                    hex_value(digits[0]).ok_or(FieldError::PercentEncoding { key, offset: at })?;
+                    hex::digit(digits[0]).ok_or(FieldError::PercentEncoding { key, offset: at })?;
                 let low =
-                    hex_value(digits[1]).ok_or(FieldError::PercentEncoding { key, offset: at })?;
+                    hex::digit(digits[1]).ok_or(FieldError::PercentEncoding { key, offset: at })?;
                 at += 3;
                 high << 4 | low
             }
