@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::{TcpListener, ToSocketAddrs};
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::JoinHandle;
 
 use crate::{TlsAcceptor, TlsStream};
@@ -19,15 +19,17 @@ pub const DEFAULT_MAX_HANDSHAKES: usize = 1024;
 /// own, so a client that connects and stalls never holds up the next one.
 /// [`accept`](Self::accept) yields connections whose handshake finished.
 ///
-/// At most [`with_max_handshakes`](Self::with_max_handshakes) handshakes
-/// run at once; past that, new connections wait in the kernel's backlog.
-/// Each handshake has the acceptor's deadline.
+/// At most [`with_max_handshakes`](Self::with_max_handshakes) connections
+/// are in a handshake or waiting to be taken by [`accept`](Self::accept);
+/// past that, new connections wait in the kernel's backlog. Each handshake
+/// has the acceptor's deadline.
 ///
 /// With the `axum` feature it implements `axum::serve::Listener`; serve the
 /// router through [`WithTlsConnectInfo`](crate::WithTlsConnectInfo) so each
 /// request carries its connection's [`TlsConnectInfo`](portcullis_identity::TlsConnectInfo).
 pub struct TlsListener {
-    ready: mpsc::Receiver<TlsStream>,
+    /// Each finished stream travels with its permit, released when taken.
+    ready: mpsc::Receiver<(TlsStream, OwnedSemaphorePermit)>,
     local_addr: SocketAddr,
     accept_loop: JoinHandle<()>,
 }
@@ -66,7 +68,7 @@ impl TlsListener {
     /// The next connection whose handshake completed, and its peer.
     /// `None` once the accept loop has stopped.
     pub async fn accept(&mut self) -> Option<(TlsStream, SocketAddr)> {
-        let stream = self.ready.recv().await?;
+        let (stream, _permit) = self.ready.recv().await?;
         let peer = stream.info().remote_addr();
         Some((stream, peer))
     }
@@ -80,7 +82,7 @@ impl TlsListener {
 async fn accept_loop(
     tcp: TcpListener,
     acceptor: TlsAcceptor,
-    ready: mpsc::Sender<TlsStream>,
+    ready: mpsc::Sender<(TlsStream, OwnedSemaphorePermit)>,
     handshakes: Arc<Semaphore>,
 ) {
     loop {
@@ -106,8 +108,9 @@ async fn accept_loop(
         tokio::spawn(async move {
             match acceptor.accept(stream).await {
                 Ok(tls) => {
-                    drop(permit);
-                    let _ = ready.send(tls).await;
+                    // The permit goes with the stream and is released when
+                    // the consumer takes it: an idle consumer bounds what waits.
+                    let _ = ready.send((tls, permit)).await;
                 }
                 Err(error) => {
                     #[cfg(feature = "tracing")]

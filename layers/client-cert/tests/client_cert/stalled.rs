@@ -45,3 +45,39 @@ async fn five_hundred_silent_sockets_block_no_one_and_are_closed_at_the_deadline
         }
     }
 }
+
+/// A consumer that stops accepting bounds the finished connections waiting
+/// for it: with room for 2, a third client's handshake does not complete
+/// until one is taken.
+#[tokio::test]
+async fn an_idle_consumer_bounds_waiting_connections() {
+    use portcullis_client_cert::TlsListener;
+
+    let pki = pki();
+    let acceptor = TlsAcceptor::new(committed_server(ClientAuth::None).build().unwrap());
+    let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = tcp.local_addr().unwrap();
+    let mut listener = TlsListener::with_max_handshakes(tcp, acceptor, 2);
+
+    let connect =
+        move || portcullis_test_support::client::connect(addr, pki.ca().cert_pem(), None, Http::H1);
+    let first = connect().await.unwrap();
+    let second = connect().await.unwrap();
+    // Nobody has called accept(): the third handshake must not finish.
+    let third = tokio::spawn(async move { connect().await.map(|_| ()) });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        !third.is_finished(),
+        "a third connection was handshaken while two waited"
+    );
+    // Taking one lets it through.
+    let (_taken, _) = listener.accept().await.unwrap();
+    assert_eq!(
+        tokio::time::timeout(Duration::from_secs(10), third)
+            .await
+            .unwrap()
+            .unwrap(),
+        Ok(())
+    );
+    drop((first, second));
+}
