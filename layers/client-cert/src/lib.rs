@@ -83,3 +83,11 @@ pub use reload::{ReloadStats, TlsFiles, TlsReloader};
 pub use serve::WithTlsConnectInfo;
 pub use serve::{AddTlsConnectInfo, serve};
 pub use server::{ClientAuth, EnvTls, Policy, Revocation, RevocationDepth, ServerTls};
+
+/// The process-default crypto provider when the application installed one,
+/// otherwise *ring*: what every rustls config this crate builds uses.
+fn crypto_provider() -> std::sync::Arc<rustls::crypto::CryptoProvider> {
+    rustls::crypto::CryptoProvider::get_default()
+        .cloned()
+        .unwrap_or_else(|| std::sync::Arc::new(rustls::crypto::ring::default_provider()))
+}

@@ -10,7 +10,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rustls::RootCertStore;
-use rustls::crypto::CryptoProvider;
 
 use crate::ConfigError;
 use portcullis_identity::pem::parse_bundle;
@@ -174,9 +173,7 @@ impl OutboundTrust {
     /// A client configuration with these roots, ALPN `h2` and `http/1.1`,
     /// no client certificate, host names verified.
     pub fn client_config(&self) -> Arc<rustls::ClientConfig> {
-        let provider = CryptoProvider::get_default()
-            .cloned()
-            .unwrap_or_else(|| Arc::new(rustls::crypto::ring::default_provider()));
+        let provider = crate::crypto_provider();
         let builder = rustls::ClientConfig::builder_with_provider(provider);
         // Safe defaults cannot fail with a built-in provider; fall back to
         // rustls's own builder if an installed provider is unusual.

@@ -5,7 +5,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rustls::RootCertStore;
-use rustls::crypto::CryptoProvider;
 use rustls::server::{ServerConfig, WebPkiClientVerifier};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer};
@@ -198,26 +197,24 @@ impl ServerTls {
     }
 
     /// Adds the CRLs in a PEM bundle.
-    pub fn with_crl_pem(mut self, bundle: &[u8]) -> Result<Self, ConfigError> {
-        let origin = "CRL bundle";
-        let crls = parse_bundle(bundle)
-            .map_err(|error| ConfigError::Pem {
-                origin: origin.to_owned(),
-                error,
-            })?
-            .crls;
-        self.crls.extend(crls);
-        Ok(self)
+    pub fn with_crl_pem(self, bundle: &[u8]) -> Result<Self, ConfigError> {
+        self.with_crl_origin(bundle, "CRL bundle")
     }
 
     /// Adds the CRLs in a file (PEM `X509 CRL` blocks).
     pub fn with_crl_file(self, path: impl AsRef<Path>) -> Result<Self, ConfigError> {
         let origin = format!("CRL file {}", path.as_ref().display());
         let bytes = read(path.as_ref(), &origin)?;
-        self.with_crl_pem(&bytes).map_err(|e| match e {
-            ConfigError::Pem { error, .. } => ConfigError::Pem { origin, error },
-            other => other,
-        })
+        self.with_crl_origin(&bytes, &origin)
+    }
+
+    fn with_crl_origin(mut self, bytes: &[u8], origin: &str) -> Result<Self, ConfigError> {
+        let bundle = parse_bundle(bytes).map_err(|error| ConfigError::Pem {
+            origin: origin.to_owned(),
+            error,
+        })?;
+        self.crls.extend(bundle.crls);
+        Ok(self)
     }
 
     /// Whether clients must present a certificate.
@@ -244,9 +241,7 @@ impl ServerTls {
     /// Uses the process-default crypto provider when the application
     /// installed one, otherwise *ring*.
     pub fn build(&self) -> Result<Arc<ServerConfig>, ConfigError> {
-        let provider = CryptoProvider::get_default()
-            .cloned()
-            .unwrap_or_else(|| Arc::new(rustls::crypto::ring::default_provider()));
+        let provider = crate::crypto_provider();
         let verifier = match self.client_auth {
             ClientAuth::None => WebPkiClientVerifier::no_client_auth(),
             mode => {
@@ -415,18 +410,22 @@ impl ServerTls {
             let origin = format!("TLS_CLIENT_CA ({ca})");
             tls = tls.with_client_ca_origin(&read(Path::new(ca), &origin)?, &origin)?;
         }
-        if let Some(crl) = &crl {
-            if ca.is_none() {
-                return Err(ConfigError::MissingPair {
-                    set: "TLS_CLIENT_CRL",
-                    missing: "TLS_CLIENT_CA",
-                });
-            }
-            for path in crl.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-                tls = tls
-                    .with_crl_file(path)
-                    .map_err(|e| rename_origin(e, "TLS_CLIENT_CRL", path))?;
-            }
+        let crl_paths: Vec<PathBuf> = crl
+            .iter()
+            .flat_map(|list| list.split(','))
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .map(PathBuf::from)
+            .collect();
+        if crl.is_some() && ca.is_none() {
+            return Err(ConfigError::MissingPair {
+                set: "TLS_CLIENT_CRL",
+                missing: "TLS_CLIENT_CA",
+            });
+        }
+        for path in &crl_paths {
+            let origin = format!("TLS_CLIENT_CRL ({})", path.display());
+            tls = tls.with_crl_origin(&read(path, &origin)?, &origin)?;
         }
         let tls = tls.with_client_auth(client_auth);
         // Fail at start-up, not at the first handshake.
@@ -435,13 +434,7 @@ impl ServerTls {
             cert: PathBuf::from(cert),
             key: PathBuf::from(key),
             client_ca: ca.map(PathBuf::from),
-            crls: crl
-                .iter()
-                .flat_map(|list| list.split(','))
-                .map(str::trim)
-                .filter(|p| !p.is_empty())
-                .map(PathBuf::from)
-                .collect(),
+            crls: crl_paths,
             client_auth,
             revocation: Revocation::default(),
         };
@@ -450,19 +443,6 @@ impl ServerTls {
             files,
             use_cert_as_principal,
         }))
-    }
-}
-
-fn rename_origin(error: ConfigError, var: &str, path: &str) -> ConfigError {
-    let origin = format!("{var} ({path})");
-    match error {
-        ConfigError::Read { path, source, .. } => ConfigError::Read {
-            origin,
-            path,
-            source,
-        },
-        ConfigError::Pem { error, .. } => ConfigError::Pem { origin, error },
-        other => other,
     }
 }
 
