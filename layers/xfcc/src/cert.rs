@@ -161,6 +161,7 @@ fn decode_pem(value: &str, key: &'static str) -> Result<Vec<Vec<u8>>, FieldError
     let mut decoded = Vec::with_capacity(bytes.len());
     let mut at = 0;
     while at < bytes.len() {
+        let offset = at;
         let byte = match bytes[at] {
             b'%' => {
                 let digits = bytes
@@ -179,10 +180,7 @@ fn decode_pem(value: &str, key: &'static str) -> Result<Vec<Vec<u8>>, FieldError
             }
         };
         if byte == 0 {
-            return Err(FieldError::PercentEncoding {
-                key,
-                offset: at.saturating_sub(3),
-            });
+            return Err(FieldError::PercentEncoding { key, offset });
         }
         decoded.push(byte);
     }
@@ -386,6 +384,14 @@ mod tests {
                 FieldError::PercentEncoding {
                     key: "Cert",
                     offset: 1,
+                },
+            ),
+            (
+                // A raw NUL is reported where it stands, too.
+                "Cert=ab\0c".to_owned(),
+                FieldError::PercentEncoding {
+                    key: "Cert",
+                    offset: 2,
                 },
             ),
             (
