@@ -37,7 +37,7 @@ const PLATFORM_BUNDLES: &[&str] = &[
 ///
 /// // PORTCULLIS_CA_CERTIFICATE=/etc/company/ca.pem, or SSL_CERT_FILE=...
 /// let trust = OutboundTrust::from_env()?;
-/// let config = trust.client_config();
+/// let config = trust.client_config()?;
 /// # Ok::<(), portcullis_client_cert::ConfigError>(())
 /// ```
 #[derive(Clone)]
@@ -171,22 +171,19 @@ impl OutboundTrust {
     }
 
     /// A client configuration with these roots, ALPN `h2` and `http/1.1`,
-    /// no client certificate, host names verified.
-    pub fn client_config(&self) -> Arc<rustls::ClientConfig> {
-        let provider = crate::crypto_provider();
-        let builder = rustls::ClientConfig::builder_with_provider(provider);
-        // Safe defaults cannot fail with a built-in provider; fall back to
-        // rustls's own builder if an installed provider is unusual.
-        let mut config = match builder.with_safe_default_protocol_versions() {
-            Ok(builder) => builder
-                .with_root_certificates(self.roots.clone())
-                .with_no_client_auth(),
-            Err(_) => rustls::ClientConfig::builder()
-                .with_root_certificates(self.roots.clone())
-                .with_no_client_auth(),
-        };
+    /// no client certificate, host names verified. Fails only when an
+    /// application-installed crypto provider supports neither TLS 1.2 nor 1.3.
+    pub fn client_config(&self) -> Result<Arc<rustls::ClientConfig>, ConfigError> {
+        let mut config = rustls::ClientConfig::builder_with_provider(crate::crypto_provider())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| ConfigError::Rustls {
+                what: "outbound TLS protocol versions",
+                detail: e.to_string(),
+            })?
+            .with_root_certificates(self.roots.clone())
+            .with_no_client_auth();
         config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-        Arc::new(config)
+        Ok(Arc::new(config))
     }
 }
 

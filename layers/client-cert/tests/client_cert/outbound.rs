@@ -74,14 +74,18 @@ async fn a_private_ca_from_the_environment_is_added_to_the_platform_roots() {
         "no platform roots: is ca-certificates installed?"
     );
     assert_eq!(
-        handshake(server.addr, with.client_config(), "localhost").await,
+        handshake(server.addr, with.client_config().unwrap(), "localhost").await,
         Ok(())
     );
 
     // Host names are still checked.
-    let err = handshake(server.addr, with.client_config(), "wrong.example.com")
-        .await
-        .unwrap_err();
+    let err = handshake(
+        server.addr,
+        with.client_config().unwrap(),
+        "wrong.example.com",
+    )
+    .await
+    .unwrap_err();
     assert!(
         err.contains("not valid for name \"wrong.example.com\""),
         "{err}"
@@ -90,7 +94,7 @@ async fn a_private_ca_from_the_environment_is_added_to_the_platform_roots() {
     // Without it, the private CA is unknown.
     let without = trust(&[]).unwrap();
     assert_eq!(without.extra_count(), 0);
-    let err = handshake(server.addr, without.client_config(), "localhost")
+    let err = handshake(server.addr, without.client_config().unwrap(), "localhost")
         .await
         .unwrap_err();
     assert!(err.contains("UnknownIssuer"), "{err}");
@@ -109,7 +113,7 @@ async fn ssl_cert_file_is_the_fallback_and_the_prefixed_variable_wins() {
     );
     assert!(fallback.platform_count() > 0);
     assert_eq!(
-        handshake(server.addr, fallback.client_config(), "localhost").await,
+        handshake(server.addr, fallback.client_config().unwrap(), "localhost").await,
         Ok(())
     );
 
@@ -124,7 +128,7 @@ async fn ssl_cert_file_is_the_fallback_and_the_prefixed_variable_wins() {
         Some("TESTAPP_CA_CERTIFICATE")
     );
     assert_eq!(
-        handshake(server.addr, both.client_config(), "localhost").await,
+        handshake(server.addr, both.client_config().unwrap(), "localhost").await,
         Ok(())
     );
 }
