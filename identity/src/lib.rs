@@ -56,6 +56,7 @@ mod forwarded;
 pub mod hex;
 pub mod pem;
 mod proxies;
+pub mod response;
 mod spiffe;
 
 #[cfg(feature = "axum")]

@@ -52,18 +52,21 @@
 //! # }
 //! ```
 
-mod body;
-mod future;
 #[allow(clippy::module_inception)]
 mod layer;
 mod service;
 
-pub use body::ResponseBody;
-pub use future::ResponseFuture;
 pub use layer::ClientCertLayer;
+pub use portcullis_identity::response::ResponseBody;
 pub use service::ClientCert;
 
+use std::borrow::Cow;
 use std::fmt;
+
+use portcullis_identity::response::Rejection;
+
+/// Response future of [`ClientCert`].
+pub type ResponseFuture<F> = portcullis_identity::response::ResponseFuture<F, ClientCertRejection>;
 
 use http::StatusCode;
 
@@ -111,6 +114,16 @@ impl ClientCertRejection {
             RejectionKind::Unreadable => "client certificate could not be read\n",
             RejectionKind::NotAllowed => "client certificate identity not allowed\n",
         }
+    }
+}
+
+impl Rejection for ClientCertRejection {
+    fn status(&self) -> StatusCode {
+        ClientCertRejection::status(self)
+    }
+
+    fn body_text(&self) -> Cow<'static, str> {
+        Cow::Borrowed(ClientCertRejection::body_text(self))
     }
 }
 
