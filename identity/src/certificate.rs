@@ -90,6 +90,44 @@ struct Certificate {
     spiffe_id: Option<SpiffeId>,
     not_before: SystemTime,
     not_after: SystemTime,
+    known: KnownFields,
+}
+
+/// Which parts of a [`ClientIdentity`] are known.
+///
+/// An identity read from a certificate knows everything. One that a proxy
+/// forwarded as fields, without the certificate itself (Envoy's XFCC with
+/// only `Hash`, `Subject`, `URI` and `DNS`, as Istio sends it), knows only
+/// what it was given; its other accessors answer empty (and its validity
+/// dates the epoch, a period that never was).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct KnownFields(u8);
+
+impl KnownFields {
+    /// The whole certificate (DER, issuer, serial, dates, every SAN).
+    pub const CERTIFICATE: KnownFields = KnownFields(1);
+    /// The SHA-256 fingerprint.
+    pub const FINGERPRINT: KnownFields = KnownFields(1 << 1);
+    /// The subject (and the common name, when the subject is RFC 4514).
+    pub const SUBJECT: KnownFields = KnownFields(1 << 2);
+    /// The URI SANs (and the SPIFFE ID).
+    pub const URIS: KnownFields = KnownFields(1 << 3);
+    /// The DNS SANs.
+    pub const DNS_NAMES: KnownFields = KnownFields(1 << 4);
+    const ALL: KnownFields = KnownFields(0b1_1111);
+
+    /// Whether every field of `other` is known.
+    pub fn contains(self, other: KnownFields) -> bool {
+        self.0 & other.0 == other.0
+    }
+}
+
+impl std::ops::BitOr for KnownFields {
+    type Output = KnownFields;
+
+    fn bitor(self, rhs: KnownFields) -> KnownFields {
+        KnownFields(self.0 | rhs.0)
+    }
 }
 
 /// Context-specific tag of `uniformResourceIdentifier` in `GeneralName`.
@@ -169,11 +207,88 @@ impl ClientIdentity {
             spiffe_id,
             not_before: system_time(&tbs.validity.not_before),
             not_after: system_time(&tbs.validity.not_after),
+            known: KnownFields::ALL,
         };
         Ok(ClientIdentity {
             certificate: Arc::new(certificate),
             source: Source::Tls,
         })
+    }
+
+    /// An identity a trusted proxy forwarded as fields, without the
+    /// certificate: its SHA-256 fingerprint, and whichever of subject, URI
+    /// and DNS SANs it sent.
+    ///
+    /// The fingerprint is required: it is what Envoy always sends, and it
+    /// keys the identity when nothing else does. The subject is kept as the
+    /// proxy wrote it; the common name is read from it when it is an
+    /// RFC 4514 string (Envoy writes that form) and is `None` otherwise. The
+    /// SPIFFE ID comes from the URIs under the same one-URI rule as a
+    /// certificate's. [`known_fields`](Self::known_fields) says what is
+    /// known; the rest answers empty.
+    ///
+    /// ```
+    /// use portcullis_identity::{ClientIdentity, KnownFields};
+    ///
+    /// let id = ClientIdentity::from_forwarded_fields(
+    ///     [7; 32],
+    ///     Some("CN=client.example.com,O=Acme"),
+    ///     vec!["spiffe://example.org/ns/a".into()],
+    ///     vec![],
+    /// );
+    /// assert_eq!(id.common_name(), Some("client.example.com"));
+    /// assert_eq!(id.spiffe_id().map(|s| s.as_str()), Some("spiffe://example.org/ns/a"));
+    /// assert!(!id.known_fields().contains(KnownFields::CERTIFICATE));
+    /// assert!(id.der().is_empty());
+    /// ```
+    pub fn from_forwarded_fields(
+        fingerprint_sha256: [u8; 32],
+        subject: Option<&str>,
+        uris: Vec<String>,
+        dns_names: Vec<String>,
+    ) -> Self {
+        let mut known = KnownFields::FINGERPRINT;
+        if subject.is_some() {
+            known = known | KnownFields::SUBJECT;
+        }
+        if !uris.is_empty() {
+            known = known | KnownFields::URIS;
+        }
+        if !dns_names.is_empty() {
+            known = known | KnownFields::DNS_NAMES;
+        }
+        let spiffe_id = match uris.as_slice() {
+            [only] => SpiffeId::parse(only).ok(),
+            _ => None,
+        };
+        let subject = subject.unwrap_or_default();
+        let certificate = Certificate {
+            der: Box::default(),
+            common_names: dn::common_names_from_rfc4514(subject).unwrap_or_default(),
+            subject: subject.to_owned(),
+            issuer: String::new(),
+            serial_hex: String::new(),
+            fingerprint_sha256: OnceLock::from(fingerprint_sha256),
+            dns_names,
+            uris,
+            emails: Vec::new(),
+            ips: Vec::new(),
+            spiffe_id,
+            not_before: SystemTime::UNIX_EPOCH,
+            not_after: SystemTime::UNIX_EPOCH,
+            known,
+        };
+        ClientIdentity {
+            certificate: Arc::new(certificate),
+            source: Source::Tls,
+        }
+    }
+
+    /// Which fields are known: everything for an identity read from a
+    /// certificate, less for one built by
+    /// [`from_forwarded_fields`](Self::from_forwarded_fields).
+    pub fn known_fields(&self) -> KnownFields {
+        self.certificate.known
     }
 
     /// The same identity, recorded as learnt from `source`.
@@ -292,7 +407,15 @@ impl ClientIdentity {
 
 impl PartialEq for ClientIdentity {
     fn eq(&self, other: &Self) -> bool {
-        self.source == other.source && self.certificate.der == other.certificate.der
+        let (a, b) = (&*self.certificate, &*other.certificate);
+        self.source == other.source
+            && a.known == b.known
+            && a.der == b.der
+            && (a.known.contains(KnownFields::CERTIFICATE)
+                || (self.fingerprint_sha256() == other.fingerprint_sha256()
+                    && a.subject == b.subject
+                    && a.uris == b.uris
+                    && a.dns_names == b.dns_names))
     }
 }
 

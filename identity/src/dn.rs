@@ -218,3 +218,142 @@ mod tests {
         assert_eq!(crate::hex::encode(&[0x00, 0xab, 0x1f]), "00ab1f");
     }
 }
+
+/// The common names in an RFC 4514 string (as a proxy forwards a subject),
+/// in certificate order (the reverse of the string's), each `None` when it
+/// is not a decodable string (`#`-hex BER, or escapes that are not UTF-8).
+///
+/// `None` when the text is not an RFC 4514 name at all, e.g. OpenSSL's
+/// legacy `/C=US/CN=x` form: a name that cannot be read never yields a
+/// principal.
+pub(crate) fn common_names_from_rfc4514(text: &str) -> Option<Vec<Option<String>>> {
+    let bytes = text.as_bytes();
+    let mut names = Vec::new();
+    if bytes.is_empty() {
+        return Some(names);
+    }
+    let mut at = 0;
+    loop {
+        // attributeType: a keystring or a numeric OID.
+        let type_start = at;
+        while at < bytes.len()
+            && (bytes[at].is_ascii_alphanumeric() || matches!(bytes[at], b'-' | b'.'))
+        {
+            at += 1;
+        }
+        let attribute_type = &text[type_start..at];
+        let keystring = attribute_type
+            .as_bytes()
+            .first()
+            .is_some_and(u8::is_ascii_alphabetic)
+            && !attribute_type.contains('.');
+        let numeric_oid = !attribute_type.is_empty()
+            && attribute_type
+                .split('.')
+                .all(|arc| !arc.is_empty() && arc.bytes().all(|b| b.is_ascii_digit()));
+        if !(keystring || numeric_oid) || bytes.get(at) != Some(&b'=') {
+            return None;
+        }
+        at += 1;
+        // attributeValue, up to an unescaped `,` or `+`.
+        let mut value = Vec::new();
+        let hex_form = bytes.get(at) == Some(&b'#');
+        while at < bytes.len() && !matches!(bytes[at], b',' | b'+') {
+            match bytes[at] {
+                b'\\' => {
+                    let next = *bytes.get(at + 1)?;
+                    if let (Some(high), Some(low)) = (
+                        crate::hex::digit(next),
+                        bytes.get(at + 2).copied().and_then(crate::hex::digit),
+                    ) {
+                        value.push(high << 4 | low);
+                        at += 3;
+                    } else if matches!(
+                        next,
+                        b' ' | b'"' | b'#' | b'+' | b',' | b';' | b'<' | b'=' | b'>' | b'\\'
+                    ) {
+                        value.push(next);
+                        at += 2;
+                    } else {
+                        return None;
+                    }
+                }
+                // Must be escaped in RFC 4514.
+                b'"' | b';' | b'<' | b'>' | 0 => return None,
+                other => {
+                    value.push(other);
+                    at += 1;
+                }
+            }
+        }
+        if attribute_type.eq_ignore_ascii_case("CN") || attribute_type == "2.5.4.3" {
+            names.push(if hex_form {
+                None
+            } else {
+                String::from_utf8(value).ok()
+            });
+        }
+        match bytes.get(at) {
+            None => break,
+            Some(_) => at += 1,
+        }
+    }
+    names.reverse();
+    Some(names)
+}
+
+#[cfg(test)]
+mod rfc4514_tests {
+    use super::common_names_from_rfc4514 as cns;
+
+    fn most_specific(text: &str) -> Option<String> {
+        cns(text)?.pop().flatten()
+    }
+
+    #[test]
+    fn reads_common_names() {
+        assert_eq!(
+            most_specific("CN=client.example.com,O=Acme,C=DE").as_deref(),
+            Some("client.example.com")
+        );
+        assert_eq!(
+            most_specific(r"CN=api\, v2+UID=7,O=Acme\, Inc.").as_deref(),
+            Some("api, v2")
+        );
+        assert_eq!(most_specific(r"cn=Caf\C3\A9,O=x").as_deref(), Some("Café"));
+        assert_eq!(most_specific(r"2.5.4.3=a\+b").as_deref(), Some("a+b"));
+        // Most specific first in the string: the first CN.
+        assert_eq!(
+            most_specific("CN=leaf,OU=x,CN=outer").as_deref(),
+            Some("leaf")
+        );
+        assert_eq!(
+            cns("CN=leaf,CN=outer"),
+            Some(vec![Some("outer".into()), Some("leaf".into())])
+        );
+        assert_eq!(most_specific("O=only"), None);
+        assert_eq!(cns(""), Some(vec![]));
+        assert_eq!(cns("CN="), Some(vec![Some(String::new())]));
+    }
+
+    #[test]
+    fn refuses_what_is_not_rfc4514() {
+        for text in [
+            "/C=US/ST=CA/CN=Test Client",
+            "CN",
+            "=x",
+            "CN=a,",
+            "CN=a;O=b",
+            "CN=\"quoted\"",
+            r"CN=a\",
+            r"CN=a\q",
+            "1..2=x",
+            "C N=x",
+        ] {
+            assert_eq!(cns(text), None, "{text}");
+        }
+        // `#`-hex and non-UTF-8 escapes are names, but not decodable CNs.
+        assert_eq!(cns("CN=#0c0161"), Some(vec![None]));
+        assert_eq!(cns(r"CN=\FF"), Some(vec![None]));
+    }
+}

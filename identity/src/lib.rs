@@ -64,7 +64,9 @@ mod spiffe;
 pub mod extract;
 
 pub use bearer::{BearerDigest, BearerError, BearerErrorKind};
-pub use certificate::{CertificateError, CertificateErrorKind, ClientIdentity, Source};
+pub use certificate::{
+    CertificateError, CertificateErrorKind, ClientIdentity, KnownFields, Source,
+};
 pub use client_ip::{ClientIp, ClientIpLayer, SetClientIp};
 pub use connection::{PeerAddr, TlsConnectInfo, TlsConnectInfoBuilder};
 pub use proxies::{

@@ -5,11 +5,12 @@ use std::net::IpAddr;
 
 use http::HeaderName;
 use portcullis_identity::hex;
-use portcullis_identity::pem::{PemError, parse_bundle};
+use portcullis_identity::pem::PemError;
 use portcullis_identity::{CertificateError, ClientIdentity, Source};
 use sha2::{Digest, Sha256};
 
 use crate::XfccElement;
+use crate::format::PemValueError;
 
 /// The fields of one XFCC element, checked.
 ///
@@ -133,66 +134,51 @@ impl ForwardedCert {
         &self.chain
     }
 
-    /// The full identity of the forwarded certificate (from `Cert`, else
-    /// the leaf of `Chain`), recorded as learnt from `proxy` through
-    /// `header`. `Ok(None)` when the element carries no certificate.
+    /// The identity this element forwards, recorded as learnt from `proxy`
+    /// through `header`.
+    ///
+    /// With `Cert` (or `Chain`) it is the full identity of that certificate.
+    /// Without one, Envoy still sends `Hash` and whichever of `Subject`,
+    /// `URI` and `DNS` it was told to: the identity is built from those
+    /// fields and [`known_fields`](ClientIdentity::known_fields) says which
+    /// it has. `Ok(None)` when the element has neither a certificate nor a
+    /// `Hash`: nothing in it names one certificate.
     pub fn identity(
         &self,
         proxy: IpAddr,
         header: HeaderName,
     ) -> Result<Option<ClientIdentity>, FieldError> {
-        let Some(der) = self
+        let source = Source::Forwarded { proxy, header };
+        if let Some(der) = self
             .cert
             .as_deref()
             .or(self.chain.first().map(Vec::as_slice))
-        else {
+        {
+            let identity = ClientIdentity::from_der(der).map_err(FieldError::Certificate)?;
+            return Ok(Some(identity.with_source(source)));
+        }
+        let Some(hash) = self.hash else {
             return Ok(None);
         };
-        let identity = ClientIdentity::from_der(der).map_err(FieldError::Certificate)?;
         Ok(Some(
-            identity.with_source(Source::Forwarded { proxy, header }),
+            ClientIdentity::from_forwarded_fields(
+                hash,
+                self.subject.as_deref(),
+                self.uris.clone(),
+                self.dns_names.clone(),
+            )
+            .with_source(source),
         ))
     }
 }
 
-/// Strict percent-decoding, then PEM: every certificate, in order.
+/// `Cert` or `Chain`: URL-encoded PEM, every certificate in order.
 fn decode_pem(value: &str, key: &'static str) -> Result<Vec<Vec<u8>>, FieldError> {
-    let bytes = value.as_bytes();
-    let mut decoded = Vec::with_capacity(bytes.len());
-    let mut at = 0;
-    while at < bytes.len() {
-        let offset = at;
-        let byte = match bytes[at] {
-            b'%' => {
-                let digits = bytes
-                    .get(at + 1..at + 3)
-                    .ok_or(FieldError::PercentEncoding { key, offset: at })?;
-                let high =
-                    hex::digit(digits[0]).ok_or(FieldError::PercentEncoding { key, offset: at })?;
-                let low =
-                    hex::digit(digits[1]).ok_or(FieldError::PercentEncoding { key, offset: at })?;
-                at += 3;
-                high << 4 | low
-            }
-            other => {
-                at += 1;
-                other
-            }
-        };
-        if byte == 0 {
-            return Err(FieldError::PercentEncoding { key, offset });
-        }
-        decoded.push(byte);
-    }
-    let bundle = parse_bundle(&decoded).map_err(|error| FieldError::Pem { key, error })?;
-    if bundle.certificates.is_empty() {
-        return Err(FieldError::CertCount { found: 0 });
-    }
-    Ok(bundle
-        .certificates
-        .into_iter()
-        .map(|c| c.to_vec())
-        .collect())
+    crate::format::url_encoded_pem(value).map_err(|error| match error {
+        PemValueError::PercentEncoding { offset } => FieldError::PercentEncoding { key, offset },
+        PemValueError::Pem(error) => FieldError::Pem { key, error },
+        PemValueError::NoCertificate => FieldError::CertCount { found: 0 },
+    })
 }
 
 /// Why an element's fields were refused.
@@ -258,23 +244,13 @@ impl std::error::Error for FieldError {}
 
 #[cfg(test)]
 mod tests {
+    use portcullis_identity::KnownFields;
     use portcullis_test_support::pki;
 
     use super::*;
     use crate::parse;
 
-    /// URL-encodes everything but unreserved characters, as Envoy does.
-    fn url_encode(text: &str) -> String {
-        text.bytes()
-            .map(|b| {
-                if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-                    char::from(b).to_string()
-                } else {
-                    format!("%{b:02X}")
-                }
-            })
-            .collect()
-    }
+    use crate::format::url_encode;
 
     fn fields(header: &str) -> Result<ForwardedCert, FieldError> {
         ForwardedCert::from_element(&parse(header).unwrap()[0])
@@ -327,13 +303,43 @@ mod tests {
                 header: name
             }
         );
-        // No certificate, no identity.
+        // Neither a certificate nor a hash: no identity.
         assert_eq!(
             fields("URI=spiffe://example.org/x")
                 .unwrap()
                 .identity(proxy, HeaderName::from_static("x")),
             Ok(None)
         );
+    }
+
+    #[test]
+    fn fields_without_a_certificate_become_a_partial_identity() {
+        // What Istio's sidecar sends: By, Hash, Subject, URI.
+        let hash = "468ed33be74eee6556d90c0149c1309e9ba61d6425303443c0748a02dd8de688";
+        let f = fields(&format!(
+            r#"By=spiffe://cluster.local/ns/default/sa/api;Hash={hash};Subject="CN=client.example.com,O=Acme\, Inc.";URI=spiffe://cluster.local/ns/default/sa/web"#
+        ))
+        .unwrap();
+        let proxy: IpAddr = "10.0.0.2".parse().unwrap();
+        let id = f
+            .identity(proxy, HeaderName::from_static("x-forwarded-client-cert"))
+            .unwrap()
+            .unwrap();
+        assert_eq!(id.common_name(), Some("client.example.com"));
+        assert_eq!(id.subject(), r"CN=client.example.com,O=Acme\, Inc.");
+        assert_eq!(
+            id.spiffe_id().map(|s| s.as_str()),
+            Some("spiffe://cluster.local/ns/default/sa/web")
+        );
+        assert_eq!(id.fingerprint_sha256_hex(), hash);
+        let known = id.known_fields();
+        assert!(
+            known.contains(KnownFields::FINGERPRINT | KnownFields::SUBJECT | KnownFields::URIS)
+        );
+        assert!(!known.contains(KnownFields::CERTIFICATE));
+        assert!(!known.contains(KnownFields::DNS_NAMES));
+        assert_eq!(id.source().as_str(), "forwarded");
+        assert!(id.der().is_empty());
     }
 
     #[test]

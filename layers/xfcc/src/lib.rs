@@ -37,9 +37,11 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod cert;
+mod format;
 mod grammar;
 
 pub use cert::{FieldError, ForwardedCert};
+pub use format::{CertFormat, DecodeError, DecodeErrorKind, UnknownFormat};
 pub use grammar::{
     ParseLimits, XfccElement, XfccError, XfccErrorKind, parse, parse_with_limits, to_header_value,
 };
