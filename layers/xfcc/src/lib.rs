@@ -39,11 +39,16 @@
 mod cert;
 mod format;
 mod grammar;
+pub mod layer;
 
 pub use cert::{FieldError, ForwardedCert};
 pub use format::{CertFormat, DecodeError, DecodeErrorKind, UnknownFormat};
 pub use grammar::{
     ParseLimits, XfccElement, XfccError, XfccErrorKind, parse, parse_with_limits, to_header_value,
+};
+pub use layer::{
+    ForwardingProxy, Mode, OnMalformed, ProxyIdentity, RejectionKind, Xfcc, XfccLayer,
+    XfccRejection,
 };
 
 #[cfg(test)]

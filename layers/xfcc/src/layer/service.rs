@@ -1,0 +1,343 @@
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use http::header::CONNECTION;
+use http::{HeaderMap, HeaderName, HeaderValue, Request, Response};
+use portcullis_identity::{ClientIdentity, PeerAddr, TlsConnectInfo};
+use tower_service::Service;
+
+use super::layer::{Config, Upstream};
+use super::{
+    Mode, OnMalformed, ProxyIdentity, RejectionKind, ResponseBody, ResponseFuture, XfccLayer,
+    XfccRejection, canonical_eq,
+};
+use crate::format::{pem, url_encode};
+use crate::{CertFormat, ForwardedCert, XfccElement, parse_with_limits, to_header_value};
+
+/// The service [`XfccLayer`] makes. See the [module docs](crate::layer).
+#[derive(Debug, Clone)]
+pub struct Xfcc<S> {
+    inner: S,
+    config: Arc<Config>,
+}
+
+impl<S> Xfcc<S> {
+    pub(crate) fn new(inner: S, config: Arc<Config>) -> Self {
+        Xfcc { inner, config }
+    }
+
+    /// An [`XfccLayer`] trusting `proxies`.
+    pub fn layer(proxies: portcullis_identity::TrustedProxies) -> XfccLayer {
+        XfccLayer::new(proxies)
+    }
+
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Unwraps the inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for Xfcc<S>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+{
+    type Response = Response<ResponseBody<ResBody>>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
+        let (parts, body) = {
+            let (mut parts, body) = req.into_parts();
+            match apply(&self.config, &mut parts) {
+                Ok(()) => (parts, body),
+                Err(rejection) => {
+                    #[cfg(feature = "tracing")]
+                    tracing::debug!(reason = %rejection, "forwarded client certificate refused");
+                    return ResponseFuture::rejected(rejection);
+                }
+            }
+        };
+        req = Request::from_parts(parts, body);
+        ResponseFuture::future(self.inner.call(req))
+    }
+}
+
+/// The TCP peer: ours, or axum's.
+fn peer_ip(extensions: &http::Extensions) -> Option<IpAddr> {
+    if let Some(PeerAddr(addr)) = PeerAddr::from_extensions(extensions) {
+        return Some(addr.ip());
+    }
+    #[cfg(feature = "axum")]
+    if let Some(axum::extract::ConnectInfo(addr)) =
+        extensions.get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+    {
+        return Some(addr.ip());
+    }
+    None
+}
+
+/// Everything the layer does to one request's head.
+pub(crate) fn apply(
+    config: &Config,
+    parts: &mut http::request::Parts,
+) -> Result<(), XfccRejection> {
+    refuse_connection_nominations(config, &parts.headers)?;
+
+    let peer = peer_ip(&parts.extensions);
+    let trusted: Option<(&Upstream, IpAddr)> = match (config.mode.reads(), peer) {
+        (true, Some(peer)) => config
+            .upstreams
+            .iter()
+            .find(|u| u.proxies.contains(peer))
+            .map(|u| (u, peer)),
+        _ => None,
+    };
+    let keep: Option<&HeaderName> = match config.mode {
+        Mode::DangerousAlwaysForward => Some(&config.upstreams[0].header),
+        _ => trusted.map(|(u, _)| &u.header),
+    };
+    strip(config, &mut parts.headers, keep, peer);
+
+    if let Some((upstream, proxy)) = trusted {
+        // The proxy's own certificate names the proxy, not the client.
+        if let Some(own) = parts.extensions.remove::<ClientIdentity>() {
+            parts.extensions.insert(ProxyIdentity(own));
+        }
+        match read_identity(config, upstream, proxy, &parts.headers) {
+            Ok(Some(identity)) => {
+                parts.extensions.insert(identity);
+            }
+            Ok(None) => {}
+            Err(reason) => match config.on_malformed {
+                OnMalformed::Reject => {
+                    return Err(XfccRejection::new(RejectionKind::Malformed, reason));
+                }
+                OnMalformed::StripAndContinue => {
+                    #[cfg(feature = "tracing")]
+                    tracing::debug!(%proxy, %reason, "malformed forwarded certificate removed");
+                    parts.headers.remove(&upstream.header);
+                }
+            },
+        }
+    }
+
+    if matches!(config.mode, Mode::AppendForward | Mode::SanitizeSet) {
+        set_own_element(config, parts);
+    }
+    Ok(())
+}
+
+fn refuse_connection_nominations(
+    config: &Config,
+    headers: &HeaderMap,
+) -> Result<(), XfccRejection> {
+    for value in headers.get_all(CONNECTION) {
+        for token in value.as_bytes().split(|&b| b == b',') {
+            if config
+                .protected
+                .iter()
+                .any(|name| canonical_eq(token, name))
+            {
+                return Err(XfccRejection::new(
+                    RejectionKind::ConnectionNominatesProtected,
+                    format!(
+                        "Connection header nominates the protected header {:?}",
+                        String::from_utf8_lossy(token).trim()
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Removes every protected header but `keep`, by canonical name.
+fn strip(
+    config: &Config,
+    headers: &mut HeaderMap,
+    keep: Option<&HeaderName>,
+    peer: Option<IpAddr>,
+) {
+    let mut doomed: Vec<HeaderName> = Vec::new();
+    for name in headers.keys() {
+        if Some(name) == keep || doomed.contains(name) {
+            continue;
+        }
+        let bytes = name.as_str().as_bytes();
+        if config.protected.iter().any(|p| canonical_eq(bytes, p)) {
+            doomed.push(name.clone());
+        }
+    }
+    for name in doomed {
+        headers.remove(&name);
+        #[cfg(feature = "tracing")]
+        tracing::debug!(header = %name, peer = ?peer, "forwarded client certificate header removed");
+    }
+    let _ = peer;
+}
+
+/// The identity a trusted proxy's header carries; `Err` is the reason it
+/// is malformed.
+fn read_identity(
+    config: &Config,
+    upstream: &Upstream,
+    proxy: IpAddr,
+    headers: &HeaderMap,
+) -> Result<Option<ClientIdentity>, String> {
+    let header = &upstream.header;
+    let mut lines = headers.get_all(header).iter();
+    let Some(first) = lines.next() else {
+        return Ok(None);
+    };
+    let rest: Vec<&HeaderValue> = lines.collect();
+    if !rest.is_empty() && !upstream.format.is_list() {
+        return Err(format!(
+            "{header} arrived {} times; it carries one certificate",
+            rest.len() + 1
+        ));
+    }
+    let total: usize = first.len() + rest.iter().map(|v| v.len() + 1).sum::<usize>();
+    if total > config.limits.max_len {
+        return Err(format!(
+            "{header} is {total} bytes, over the limit of {}",
+            config.limits.max_len
+        ));
+    }
+    fn text<'a>(header: &HeaderName, value: &'a HeaderValue) -> Result<&'a str, String> {
+        value
+            .to_str()
+            .map_err(|_| format!("{header} is not visible ASCII"))
+    }
+    let joined;
+    let value: &str = if rest.is_empty() {
+        text(header, first)?
+    } else {
+        let mut all = String::with_capacity(total);
+        all.push_str(text(header, first)?);
+        for line in rest {
+            all.push(',');
+            all.push_str(text(header, line)?);
+        }
+        joined = all;
+        &joined
+    };
+    if value.is_empty() {
+        // The proxy had no client certificate to forward.
+        return Ok(None);
+    }
+    let source_header = header.clone();
+    match upstream.format {
+        CertFormat::Envoy => {
+            let elements = parse_with_limits(value, &config.limits)
+                .map_err(|error| format!("{header}: {error}"))?;
+            let Some(element) = elements
+                .len()
+                .checked_sub(1 + config.element_from_last)
+                .map(|i| &elements[i])
+            else {
+                return Ok(None);
+            };
+            let fields = ForwardedCert::from_element(element)
+                .map_err(|error| format!("{header}: {error}"))?;
+            fields
+                .identity(proxy, source_header)
+                .map_err(|error| format!("{header}: {error}"))
+        }
+        format => {
+            let chain = format
+                .decode(value)
+                .map_err(|error| format!("{header}: {error}"))?;
+            let leaf = chain
+                .first()
+                .ok_or_else(|| format!("{header}: no certificate"))?;
+            let identity = ClientIdentity::from_der(leaf)
+                .map_err(|error| format!("{header}: certificate: {error}"))?;
+            Ok(Some(identity.with_source(
+                portcullis_identity::Source::Forwarded {
+                    proxy,
+                    header: source_header,
+                },
+            )))
+        }
+    }
+}
+
+/// `AppendForward` and `SanitizeSet`: describe this hop's own TLS peer.
+fn set_own_element(config: &Config, parts: &mut http::request::Parts) {
+    let Some(info) = parts.extensions.get::<TlsConnectInfo>() else {
+        return;
+    };
+    let Some(peer_identity) = info.client_identity() else {
+        return;
+    };
+    let upstream = &config.upstreams[0];
+    let header = &upstream.header;
+    let value = match upstream.format {
+        CertFormat::Envoy => {
+            let mut element = XfccElement::new::<&str, &str>([]);
+            if let Some(by) = &config.by {
+                element.push("By", by);
+            }
+            element.push("Hash", &peer_identity.fingerprint_sha256_hex());
+            if config.set_cert {
+                element.push("Cert", &url_encode(&pem(peer_identity.der())));
+            }
+            element.push("Subject", peer_identity.subject());
+            for uri in peer_identity.uris() {
+                element.push("URI", uri);
+            }
+            for dns in peer_identity.dns_names() {
+                element.push("DNS", dns);
+            }
+            let ours = to_header_value(&[element]);
+            let existing: Vec<&str> = match config.mode {
+                Mode::AppendForward => parts
+                    .headers
+                    .get_all(header)
+                    .iter()
+                    .filter_map(|v| v.to_str().ok())
+                    .filter(|v| !v.is_empty())
+                    .collect(),
+                _ => Vec::new(),
+            };
+            if existing.is_empty() {
+                ours
+            } else {
+                format!("{},{ours}", existing.join(","))
+            }
+        }
+        format => {
+            if config.mode == Mode::AppendForward && parts.headers.contains_key(header) {
+                return;
+            }
+            let chain: Vec<&[u8]> = info.peer_chain().iter().map(|c| c.as_ref()).collect();
+            format.encode(&chain)
+        }
+    };
+    match HeaderValue::from_str(&value) {
+        Ok(value) => {
+            parts.headers.insert(header.clone(), value);
+        }
+        Err(_) => {
+            // Subjects with raw UTF-8 cannot go in a header value as is.
+            parts.headers.remove(header);
+            #[cfg(feature = "tracing")]
+            tracing::debug!(%header, "own forwarded-certificate element is not a valid header value");
+        }
+    }
+}
