@@ -1,0 +1,116 @@
+//! A service that reports what the application saw.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+
+use bytes::Bytes;
+use http::{HeaderMap, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use portcullis_identity::{ClientIdentity, PeerAddr, TlsConnectInfo};
+use portcullis_xfcc::{ProxyIdentity, XfccLayer, XfccRejection};
+use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
+
+/// What the application received.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Seen {
+    pub(crate) identity: Option<ClientIdentity>,
+    pub(crate) proxy_identity: Option<ClientIdentity>,
+    pub(crate) headers: HeaderMap,
+}
+
+/// The answer: status, and what the app saw when it ran.
+#[derive(Debug)]
+pub(crate) struct Outcome {
+    pub(crate) status: StatusCode,
+    pub(crate) body: String,
+    pub(crate) seen: Option<Seen>,
+    pub(crate) rejection: Option<XfccRejection>,
+}
+
+impl Outcome {
+    pub(crate) fn seen(&self) -> &Seen {
+        self.seen
+            .as_ref()
+            .unwrap_or_else(|| panic!("app did not run: {} {}", self.status, self.body))
+    }
+
+    pub(crate) fn cn(&self) -> Option<String> {
+        self.seen()
+            .identity
+            .as_ref()
+            .and_then(|id| id.common_name().map(str::to_owned))
+    }
+
+    /// Every value of `name` the app received, in order.
+    pub(crate) fn header(&self, name: &str) -> Vec<String> {
+        self.seen()
+            .headers
+            .get_all(name)
+            .iter()
+            .map(|v| v.to_str().unwrap().to_owned())
+            .collect()
+    }
+}
+
+/// A request from `peer` (none: no connection info at all).
+pub(crate) fn request(peer: Option<&str>, headers: &[(&str, &str)]) -> Request<()> {
+    let mut builder = Request::builder().uri("/whoami");
+    for (name, value) in headers {
+        builder = builder.header(*name, *value);
+    }
+    let mut req = builder.body(()).unwrap();
+    if let Some(peer) = peer {
+        req.extensions_mut()
+            .insert(PeerAddr(peer.parse::<SocketAddr>().unwrap()));
+    }
+    req
+}
+
+/// A request on a TLS connection from `peer` that presented `chain`.
+pub(crate) fn tls_request(peer: &str, chain: &[&[u8]], headers: &[(&str, &str)]) -> Request<()> {
+    let mut req = request(None, headers);
+    let info = TlsConnectInfo::builder(peer.parse().unwrap(), "127.0.0.1:8443".parse().unwrap())
+        .peer_chain(
+            chain
+                .iter()
+                .map(|der| rustls_pki_types::CertificateDer::from(der.to_vec()))
+                .collect(),
+        )
+        .build();
+    if let Some(identity) = info.client_identity() {
+        // What ClientCertLayer puts there.
+        req.extensions_mut().insert(identity.clone());
+    }
+    req.extensions_mut().insert(info);
+    req
+}
+
+/// Runs `req` through `layer` and an app that records what it saw.
+pub(crate) async fn run(layer: &XfccLayer, req: Request<()>) -> Outcome {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let mut service = ServiceBuilder::new()
+        .layer(layer.clone())
+        .service(service_fn(move |req: Request<()>| {
+            let tx = tx.clone();
+            async move {
+                tx.send(Seen {
+                    identity: req.extensions().get::<ClientIdentity>().cloned(),
+                    proxy_identity: req.extensions().get::<ProxyIdentity>().map(|p| p.0.clone()),
+                    headers: req.headers().clone(),
+                })
+                .unwrap();
+                Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"ok"))))
+            }
+        }));
+    let res = service.ready().await.unwrap().call(req).await.unwrap();
+    let status = res.status();
+    let rejection = res.extensions().get::<XfccRejection>().cloned();
+    let body =
+        String::from_utf8(res.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap();
+    Outcome {
+        status,
+        body,
+        seen: rx.try_recv().ok(),
+        rejection,
+    }
+}
