@@ -511,3 +511,110 @@ impl Drop for TempDir {
         let _ = std::fs::remove_dir_all(&self.path);
     }
 }
+
+/// What one curl run printed.
+#[derive(Debug, Clone)]
+pub struct CurlOutput {
+    /// curl's exit code (`0` on success, `-1` if killed).
+    pub code: i32,
+    /// The HTTP status curl reported (`000` when there was no response).
+    pub status: String,
+    /// The response body.
+    pub body: String,
+    /// What curl wrote to stderr.
+    pub stderr: String,
+}
+
+/// Runs `curl -sS --max-time 10` with `args` (blocking: call it from
+/// `spawn_blocking` in async tests).
+pub fn curl(args: &[String]) -> CurlOutput {
+    let out = std::process::Command::new("curl")
+        .args(["-sS", "--max-time", "10", "-w", "\n%{http_code}"])
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("running curl: {e}"));
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, status) = stdout.rsplit_once('\n').unwrap_or(("", &stdout));
+    CurlOutput {
+        code: out.status.code().unwrap_or(-1),
+        status: status.to_owned(),
+        body: body.to_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// A free TCP port on 127.0.0.1 for an outside program to listen on.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or_else(|e| panic!("no free port: {e}"))
+}
+
+/// An outside server (nginx, caddy, haproxy, redis-server) run for a test
+/// and killed when dropped.
+#[derive(Debug)]
+pub struct Daemon {
+    name: String,
+    child: std::process::Child,
+    log: PathBuf,
+}
+
+impl Daemon {
+    /// Starts `command` with its output in `log`, and waits (up to 15 s)
+    /// until 127.0.0.1:`port` accepts connections. Panics with the log if
+    /// it exits or never listens.
+    pub fn start(name: &str, mut command: std::process::Command, port: u16, log: PathBuf) -> Self {
+        let file = std::fs::File::create(&log).unwrap_or_else(|e| panic!("{}: {e}", log.display()));
+        let err = file
+            .try_clone()
+            .unwrap_or_else(|e| panic!("{}: {e}", log.display()));
+        let child = command
+            .stdout(file)
+            .stderr(err)
+            .stdin(std::process::Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {name}: {e}"));
+        let mut daemon = Daemon {
+            name: name.to_owned(),
+            child,
+            log,
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+        loop {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return daemon;
+            }
+            if let Ok(Some(status)) = daemon.child.try_wait() {
+                panic!(
+                    "{name} exited ({status}) before listening:\n{}",
+                    daemon.log_text()
+                );
+            }
+            if std::time::Instant::now() > deadline {
+                panic!(
+                    "{name} is not listening on {port} after 15 s:\n{}",
+                    daemon.log_text()
+                );
+            }
+            std::thread::sleep(std::time::Duration::from_millis(25));
+        }
+    }
+
+    /// What the daemon has written so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Its name, for messages.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -28,22 +28,10 @@ fn files(name: &str) -> TempDir {
 
 /// Runs curl in a blocking task; returns (exit code, status code, body).
 async fn curl(args: Vec<String>) -> (i32, String, String) {
-    tokio::task::spawn_blocking(move || {
-        let out = Command::new("curl")
-            .args(["-sS", "--max-time", "10", "-w", "\n%{http_code}"])
-            .args(&args)
-            .output()
-            .unwrap();
-        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-        let (body, status) = stdout.rsplit_once('\n').unwrap_or(("", &stdout));
-        (
-            out.status.code().unwrap_or(-1),
-            status.to_owned(),
-            body.to_owned(),
-        )
-    })
-    .await
-    .unwrap()
+    let out = tokio::task::spawn_blocking(move || portcullis_test_support::curl(&args))
+        .await
+        .unwrap();
+    (out.code, out.status, out.body)
 }
 
 #[tokio::test]

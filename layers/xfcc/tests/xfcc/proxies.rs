@@ -1,1 +1,358 @@
-//! Behind real nginx, Caddy and HAProxy.
+//! Behind real nginx, Caddy and HAProxy: each terminates mTLS with the test
+//! PKI and forwards the client certificate to an app behind `XfccLayer`.
+//!
+//! The proxies connect to the app from 127.0.0.1, the one trusted address;
+//! the "direct" client connects from 127.0.0.2, which is not trusted.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::process::Command;
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::service::TowerToHyperService;
+use portcullis_identity::{ClientIdentity, PeerAddr, TrustedProxies};
+use portcullis_test_support::{CurlOutput, Daemon, TempDir, curl, free_port, interop_binary, pki};
+use portcullis_xfcc::{CertFormat, XfccLayer};
+use tower::ServiceBuilder;
+
+/// What the app reports: the identity it saw and every header it received.
+async fn whoami(req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+    let mut report = String::new();
+    match req.extensions().get::<ClientIdentity>() {
+        Some(id) => report.push_str(&format!(
+            "identity {} cn={} spiffe={}\n",
+            id.source().as_str(),
+            id.common_name().unwrap_or("-"),
+            id.spiffe_id().map_or("-", |s| s.as_str())
+        )),
+        None => report.push_str("identity none\n"),
+    }
+    for (name, value) in req.headers() {
+        report.push_str(&format!(
+            "header {name}: {}\n",
+            value.to_str().unwrap_or("<bytes>")
+        ));
+    }
+    Ok(Response::new(Full::new(Bytes::from(report))))
+}
+
+/// The app, trusting only 127.0.0.1, on a port of its own.
+async fn app(layer: XfccLayer) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("0.0.0.0:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, peer)) = listener.accept().await else {
+                return;
+            };
+            let service = ServiceBuilder::new()
+                .map_request(move |mut req: Request<Incoming>| {
+                    req.extensions_mut().insert(PeerAddr(peer));
+                    req
+                })
+                .layer(layer.clone())
+                .service_fn(whoami);
+            tokio::spawn(async move {
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(stream), TowerToHyperService::new(service))
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+fn trusted() -> TrustedProxies {
+    TrustedProxies::new(["127.0.0.1/32".parse().unwrap()])
+}
+
+/// Certificates and keys, as the proxies' configurations name them.
+fn files(name: &str) -> TempDir {
+    let dir = TempDir::new(&format!("proxy-{name}"));
+    let pki = pki();
+    dir.write("ca.pem", pki.ca().cert_pem());
+    dir.write("server.pem", pki.end().chain_pem());
+    dir.write("server.key", pki.end().key_pem());
+    dir.write(
+        "server-with-key.pem",
+        format!("{}{}", pki.end().chain_pem(), pki.end().key_pem()),
+    );
+    dir.write("client.pem", pki.client().chain_pem());
+    dir.write("client.key", pki.client().key_pem());
+    dir.write("spiffe.pem", pki.client_spiffe().chain_pem());
+    dir.write("spiffe.key", pki.client_spiffe().key_pem());
+    dir
+}
+
+async fn run_curl(args: Vec<String>) -> CurlOutput {
+    tokio::task::spawn_blocking(move || curl(&args))
+        .await
+        .unwrap()
+}
+
+/// What a client with `cert` gets through the proxy on `port`, sending
+/// `extra` headers (forgeries).
+async fn through(dir: &TempDir, port: u16, cert: &str, extra: &[(&str, String)]) -> CurlOutput {
+    let mut args = vec![
+        "--resolve".to_owned(),
+        format!("localhost:{port}:127.0.0.1"),
+        "--cacert".to_owned(),
+        dir.file("ca.pem"),
+        "--cert".to_owned(),
+        dir.file(&format!("{cert}.pem")),
+        "--key".to_owned(),
+        dir.file(&format!("{cert}.key")),
+    ];
+    for (name, value) in extra {
+        args.extend(["-H".to_owned(), format!("{name}: {value}")]);
+    }
+    args.push(format!("https://localhost:{port}/whoami"));
+    run_curl(args).await
+}
+
+/// The same forgeries sent straight to the app from 127.0.0.2.
+async fn direct(app: SocketAddr, extra: &[(&str, String)]) -> CurlOutput {
+    let mut args = vec!["--interface".to_owned(), "127.0.0.2".to_owned()];
+    for (name, value) in extra {
+        args.extend(["-H".to_owned(), format!("{name}: {value}")]);
+    }
+    args.push(format!("http://127.0.0.1:{}/whoami", app.port()));
+    run_curl(args).await
+}
+
+/// Forgeries of `header` in `format`: another client's certificate, under
+/// the exact name, an underscore spelling, and twice.
+fn forgeries(header: &str, format: CertFormat) -> Vec<(&'static str, String)> {
+    let forged = format.encode(&[pki().client_email().der()]);
+    let underscore: &'static str = Box::leak(header.replace('-', "_").into_boxed_str());
+    let exact: &'static str = Box::leak(header.to_owned().into_boxed_str());
+    vec![
+        (exact, forged.clone()),
+        (exact, forged.clone()),
+        (underscore, forged),
+    ]
+}
+
+/// The checks every proxy must pass.
+async fn check_proxy(
+    name: &str,
+    dir: &TempDir,
+    port: u16,
+    app: SocketAddr,
+    header: &str,
+    format: CertFormat,
+) {
+    // A client with a certificate gets its own identity back.
+    let out = through(dir, port, "client", &[]).await;
+    assert_eq!(
+        (out.code, out.status.as_str()),
+        (0, "200"),
+        "{name}: {}{}",
+        out.body,
+        out.stderr
+    );
+    assert!(
+        out.body
+            .starts_with("identity forwarded cn=client.example.com "),
+        "{name}: {}",
+        out.body
+    );
+    let out = through(dir, port, "spiffe", &[]).await;
+    assert!(
+        out.body
+            .contains("spiffe=spiffe://example.org/ns/prod/sa/api"),
+        "{name}: {}",
+        out.body
+    );
+
+    // Forgeries through the proxy: the real certificate still wins, and
+    // the underscore spelling never reaches the app.
+    let forged = forgeries(header, format);
+    let out = through(dir, port, "client", &forged).await;
+    assert_eq!(out.status, "200", "{name}: {}", out.body);
+    assert!(
+        out.body
+            .starts_with("identity forwarded cn=client.example.com "),
+        "{name}: {}",
+        out.body
+    );
+    assert!(
+        !out.body.contains("email.example.com"),
+        "{name}: {}",
+        out.body
+    );
+    let underscore = header.replace('-', "_");
+    assert!(
+        !out.body.contains(&format!("header {underscore}")),
+        "{name}: {}",
+        out.body
+    );
+    assert_eq!(
+        out.body.matches(&format!("header {header}:")).count(),
+        1,
+        "{name}: {}",
+        out.body
+    );
+
+    // The same forgeries straight to the app, from an untrusted address.
+    let out = direct(app, &forged).await;
+    assert_eq!(out.status, "200", "{name}: {}{}", out.body, out.stderr);
+    assert!(
+        out.body.starts_with("identity none\n"),
+        "{name}: {}",
+        out.body
+    );
+    assert!(
+        !out.body
+            .to_ascii_lowercase()
+            .contains(&header.replace('-', "")),
+        "{name}: {}",
+        out.body
+    );
+    assert!(
+        !out.body.contains(&format!("header {header}")),
+        "{name}: {}",
+        out.body
+    );
+    assert!(
+        !out.body.contains(&format!("header {underscore}")),
+        "{name}: {}",
+        out.body
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn behind_nginx() {
+    let (Some(nginx), Some(_)) = (interop_binary("nginx"), interop_binary("curl")) else {
+        return;
+    };
+    let dir = files("nginx");
+    let header = "x-client-cert";
+    let app = app(XfccLayer::new(trusted())
+        .format(CertFormat::Nginx)
+        .header(http::HeaderName::from_static(header)))
+    .await;
+    let port = free_port();
+    let config = include_str!("../../../../examples/behind_proxy/nginx.conf")
+        .replace("/etc/portcullis", dir.path().to_str().unwrap())
+        .replace("listen 8443", &format!("listen 127.0.0.1:{port}"))
+        .replace("127.0.0.1:8080", &format!("127.0.0.1:{}", app.port()))
+        .replace("/var/lib/portcullis/nginx", dir.path().to_str().unwrap());
+    let conf = dir.write("nginx.conf", config);
+    let mut command = Command::new(nginx);
+    command.args([
+        "-e",
+        "stderr",
+        "-p",
+        dir.path().to_str().unwrap(),
+        "-c",
+        &conf,
+    ]);
+    let daemon = Daemon::start("nginx", command, port, dir.join("nginx.log"));
+    check_proxy(daemon.name(), &dir, port, app, header, CertFormat::Nginx).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn behind_haproxy() {
+    let (Some(haproxy), Some(_)) = (interop_binary("haproxy"), interop_binary("curl")) else {
+        return;
+    };
+    let dir = files("haproxy");
+    let header = "x-client-cert";
+    let app = app(XfccLayer::new(trusted())
+        .format(CertFormat::Base64Der)
+        .header(http::HeaderName::from_static(header)))
+    .await;
+    let port = free_port();
+    let config = format!(
+        "global\n\
+         \x20 log stderr format raw local0 warning\n\
+         defaults\n\
+         \x20 mode http\n\
+         \x20 timeout connect 5s\n\
+         \x20 timeout client 30s\n\
+         \x20 timeout server 30s\n\
+         frontend tls\n\
+         \x20 bind 127.0.0.1:{port} ssl crt {crt} ca-file {ca} verify required\n\
+         \x20 http-request del-header X-Client-Cert\n\
+         \x20 http-request set-header X-Client-Cert %[ssl_c_der,base64] if {{ ssl_c_used }}\n\
+         \x20 default_backend app\n\
+         backend app\n\
+         \x20 server app 127.0.0.1:{app_port}\n",
+        crt = dir.file("server-with-key.pem"),
+        ca = dir.file("ca.pem"),
+        app_port = app.port(),
+    );
+    let conf = dir.write("haproxy.cfg", config);
+    let mut command = Command::new(haproxy);
+    command.args(["-db", "-f", &conf]);
+    let daemon = Daemon::start("haproxy", command, port, dir.join("haproxy.log"));
+    check_proxy(
+        daemon.name(),
+        &dir,
+        port,
+        app,
+        header,
+        CertFormat::Base64Der,
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn behind_caddy() {
+    let (Some(caddy), Some(_)) = (interop_binary("caddy"), interop_binary("curl")) else {
+        return;
+    };
+    let dir = files("caddy");
+    let header = "x-client-cert";
+    let app = app(XfccLayer::new(trusted())
+        .format(CertFormat::Base64Der)
+        .header(http::HeaderName::from_static(header)))
+    .await;
+    let port = free_port();
+    let config = format!(
+        "{{\n\
+         \x20 admin off\n\
+         \x20 auto_https off\n\
+         \x20 storage file_system {storage}\n\
+         }}\n\
+         https://localhost:{port} {{\n\
+         \x20 bind 127.0.0.1\n\
+         \x20 tls {cert} {key} {{\n\
+         \x20   client_auth {{\n\
+         \x20     mode require_and_verify\n\
+         \x20     trusted_ca_cert_file {ca}\n\
+         \x20   }}\n\
+         \x20 }}\n\
+         \x20 reverse_proxy 127.0.0.1:{app_port} {{\n\
+         \x20   header_up X-Client-Cert {{http.request.tls.client.certificate_der_base64}}\n\
+         \x20 }}\n\
+         }}\n",
+        storage = dir.join("storage").display(),
+        cert = dir.file("server.pem"),
+        key = dir.file("server.key"),
+        ca = dir.file("ca.pem"),
+        app_port = app.port(),
+    );
+    let conf = dir.write("Caddyfile", config);
+    let mut command = Command::new(caddy);
+    command
+        .args(["run", "--adapter", "caddyfile", "--config", &conf])
+        .env("HOME", dir.path())
+        .env("XDG_DATA_HOME", dir.join("data"))
+        .env("XDG_CONFIG_HOME", dir.join("config"));
+    let daemon = Daemon::start("caddy", command, port, dir.join("caddy.log"));
+    check_proxy(
+        daemon.name(),
+        &dir,
+        port,
+        app,
+        header,
+        CertFormat::Base64Der,
+    )
+    .await;
+}
