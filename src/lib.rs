@@ -5,9 +5,11 @@
 //! This facade re-exports the layer crates behind features: the shared
 //! vocabulary [`identity`] and, with `client-cert` (on by default), the
 //! self-terminated mTLS listener and [`ClientCertLayer`](client_cert::ClientCertLayer).
-//! With `xfcc` (on by default), [`xfcc`] parses and writes Envoy's
-//! `x-forwarded-client-cert` header. The XFCC layer itself, the tenant and
-//! the rate-limit layers arrive crate by crate.
+//! With `xfcc` (on by default), [`xfcc`] gives
+//! [`XfccLayer`](xfcc::XfccLayer): the client certificate a trusted reverse
+//! proxy forwarded (Envoy's XFCC, nginx, HAProxy, Caddy, Traefik, the AWS
+//! ALB, RFC 9440), as the same `ClientIdentity`. The tenant and rate-limit
+//! layers arrive crate by crate.
 //!
 //! # Example
 //!
@@ -34,7 +36,7 @@
 //! | Name | Description | Default? |
 //! |---|---|---|
 //! | `client-cert` | [`client_cert`]: server TLS from config or env, the concurrent TLS listener, `ClientCertLayer` | Yes |
-//! | `xfcc` | [`xfcc`]: Envoy's XFCC grammar (`parse`, `to_header_value`) | Yes |
+//! | `xfcc` | [`xfcc`]: `XfccLayer`, Envoy's XFCC grammar (`parse`, `to_header_value`), other proxies' formats | Yes |
 //! | `axum` | axum extractors for the identity extensions; `axum::serve` over the TLS listener | No |
 //! | `tracing` | `tracing` events from every layer | No |
 //! | `full` | all of the above | No |
@@ -64,6 +66,9 @@ pub mod prelude {
     pub use portcullis_client_cert::{
         ClientAuth, ClientCertLayer, ServerTls, TlsAcceptor, TlsListener,
     };
+
+    #[cfg(feature = "xfcc")]
+    pub use portcullis_xfcc::{CertFormat, ForwardingProxy, Mode as XfccMode, XfccLayer};
 }
 
 /// The README's examples, compiled as doctests.

@@ -81,6 +81,14 @@ impl XfccLayer {
         }
     }
 
+    /// The proxies given to [`new`](Self::new) (for a [`ClientIpLayer`]
+    /// that should trust the same ones).
+    ///
+    /// [`ClientIpLayer`]: portcullis_identity::ClientIpLayer
+    pub fn proxies(&self) -> &TrustedProxies {
+        &self.upstreams[0].proxies
+    }
+
     /// The format the proxies of [`new`](Self::new) write, in its default
     /// header unless [`header`](Self::header) names another.
     #[must_use]
@@ -228,3 +236,94 @@ impl<S> Layer<S> for XfccLayer {
         Xfcc::new(inner, Arc::new(self.resolve()))
     }
 }
+
+impl XfccLayer {
+    /// The layer the environment describes: `TRUSTED_PROXY_CIDRS` (empty or
+    /// unset: nobody), `CLIENT_IP_HEADER` (for the same proxies' client IP),
+    /// `FORWARDED_CERT_FORMAT` (`envoy` by default) and
+    /// `FORWARDED_CERT_HEADER` (the format's default header).
+    ///
+    /// Errors name the variable, the value and what would be accepted.
+    pub fn from_env() -> Result<Self, EnvError> {
+        Self::from_env_with(|var| std::env::var(var).ok())
+    }
+
+    /// [`from_env`](Self::from_env) through `lookup`.
+    ///
+    /// ```
+    /// use portcullis_xfcc::{CertFormat, XfccLayer};
+    ///
+    /// let env = |var: &str| match var {
+    ///     "TRUSTED_PROXY_CIDRS" => Some("10.0.0.0/8, 192.168.1.10".to_owned()),
+    ///     "FORWARDED_CERT_FORMAT" => Some("nginx".to_owned()),
+    ///     "FORWARDED_CERT_HEADER" => Some("X-Client-Cert".to_owned()),
+    ///     _ => None,
+    /// };
+    /// let layer = XfccLayer::from_env_with(env)?;
+    ///
+    /// let bad = |var: &str| (var == "FORWARDED_CERT_FORMAT").then(|| "haproxy".to_owned());
+    /// let err = XfccLayer::from_env_with(bad).unwrap_err();
+    /// assert!(err.to_string().starts_with("FORWARDED_CERT_FORMAT=\"haproxy\": unknown"));
+    /// # Ok::<(), portcullis_xfcc::layer::EnvError>(())
+    /// ```
+    pub fn from_env_with(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, EnvError> {
+        let get = |var: &str| lookup(var).filter(|v| !v.trim().is_empty());
+        let error = |var: &'static str, value: &str, problem: String| EnvError {
+            var,
+            value: value.to_owned(),
+            problem,
+        };
+        let mut proxies = match get("TRUSTED_PROXY_CIDRS") {
+            None => TrustedProxies::none(),
+            Some(list) => TrustedProxies::parse(&list)
+                .map_err(|e| error("TRUSTED_PROXY_CIDRS", &list, e.to_string()))?,
+        };
+        if let Some(header) = get("CLIENT_IP_HEADER") {
+            proxies = proxies.with_header(header.parse().map_err(
+                |e: portcullis_identity::ConfigError| {
+                    error("CLIENT_IP_HEADER", &header, e.to_string())
+                },
+            )?);
+        }
+        let mut layer = XfccLayer::new(proxies);
+        if let Some(format) = get("FORWARDED_CERT_FORMAT") {
+            layer = layer.format(format.parse().map_err(|e: crate::UnknownFormat| {
+                error("FORWARDED_CERT_FORMAT", &format, e.to_string())
+            })?);
+        }
+        if let Some(header) = get("FORWARDED_CERT_HEADER") {
+            let name = HeaderName::from_bytes(header.trim().as_bytes()).map_err(|_| {
+                error(
+                    "FORWARDED_CERT_HEADER",
+                    &header,
+                    "not a header name; write one such as x-forwarded-client-cert".to_owned(),
+                )
+            })?;
+            layer = layer.header(name);
+        }
+        Ok(layer)
+    }
+}
+
+/// A forwarded-certificate setting in the environment that cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnvError {
+    var: &'static str,
+    value: String,
+    problem: String,
+}
+
+impl EnvError {
+    /// The variable.
+    pub fn var(&self) -> &'static str {
+        self.var
+    }
+}
+
+impl std::fmt::Display for EnvError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}={:?}: {}", self.var, self.value, self.problem)
+    }
+}
+
+impl std::error::Error for EnvError {}

@@ -71,7 +71,7 @@
 mod layer;
 mod service;
 
-pub use layer::{ForwardingProxy, XfccLayer};
+pub use layer::{EnvError, ForwardingProxy, XfccLayer};
 pub use portcullis_identity::response::ResponseBody;
 pub use service::Xfcc;
 

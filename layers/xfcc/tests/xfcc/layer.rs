@@ -486,3 +486,100 @@ async fn rfc9440_companion_chain_is_protected_too() {
     .await;
     assert!(out.seen().headers.is_empty(), "{:?}", out.seen().headers);
 }
+
+#[tokio::test]
+async fn envoy_documented_two_hop_example_reads_the_last_element() {
+    // From Envoy's XFCC documentation: the frontend's element, then ours.
+    let header = "By=http://frontend.lyft.com;Hash=468ed33be74eee6556d90c0149c1309e9ba61d6425303443c0748a02dd8de688;URI=http://testclient.lyft.com,By=http://backend.lyft.com;Hash=9ba61d6425303443c0748a02dd8de688468ed33be74eee6556d90c0149c1309e;URI=http://frontend.lyft.com";
+    let out = run(
+        &XfccLayer::new(proxies()),
+        request(Some(PROXY), &[(XFCC, header)]),
+    )
+    .await;
+    let id = out.seen().identity.clone().unwrap();
+    assert_eq!(id.uris(), ["http://frontend.lyft.com"]);
+    assert_eq!(
+        id.fingerprint_sha256_hex(),
+        "9ba61d6425303443c0748a02dd8de688468ed33be74eee6556d90c0149c1309e"
+    );
+    // Not a SPIFFE ID, and the legacy `/C=US/...` subject names no CN.
+    assert!(id.spiffe_id().is_none());
+    let legacy = r#"By=http://frontend.lyft.com;Hash=468ed33be74eee6556d90c0149c1309e9ba61d6425303443c0748a02dd8de688;Subject="/C=US/ST=CA/L=San Francisco/OU=Lyft/CN=Test Client";URI=http://testclient.lyft.com"#;
+    let out = run(
+        &XfccLayer::new(proxies()),
+        request(Some(PROXY), &[(XFCC, legacy)]),
+    )
+    .await;
+    let id = out.seen().identity.clone().unwrap();
+    assert_eq!(
+        id.subject(),
+        "/C=US/ST=CA/L=San Francisco/OU=Lyft/CN=Test Client"
+    );
+    assert_eq!(id.common_name(), None);
+}
+
+#[test]
+fn configuration_from_the_environment_names_the_variable() {
+    let env = |pairs: &'static [(&'static str, &'static str)]| {
+        move |var: &str| {
+            pairs
+                .iter()
+                .find(|(k, _)| *k == var)
+                .map(|(_, v)| (*v).to_owned())
+        }
+    };
+    let layer = XfccLayer::from_env_with(env(&[
+        ("TRUSTED_PROXY_CIDRS", "10.0.0.0/8"),
+        ("FORWARDED_CERT_FORMAT", "traefik"),
+    ]))
+    .unwrap();
+    assert!(layer.proxies().contains("10.1.1.1".parse().unwrap()));
+    assert!(format!("{layer:?}").contains("Traefik"));
+    // Nothing set: nobody trusted.
+    assert!(
+        XfccLayer::from_env_with(|_| None)
+            .unwrap()
+            .proxies()
+            .is_empty()
+    );
+    for (pairs, var) in [
+        (
+            &[("TRUSTED_PROXY_CIDRS", "10.0.0.1/8")][..],
+            "TRUSTED_PROXY_CIDRS",
+        ),
+        (
+            &[("TRUSTED_PROXY_CIDRS", "0.0.0.0/0")][..],
+            "TRUSTED_PROXY_CIDRS",
+        ),
+        (
+            &[("FORWARDED_CERT_HEADER", "bad header")][..],
+            "FORWARDED_CERT_HEADER",
+        ),
+        (
+            &[("CLIENT_IP_HEADER", "bad header")][..],
+            "CLIENT_IP_HEADER",
+        ),
+        (
+            &[("FORWARDED_CERT_FORMAT", "pem")][..],
+            "FORWARDED_CERT_FORMAT",
+        ),
+    ] {
+        let pairs: &'static [(&'static str, &'static str)] =
+            Box::leak(pairs.to_vec().into_boxed_slice());
+        let err = XfccLayer::from_env_with(env(pairs)).unwrap_err();
+        assert_eq!(err.var(), var);
+        assert!(err.to_string().starts_with(&format!("{var}=")), "{err}");
+    }
+}
+
+#[cfg(feature = "axum")]
+#[tokio::test]
+async fn axum_connect_info_is_the_peer() {
+    let mut req = request(None, &[(XFCC, &element_for(pki().client().der()))]);
+    req.extensions_mut()
+        .insert(axum::extract::ConnectInfo::<std::net::SocketAddr>(
+            PROXY.parse().unwrap(),
+        ));
+    let out = run(&XfccLayer::new(proxies()), req).await;
+    assert_eq!(out.cn().as_deref(), Some("client.example.com"));
+}
