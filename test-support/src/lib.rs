@@ -618,3 +618,47 @@ impl Drop for Daemon {
         let _ = self.child.wait();
     }
 }
+
+/// Compares a baseline and a candidate in alternating rounds, so the
+/// machine's drift (±10% from one run to the next on shared machines)
+/// falls on both sides alike, and prints the ratio of totals and the
+/// median round ratio (> 1: the candidate is faster).
+///
+/// `run(side, n)` performs `n` operations against `side` (`false`: the
+/// baseline) and returns how long they took. A quarter round of each warms
+/// up first.
+pub fn paired_rounds(
+    name: &str,
+    rounds: usize,
+    per_round: u64,
+    mut run: impl FnMut(bool, u64) -> std::time::Duration,
+) -> f64 {
+    run(false, per_round / 4);
+    run(true, per_round / 4);
+    let (mut base_total, mut cand_total) = (0.0, 0.0);
+    let mut ratios = Vec::with_capacity(rounds);
+    for round in 0..rounds {
+        let (b, c) = if round % 2 == 0 {
+            let b = run(false, per_round);
+            (b, run(true, per_round))
+        } else {
+            let c = run(true, per_round);
+            (run(false, per_round), c)
+        };
+        base_total += b.as_secs_f64();
+        cand_total += c.as_secs_f64();
+        ratios.push(b.as_secs_f64() / c.as_secs_f64());
+    }
+    ratios.sort_by(f64::total_cmp);
+    let ops = per_round as f64 * rounds as f64;
+    let ratio = base_total / cand_total;
+    println!(
+        "{name}: baseline {:.0}/s, candidate {:.0}/s; ratio of totals {ratio:.3}, median round {:.3} (min {:.3}, max {:.3})",
+        ops / base_total,
+        ops / cand_total,
+        ratios[rounds / 2],
+        ratios[0],
+        ratios[rounds - 1]
+    );
+    ratio
+}

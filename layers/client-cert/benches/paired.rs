@@ -40,33 +40,9 @@ fn compare<F, Fut>(
     F: Fn(SocketAddr, u64) -> Fut,
     Fut: Future<Output = Duration>,
 {
-    rt.block_on(drive(baseline, per_round / 4));
-    rt.block_on(drive(candidate, per_round / 4));
-    let (mut base_total, mut cand_total) = (0.0, 0.0);
-    let mut ratios = Vec::new();
-    for round in 0..ROUNDS {
-        let (b, c) = if round % 2 == 0 {
-            let b = rt.block_on(drive(baseline, per_round));
-            (b, rt.block_on(drive(candidate, per_round)))
-        } else {
-            let c = rt.block_on(drive(candidate, per_round));
-            (rt.block_on(drive(baseline, per_round)), c)
-        };
-        base_total += b.as_secs_f64();
-        cand_total += c.as_secs_f64();
-        ratios.push(b.as_secs_f64() / c.as_secs_f64());
-    }
-    ratios.sort_by(f64::total_cmp);
-    let ops = per_round as f64 * ROUNDS as f64;
-    println!(
-        "{name}: baseline {:.0}/s, candidate {:.0}/s; ratio of totals {:.3}, median round {:.3} (min {:.3}, max {:.3})",
-        ops / base_total,
-        ops / cand_total,
-        base_total / cand_total,
-        ratios[ROUNDS / 2],
-        ratios[0],
-        ratios[ROUNDS - 1]
-    );
+    portcullis_test_support::paired_rounds(name, ROUNDS, per_round, |candidate_side, n| {
+        rt.block_on(drive(if candidate_side { candidate } else { baseline }, n))
+    });
 }
 
 fn main() {

@@ -4,6 +4,7 @@ use http::HeaderName;
 use portcullis_identity::TrustedProxies;
 use tower_layer::Layer;
 
+use super::cache::IdentityCache;
 use super::{Mode, OnMalformed, Xfcc, canonical};
 use crate::{CertFormat, ParseLimits};
 
@@ -62,7 +63,12 @@ pub struct XfccLayer {
     also_strip: Vec<HeaderName>,
     by: Option<String>,
     set_cert: bool,
+    cache_capacity: usize,
 }
+
+/// Values longer than this are decoded every time instead of cached,
+/// bounding the cache's memory at `capacity × 8 KiB`.
+const MAX_CACHED_VALUE_LEN: usize = 8 * 1024;
 
 impl XfccLayer {
     /// Trusts `proxies` to send Envoy's `x-forwarded-client-cert`. With
@@ -78,7 +84,18 @@ impl XfccLayer {
             also_strip: Vec::new(),
             by: None,
             set_cert: false,
+            cache_capacity: 1024,
         }
+    }
+
+    /// How many decoded header values to keep (default 1024; `0` turns the
+    /// cache off). Behind a proxy one connection carries many clients, so
+    /// identities are cached by the exact header value instead of per
+    /// connection; values over 8 KiB are never kept.
+    #[must_use]
+    pub fn cache_capacity(mut self, capacity: usize) -> Self {
+        self.cache_capacity = capacity;
+        self
     }
 
     /// The proxies given to [`new`](Self::new) (for a [`ClientIpLayer`]
@@ -182,6 +199,8 @@ pub(crate) struct Config {
     pub(crate) limits: ParseLimits,
     pub(crate) by: Option<String>,
     pub(crate) set_cert: bool,
+    /// One per upstream: a value means different things in different formats.
+    pub(crate) caches: Vec<IdentityCache>,
 }
 
 #[derive(Debug)]
@@ -225,6 +244,11 @@ impl XfccLayer {
             limits: self.limits,
             by: self.by.clone(),
             set_cert: self.set_cert,
+            caches: self
+                .upstreams
+                .iter()
+                .map(|_| IdentityCache::new(self.cache_capacity, MAX_CACHED_VALUE_LEN))
+                .collect(),
         }
     }
 }

@@ -67,6 +67,7 @@
 //! # }
 //! ```
 
+mod cache;
 #[allow(clippy::module_inception)]
 mod layer;
 mod service;

@@ -4,7 +4,7 @@ use std::task::{Context, Poll};
 
 use http::header::CONNECTION;
 use http::{HeaderMap, HeaderName, HeaderValue, Request, Response};
-use portcullis_identity::{ClientIdentity, PeerAddr, TlsConnectInfo};
+use portcullis_identity::{ClientIdentity, PeerAddr, Source, TlsConnectInfo};
 use tower_service::Service;
 
 use super::layer::{Config, Upstream};
@@ -99,26 +99,26 @@ pub(crate) fn apply(
     refuse_connection_nominations(config, &parts.headers)?;
 
     let peer = peer_ip(&parts.extensions);
-    let trusted: Option<(&Upstream, IpAddr)> = match (config.mode.reads(), peer) {
+    let trusted: Option<(usize, IpAddr)> = match (config.mode.reads(), peer) {
         (true, Some(peer)) => config
             .upstreams
             .iter()
-            .find(|u| u.proxies.contains(peer))
-            .map(|u| (u, peer)),
+            .position(|u| u.proxies.contains(peer))
+            .map(|i| (i, peer)),
         _ => None,
     };
     let keep: Option<&HeaderName> = match config.mode {
         Mode::DangerousAlwaysForward => Some(&config.upstreams[0].header),
-        _ => trusted.map(|(u, _)| &u.header),
+        _ => trusted.map(|(i, _)| &config.upstreams[i].header),
     };
     strip(config, &mut parts.headers, keep, peer);
 
-    if let Some((upstream, proxy)) = trusted {
+    if let Some((upstream_index, proxy)) = trusted {
         // The proxy's own certificate names the proxy, not the client.
         if let Some(own) = parts.extensions.remove::<ClientIdentity>() {
             parts.extensions.insert(ProxyIdentity(own));
         }
-        match read_identity(config, upstream, proxy, &parts.headers) {
+        match read_identity(config, upstream_index, proxy, &parts.headers) {
             Ok(Some(identity)) => {
                 parts.extensions.insert(identity);
             }
@@ -130,7 +130,9 @@ pub(crate) fn apply(
                 OnMalformed::StripAndContinue => {
                     #[cfg(feature = "tracing")]
                     tracing::debug!(%proxy, %reason, "malformed forwarded certificate removed");
-                    parts.headers.remove(&upstream.header);
+                    parts
+                        .headers
+                        .remove(&config.upstreams[upstream_index].header);
                 }
             },
         }
@@ -195,52 +197,73 @@ fn strip(
 /// is malformed.
 fn read_identity(
     config: &Config,
-    upstream: &Upstream,
+    upstream_index: usize,
     proxy: IpAddr,
     headers: &HeaderMap,
 ) -> Result<Option<ClientIdentity>, String> {
+    let upstream = &config.upstreams[upstream_index];
     let header = &upstream.header;
-    let mut lines = headers.get_all(header).iter();
+    let all = headers.get_all(header);
+    let mut lines = all.iter();
     let Some(first) = lines.next() else {
         return Ok(None);
     };
-    let rest: Vec<&HeaderValue> = lines.collect();
-    if !rest.is_empty() && !upstream.format.is_list() {
+    let count = 1 + lines.count();
+    if count > 1 && !upstream.format.is_list() {
         return Err(format!(
-            "{header} arrived {} times; it carries one certificate",
-            rest.len() + 1
+            "{header} arrived {count} times; it carries one certificate"
         ));
     }
-    let total: usize = first.len() + rest.iter().map(|v| v.len() + 1).sum::<usize>();
+    let total: usize = all.iter().map(|v| v.len()).sum::<usize>() + count - 1;
     if total > config.limits.max_len {
         return Err(format!(
             "{header} is {total} bytes, over the limit of {}",
             config.limits.max_len
         ));
     }
-    fn text<'a>(header: &HeaderName, value: &'a HeaderValue) -> Result<&'a str, String> {
-        value
-            .to_str()
-            .map_err(|_| format!("{header} is not visible ASCII"))
-    }
-    let joined;
-    let value: &str = if rest.is_empty() {
-        text(header, first)?
+    // One line is read in place; several are joined in order, as one list.
+    let joined: Vec<u8>;
+    let value: &[u8] = if count == 1 {
+        first.as_bytes()
     } else {
-        let mut all = String::with_capacity(total);
-        all.push_str(text(header, first)?);
-        for line in rest {
-            all.push(',');
-            all.push_str(text(header, line)?);
-        }
-        joined = all;
+        joined = all
+            .iter()
+            .map(HeaderValue::as_bytes)
+            .collect::<Vec<_>>()
+            .join(&b","[..]);
         &joined
     };
     if value.is_empty() {
         // The proxy had no client certificate to forward.
         return Ok(None);
     }
-    let source_header = header.clone();
+    let identity = config.caches[upstream_index].get_or_decode(value, || {
+        // Checked only on a miss: a cached value passed this once.
+        let text = std::str::from_utf8(value)
+            .ok()
+            .filter(|text| {
+                text.bytes()
+                    .all(|b| b == b'\t' || (0x20..0x7f).contains(&b))
+            })
+            .ok_or_else(|| format!("{header} is not visible ASCII"))?;
+        decode(config, upstream, proxy, text)
+    })?;
+    Ok(identity.map(|identity| {
+        identity.with_source(Source::Forwarded {
+            proxy,
+            header: header.clone(),
+        })
+    }))
+}
+
+/// Decodes one (joined) header value in the upstream's format.
+fn decode(
+    config: &Config,
+    upstream: &Upstream,
+    proxy: IpAddr,
+    value: &str,
+) -> Result<Option<ClientIdentity>, String> {
+    let header = &upstream.header;
     match upstream.format {
         CertFormat::Envoy => {
             let elements = parse_with_limits(value, &config.limits)
@@ -255,7 +278,7 @@ fn read_identity(
             let fields = ForwardedCert::from_element(element)
                 .map_err(|error| format!("{header}: {error}"))?;
             fields
-                .identity(proxy, source_header)
+                .identity(proxy, header.clone())
                 .map_err(|error| format!("{header}: {error}"))
         }
         format => {
@@ -265,14 +288,9 @@ fn read_identity(
             let leaf = chain
                 .first()
                 .ok_or_else(|| format!("{header}: no certificate"))?;
-            let identity = ClientIdentity::from_der(leaf)
-                .map_err(|error| format!("{header}: certificate: {error}"))?;
-            Ok(Some(identity.with_source(
-                portcullis_identity::Source::Forwarded {
-                    proxy,
-                    header: source_header,
-                },
-            )))
+            ClientIdentity::from_der(leaf)
+                .map(Some)
+                .map_err(|error| format!("{header}: certificate: {error}"))
         }
     }
 }

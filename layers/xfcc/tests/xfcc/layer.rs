@@ -583,3 +583,26 @@ async fn axum_connect_info_is_the_peer() {
     let out = run(&XfccLayer::new(proxies()), req).await;
     assert_eq!(out.cn().as_deref(), Some("client.example.com"));
 }
+
+#[tokio::test]
+async fn a_cached_identity_still_names_the_proxy_that_sent_it() {
+    let layer = XfccLayer::new(proxies());
+    let header = element_for(pki().client().der());
+    for proxy in ["10.0.0.2:1", "10.9.9.9:1", "10.0.0.2:1"] {
+        let out = run(&layer, request(Some(proxy), &[(XFCC, &header)])).await;
+        let id = out.seen().identity.clone().unwrap();
+        assert_eq!(
+            id.source(),
+            &Source::Forwarded {
+                proxy: proxy.parse::<std::net::SocketAddr>().unwrap().ip(),
+                header: http::HeaderName::from_static(XFCC)
+            }
+        );
+        assert_eq!(id.der(), pki().client().der());
+    }
+    // A malformed value is refused every time, not remembered as fine.
+    for _ in 0..2 {
+        let out = run(&layer, request(Some(PROXY), &[(XFCC, "Hash=zz")])).await;
+        assert_eq!(out.status, StatusCode::BAD_REQUEST);
+    }
+}
