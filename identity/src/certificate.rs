@@ -51,6 +51,11 @@ impl Source {
 /// a reference-count increment, so the extension is stored by value and read
 /// with `extensions().get::<ClientIdentity>()`.
 ///
+/// A proxy may forward only some fields of a certificate (Envoy's XFCC
+/// without `Cert`): such an identity comes from
+/// [`from_forwarded_fields`](Self::from_forwarded_fields), and
+/// [`known_fields`](Self::known_fields) says what it holds.
+///
 /// # Example
 ///
 /// ```

@@ -156,16 +156,14 @@ fn in_process(c: &mut Criterion) {
             req
         };
         group.bench_function(format!("no layer (baseline), {name}"), |b| {
-            let mut svc = noop.clone();
+            let mut svc = noop;
             b.iter(|| {
                 rt.block_on(async { svc.ready().await.unwrap().call(request()).await })
                     .unwrap()
             })
         });
         group.bench_function(format!("XfccLayer, {name}"), |b| {
-            let mut svc = ServiceBuilder::new()
-                .layer(layer.clone())
-                .service(noop.clone());
+            let mut svc = ServiceBuilder::new().layer(layer.clone()).service(noop);
             b.iter(|| {
                 rt.block_on(async { svc.ready().await.unwrap().call(request()).await })
                     .unwrap()

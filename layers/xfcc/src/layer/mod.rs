@@ -22,7 +22,7 @@
 //!    with the reason, or, if configured, the header is dropped and the
 //!    request goes on without a forwarded identity.
 //! 4. The forwarded identity becomes the request's
-//!    [`ClientIdentity`](portcullis_identity::ClientIdentity), with
+//!    [`ClientIdentity`], with
 //!    `Source::Forwarded`: handlers read the same extension as behind
 //!    [`ClientCertLayer`](https://docs.rs/portcullis-client-cert). The
 //!    trusted proxy's own TLS identity, if it presented one, is not the
