@@ -225,49 +225,87 @@ async fn check_proxy(
     );
 }
 
+/// The header every proxy here writes the certificate in.
+const HEADER: &str = "x-client-cert";
+
+/// One proxy's test: its binary, its files, the app behind it (reading
+/// `format`) and the port it will listen on.
+struct Setup {
+    binary: std::path::PathBuf,
+    dir: TempDir,
+    app: SocketAddr,
+    port: u16,
+    format: CertFormat,
+}
+
+impl Setup {
+    /// `None` (with a printed notice) when `proxy` or curl is absent.
+    async fn new(proxy: &str, format: CertFormat) -> Option<Setup> {
+        let binary = interop_binary(proxy)?;
+        interop_binary("curl")?;
+        let app = app(XfccLayer::new(trusted())
+            .format(format)
+            .header(http::HeaderName::from_static(HEADER)))
+        .await;
+        Some(Setup {
+            binary,
+            dir: files(proxy),
+            app,
+            port: free_port(),
+            format,
+        })
+    }
+
+    fn path(&self) -> &str {
+        self.dir.path().to_str().unwrap()
+    }
+
+    /// Starts the proxy with `args` and runs every check through it.
+    async fn check(&self, name: &str, args: &[&str], env: &[(&str, std::path::PathBuf)]) {
+        let mut command = Command::new(&self.binary);
+        command.args(args);
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        let daemon = Daemon::start(
+            name,
+            command,
+            self.port,
+            self.dir.join(&format!("{name}.log")),
+        );
+        check_proxy(
+            daemon.name(),
+            &self.dir,
+            self.port,
+            self.app,
+            HEADER,
+            self.format,
+        )
+        .await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn behind_nginx() {
-    let (Some(nginx), Some(_)) = (interop_binary("nginx"), interop_binary("curl")) else {
+    let Some(s) = Setup::new("nginx", CertFormat::Nginx).await else {
         return;
     };
-    let dir = files("nginx");
-    let header = "x-client-cert";
-    let app = app(XfccLayer::new(trusted())
-        .format(CertFormat::Nginx)
-        .header(http::HeaderName::from_static(header)))
-    .await;
-    let port = free_port();
+    // The example's own configuration, pointed at this test's files and ports.
     let config = include_str!("../../../../examples/behind_proxy/nginx.conf")
-        .replace("/etc/portcullis", dir.path().to_str().unwrap())
-        .replace("listen 8443", &format!("listen 127.0.0.1:{port}"))
-        .replace("127.0.0.1:8080", &format!("127.0.0.1:{}", app.port()))
-        .replace("/var/lib/portcullis/nginx", dir.path().to_str().unwrap());
-    let conf = dir.write("nginx.conf", config);
-    let mut command = Command::new(nginx);
-    command.args([
-        "-e",
-        "stderr",
-        "-p",
-        dir.path().to_str().unwrap(),
-        "-c",
-        &conf,
-    ]);
-    let daemon = Daemon::start("nginx", command, port, dir.join("nginx.log"));
-    check_proxy(daemon.name(), &dir, port, app, header, CertFormat::Nginx).await;
+        .replace("/etc/portcullis", s.path())
+        .replace("listen 8443", &format!("listen 127.0.0.1:{}", s.port))
+        .replace("127.0.0.1:8080", &format!("127.0.0.1:{}", s.app.port()))
+        .replace("/var/lib/portcullis/nginx", s.path());
+    let conf = s.dir.write("nginx.conf", config);
+    s.check("nginx", &["-e", "stderr", "-p", s.path(), "-c", &conf], &[])
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn behind_haproxy() {
-    let (Some(haproxy), Some(_)) = (interop_binary("haproxy"), interop_binary("curl")) else {
+    let Some(s) = Setup::new("haproxy", CertFormat::Base64Der).await else {
         return;
     };
-    let dir = files("haproxy");
-    let header = "x-client-cert";
-    let app = app(XfccLayer::new(trusted())
-        .format(CertFormat::Base64Der)
-        .header(http::HeaderName::from_static(header)))
-    .await;
-    let port = free_port();
     let config = format!(
         "global\n\
          \x20 log stderr format raw local0 warning\n\
@@ -283,37 +321,20 @@ async fn behind_haproxy() {
          \x20 default_backend app\n\
          backend app\n\
          \x20 server app 127.0.0.1:{app_port}\n",
-        crt = dir.file("server-with-key.pem"),
-        ca = dir.file("ca.pem"),
-        app_port = app.port(),
+        port = s.port,
+        crt = s.dir.file("server-with-key.pem"),
+        ca = s.dir.file("ca.pem"),
+        app_port = s.app.port(),
     );
-    let conf = dir.write("haproxy.cfg", config);
-    let mut command = Command::new(haproxy);
-    command.args(["-db", "-f", &conf]);
-    let daemon = Daemon::start("haproxy", command, port, dir.join("haproxy.log"));
-    check_proxy(
-        daemon.name(),
-        &dir,
-        port,
-        app,
-        header,
-        CertFormat::Base64Der,
-    )
-    .await;
+    let conf = s.dir.write("haproxy.cfg", config);
+    s.check("haproxy", &["-db", "-f", &conf], &[]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn behind_caddy() {
-    let (Some(caddy), Some(_)) = (interop_binary("caddy"), interop_binary("curl")) else {
+    let Some(s) = Setup::new("caddy", CertFormat::Base64Der).await else {
         return;
     };
-    let dir = files("caddy");
-    let header = "x-client-cert";
-    let app = app(XfccLayer::new(trusted())
-        .format(CertFormat::Base64Der)
-        .header(http::HeaderName::from_static(header)))
-    .await;
-    let port = free_port();
     let config = format!(
         "{{\n\
          \x20 admin off\n\
@@ -332,27 +353,23 @@ async fn behind_caddy() {
          \x20   header_up X-Client-Cert {{http.request.tls.client.certificate_der_base64}}\n\
          \x20 }}\n\
          }}\n",
-        storage = dir.join("storage").display(),
-        cert = dir.file("server.pem"),
-        key = dir.file("server.key"),
-        ca = dir.file("ca.pem"),
-        app_port = app.port(),
+        storage = s.dir.join("storage").display(),
+        port = s.port,
+        cert = s.dir.file("server.pem"),
+        key = s.dir.file("server.key"),
+        ca = s.dir.file("ca.pem"),
+        app_port = s.app.port(),
     );
-    let conf = dir.write("Caddyfile", config);
-    let mut command = Command::new(caddy);
-    command
-        .args(["run", "--adapter", "caddyfile", "--config", &conf])
-        .env("HOME", dir.path())
-        .env("XDG_DATA_HOME", dir.join("data"))
-        .env("XDG_CONFIG_HOME", dir.join("config"));
-    let daemon = Daemon::start("caddy", command, port, dir.join("caddy.log"));
-    check_proxy(
-        daemon.name(),
-        &dir,
-        port,
-        app,
-        header,
-        CertFormat::Base64Der,
+    let conf = s.dir.write("Caddyfile", config);
+    let home = s.dir.path().to_path_buf();
+    s.check(
+        "caddy",
+        &["run", "--adapter", "caddyfile", "--config", &conf],
+        &[
+            ("HOME", home.clone()),
+            ("XDG_DATA_HOME", home.join("data")),
+            ("XDG_CONFIG_HOME", home.join("config")),
+        ],
     )
     .await;
 }

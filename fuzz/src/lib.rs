@@ -1,0 +1,20 @@
+//! What several fuzz targets check alike.
+
+use portcullis_xfcc::CertFormat;
+
+/// `format.decode` on anything never panics, and whatever it accepts
+/// re-encodes to a value that decodes to the same certificates (the leaf,
+/// for the one-certificate formats).
+pub fn decode_round_trip(format: CertFormat, input: &str) {
+    let Ok(chain) = format.decode(input) else { return };
+    assert!(!chain.is_empty());
+    let refs: Vec<&[u8]> = chain.iter().map(Vec::as_slice).collect();
+    let again = format
+        .decode(&format.encode(&refs))
+        .expect("our own encoding decodes");
+    if format.is_list() || matches!(format, CertFormat::Nginx | CertFormat::AwsAlb) {
+        assert_eq!(again, chain);
+    } else {
+        assert_eq!(again[0], chain[0]);
+    }
+}
