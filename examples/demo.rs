@@ -14,7 +14,11 @@
 //! cargo run --example demo
 //! ```
 //!
-//! The XFCC, tenant and rate-limit layers join this demo as they land.
+//! Last, the same certificate arrives the other way: forwarded by a trusted
+//! reverse proxy in Envoy's `x-forwarded-client-cert`, through `XfccLayer`,
+//! and the same header from a stranger is removed before the handler runs.
+//!
+//! The tenant and rate-limit layers join this demo as they land.
 
 use std::convert::Infallible;
 use std::net::IpAddr;
@@ -22,15 +26,16 @@ use std::process::ExitCode;
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
-use http_body_util::Full;
+use http_body_util::{BodyExt, Full};
 use portcullis::client_cert::{
     ClientAuth, ClientCertLayer, ServerTls, TlsAcceptor, TlsListener, serve,
 };
-use portcullis::identity::{BearerDigest, ClientIdentity, ResolvedBy, TrustedProxies};
+use portcullis::identity::{BearerDigest, ClientIdentity, PeerAddr, ResolvedBy, TrustedProxies};
+use portcullis::xfcc::{CertFormat, XfccLayer};
 use portcullis_test_support::ThrowawayPki;
 use portcullis_test_support::client::{ClientCert, Http, get};
 use rcgen::{CertificateParams, DnType, ExtendedKeyUsagePurpose, SanType};
-use tower::ServiceBuilder;
+use tower::{Service, ServiceBuilder, ServiceExt};
 
 /// Collects step outcomes so the demo can say exactly which one failed.
 #[derive(Default)]
@@ -179,6 +184,47 @@ async fn main() -> Result<ExitCode, Box<dyn std::error::Error>> {
     );
     let _ = stop.send(());
     let _ = server.await;
+
+    println!(
+        "\n6. Behind a proxy: the certificate forwarded in x-forwarded-client-cert, via XfccLayer"
+    );
+    let element = format!(
+        "By=spiffe://example.org/ns/edge/sa/envoy;Hash={};Cert=\"{}\"",
+        identity.fingerprint_sha256_hex(),
+        CertFormat::Nginx.encode(&[&client.der])
+    );
+    println!("  x-forwarded-client-cert: {}...", &element[..72]);
+    let mut forwarded = ServiceBuilder::new()
+        .layer(XfccLayer::new(proxies.clone()))
+        .service_fn(|req: Request<()>| async move {
+            let seen = match req.extensions().get::<ClientIdentity>() {
+                Some(id) => format!("{} {:?}", id.source().as_str(), id.common_name()),
+                None => "no identity".to_owned(),
+            };
+            let headers = req.headers().len();
+            Ok::<_, Infallible>(Response::new(format!("{seen}, {headers} header(s)")))
+        });
+    for (peer, expected) in [
+        (
+            "10.0.0.2:40000",
+            "forwarded Some(\"billing-service\"), 1 header(s)",
+        ),
+        ("198.51.100.7:40000", "no identity, 0 header(s)"),
+    ] {
+        let mut req = Request::builder()
+            .header("x-forwarded-client-cert", &element)
+            .header("x_forwarded_client_cert", &element)
+            .body(())?;
+        req.extensions_mut().insert(PeerAddr(peer.parse()?));
+        let res = forwarded.ready().await?.call(req).await?;
+        let body = res.into_body().collect().await?.to_bytes();
+        let body = String::from_utf8_lossy(&body).into_owned();
+        steps.check(
+            &format!("from {peer}, the handler saw"),
+            body == expected,
+            body,
+        );
+    }
 
     if steps.failed.is_empty() {
         println!("\nall steps behaved as expected");
