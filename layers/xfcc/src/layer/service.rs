@@ -107,9 +107,9 @@ pub(crate) fn apply(
             .map(|i| (i, peer)),
         _ => None,
     };
-    let keep: Option<&HeaderName> = match config.mode {
-        Mode::DangerousAlwaysForward => Some(&config.upstreams[0].header),
-        _ => trusted.map(|(i, _)| &config.upstreams[i].header),
+    let keep: Option<&Upstream> = match config.mode {
+        Mode::DangerousAlwaysForward => Some(&config.upstreams[0]),
+        _ => trusted.map(|(i, _)| &config.upstreams[i]),
     };
     strip(config, &mut parts.headers, keep, peer);
 
@@ -168,16 +168,16 @@ fn refuse_connection_nominations(
     Ok(())
 }
 
-/// Removes every protected header but `keep`, by canonical name.
-fn strip(
-    config: &Config,
-    headers: &mut HeaderMap,
-    keep: Option<&HeaderName>,
-    peer: Option<IpAddr>,
-) {
+/// Removes every protected header, by canonical name, except the exact
+/// header (and companions, such as RFC 9440's `Client-Cert-Chain`) of the
+/// trusted upstream in `keep`.
+fn strip(config: &Config, headers: &mut HeaderMap, keep: Option<&Upstream>, peer: Option<IpAddr>) {
     let mut doomed: Vec<HeaderName> = Vec::new();
     for name in headers.keys() {
-        if Some(name) == keep || doomed.contains(name) {
+        let kept = keep.is_some_and(|upstream| {
+            *name == upstream.header || upstream.format.companion_headers().contains(&name.as_str())
+        });
+        if kept || doomed.contains(name) {
             continue;
         }
         let bytes = name.as_str().as_bytes();

@@ -495,6 +495,25 @@ async fn rfc9440_companion_chain_is_protected_too() {
     )
     .await;
     assert!(out.seen().headers.is_empty(), "{:?}", out.seen().headers);
+    // From the trusted proxy the chain passes on with the certificate; a
+    // respelling of it still does not.
+    let leaf = CertFormat::Rfc9440.encode(&[pki().client().der()]);
+    let chain = CertFormat::Rfc9440.encode(&[pki().inter().der()]);
+    let out = run(
+        &layer,
+        request(
+            Some(PROXY),
+            &[
+                ("client-cert", &leaf),
+                ("client-cert-chain", &chain),
+                ("client_cert_chain", &chain),
+            ],
+        ),
+    )
+    .await;
+    assert_eq!(out.cn().as_deref(), Some("client.example.com"));
+    let names: Vec<&str> = out.seen().headers.keys().map(|n| n.as_str()).collect();
+    assert_eq!(names, ["client-cert", "client-cert-chain"]);
 }
 
 #[tokio::test]
