@@ -55,6 +55,7 @@ mod dn;
 mod forwarded;
 pub mod hex;
 pub mod pem;
+mod protected;
 mod proxies;
 pub mod response;
 mod spiffe;
@@ -69,6 +70,7 @@ pub use certificate::{
 };
 pub use client_ip::{ClientIp, ClientIpLayer, SetClientIp};
 pub use connection::{PeerAddr, TlsConnectInfo, TlsConnectInfoBuilder};
+pub use protected::ProtectedHeaders;
 pub use proxies::{
     ClientIpHeader, ClientIpResolution, ConfigError, DEFAULT_MAX_HOPS, ResolvedBy, TrustedProxies,
 };

@@ -1,11 +1,11 @@
 use std::sync::Arc;
 
 use http::HeaderName;
-use portcullis_identity::TrustedProxies;
+use portcullis_identity::{ProtectedHeaders, TrustedProxies};
 use tower_layer::Layer;
 
 use super::cache::IdentityCache;
-use super::{Mode, OnMalformed, Xfcc, canonical};
+use super::{Mode, OnMalformed, Xfcc};
 use crate::{CertFormat, ParseLimits};
 
 /// Proxies that forward the client certificate in one header and one
@@ -192,7 +192,7 @@ impl XfccLayer {
 #[derive(Debug)]
 pub(crate) struct Config {
     pub(crate) upstreams: Vec<Upstream>,
-    pub(crate) protected: Vec<Box<[u8]>>,
+    pub(crate) protected: ProtectedHeaders,
     pub(crate) mode: Mode,
     pub(crate) on_malformed: OnMalformed,
     pub(crate) element_from_last: usize,
@@ -221,7 +221,6 @@ impl XfccLayer {
                 header: u.header_name(),
             })
             .collect();
-        let mut protected: Vec<Box<[u8]>> = Vec::new();
         let names = upstreams
             .iter()
             .flat_map(|u| {
@@ -229,12 +228,7 @@ impl XfccLayer {
                     .chain(u.format.companion_headers().iter().copied())
             })
             .chain(self.also_strip.iter().map(HeaderName::as_str));
-        for name in names {
-            let name = canonical(name);
-            if !protected.contains(&name) {
-                protected.push(name);
-            }
-        }
+        let protected = ProtectedHeaders::new(names);
         Config {
             upstreams,
             protected,

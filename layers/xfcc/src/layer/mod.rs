@@ -196,24 +196,3 @@ impl fmt::Display for XfccRejection {
 }
 
 impl std::error::Error for XfccRejection {}
-
-/// A header name reduced to its lower-case ASCII letters and digits, so
-/// `X-Forwarded-Client-Cert`, `x_forwarded_client_cert` and
-/// `x.forwarded.client.cert` are one name.
-pub(crate) fn canonical(name: &str) -> Box<[u8]> {
-    name.bytes()
-        .filter(u8::is_ascii_alphanumeric)
-        .map(|b| b.to_ascii_lowercase())
-        .collect()
-}
-
-/// Whether `name` canonicalises to `canonical`, without allocating.
-pub(crate) fn canonical_eq(name: &[u8], canonical: &[u8]) -> bool {
-    let mut wanted = canonical.iter();
-    for byte in name.iter().filter(|b| b.is_ascii_alphanumeric()) {
-        if wanted.next() != Some(&byte.to_ascii_lowercase()) {
-            return false;
-        }
-    }
-    wanted.next().is_none()
-}

@@ -10,7 +10,7 @@ use tower_service::Service;
 use super::layer::{Config, Upstream};
 use super::{
     Mode, OnMalformed, ProxyIdentity, RejectionKind, ResponseBody, ResponseFuture, XfccLayer,
-    XfccRejection, canonical_eq,
+    XfccRejection,
 };
 use crate::format::{pem, url_encode};
 use crate::{CertFormat, ForwardedCert, XfccElement, parse_with_limits, to_header_value};
@@ -148,49 +148,29 @@ fn refuse_connection_nominations(
     config: &Config,
     headers: &HeaderMap,
 ) -> Result<(), XfccRejection> {
-    for value in headers.get_all(CONNECTION) {
-        for token in value.as_bytes().split(|&b| b == b',') {
-            if config
-                .protected
-                .iter()
-                .any(|name| canonical_eq(token, name))
-            {
-                return Err(XfccRejection::new(
-                    RejectionKind::ConnectionNominatesProtected,
-                    format!(
-                        "Connection header nominates the protected header {:?}",
-                        String::from_utf8_lossy(token).trim()
-                    ),
-                ));
-            }
-        }
+    match config.protected.nominated_by_connection(headers) {
+        None => Ok(()),
+        Some(token) => Err(XfccRejection::new(
+            RejectionKind::ConnectionNominatesProtected,
+            format!("Connection header nominates the protected header {token:?}"),
+        )),
     }
-    Ok(())
 }
 
 /// Removes every protected header, by canonical name, except the exact
 /// header (and companions, such as RFC 9440's `Client-Cert-Chain`) of the
 /// trusted upstream in `keep`.
 fn strip(config: &Config, headers: &mut HeaderMap, keep: Option<&Upstream>, peer: Option<IpAddr>) {
-    let mut doomed: Vec<HeaderName> = Vec::new();
-    for name in headers.keys() {
-        let kept = keep.is_some_and(|upstream| {
+    let removed = config.protected.strip(headers, |name| {
+        keep.is_some_and(|upstream| {
             *name == upstream.header || upstream.format.companion_headers().contains(&name.as_str())
-        });
-        if kept || doomed.contains(name) {
-            continue;
-        }
-        let bytes = name.as_str().as_bytes();
-        if config.protected.iter().any(|p| canonical_eq(bytes, p)) {
-            doomed.push(name.clone());
-        }
+        })
+    });
+    #[cfg(feature = "tracing")]
+    if removed > 0 {
+        tracing::debug!(peer = ?peer, removed, "forwarded client certificate headers removed");
     }
-    for name in doomed {
-        headers.remove(&name);
-        #[cfg(feature = "tracing")]
-        tracing::debug!(header = %name, peer = ?peer, "forwarded client certificate header removed");
-    }
-    let _ = peer;
+    let _ = (removed, peer);
 }
 
 /// The identity a trusted proxy's header carries; `Err` is the reason it
