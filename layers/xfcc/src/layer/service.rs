@@ -2,8 +2,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use http::header::CONNECTION;
-use http::{HeaderMap, HeaderName, HeaderValue, Request, Response};
+use http::{HeaderMap, HeaderValue, Request, Response};
 use portcullis_identity::{ClientIdentity, PeerAddr, Source, TlsConnectInfo};
 use tower_service::Service;
 
