@@ -8,7 +8,7 @@ use axum_core::response::{IntoResponse, Response};
 use http::StatusCode;
 use http::request::Parts;
 
-use crate::{ClientIdentity, ClientIp};
+use crate::{ClientIdentity, ClientIp, Tenant};
 
 /// Extracts the identity `ClientCertLayer` or `XfccLayer` stored.
 ///
@@ -57,6 +57,48 @@ impl<S: Send + Sync> OptionalFromRequestParts<S> for ClientIp {
         _state: &S,
     ) -> Result<Option<Self>, Self::Rejection> {
         Ok(parts.extensions.get::<ClientIp>().copied())
+    }
+}
+
+/// Extracts the tenant `TenantLayer` resolved.
+impl<S: Send + Sync> FromRequestParts<S> for Tenant {
+    type Rejection = MissingTenant;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        parts
+            .extensions
+            .get::<Tenant>()
+            .cloned()
+            .ok_or(MissingTenant(()))
+    }
+}
+
+impl<S: Send + Sync> OptionalFromRequestParts<S> for Tenant {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        _state: &S,
+    ) -> Result<Option<Self>, Self::Rejection> {
+        Ok(parts.extensions.get::<Tenant>().cloned())
+    }
+}
+
+/// The handler asked for a [`Tenant`] and the request has none: `500`,
+/// because `TenantLayer` refuses unresolved requests before any handler, so
+/// a missing tenant means the layer is not installed on this route.
+#[derive(Debug, Clone)]
+pub struct MissingTenant(());
+
+impl MissingTenant {
+    /// `500 Internal Server Error`.
+    pub fn status(&self) -> StatusCode {
+        StatusCode::INTERNAL_SERVER_ERROR
+    }
+
+    /// What to fix.
+    pub fn body_text(&self) -> &'static str {
+        "no Tenant on this request: add portcullis TenantLayer before this handler"
     }
 }
 
@@ -116,6 +158,7 @@ macro_rules! rejection_impls {
 
 rejection_impls!(MissingClientIdentity);
 rejection_impls!(MissingClientIp);
+rejection_impls!(MissingTenant);
 
 #[cfg(test)]
 mod tests {

@@ -59,6 +59,7 @@ mod protected;
 mod proxies;
 pub mod response;
 mod spiffe;
+mod tenant;
 
 #[cfg(feature = "axum")]
 #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
@@ -71,6 +72,7 @@ pub use certificate::{
 pub use client_ip::{ClientIp, ClientIpLayer, SetClientIp};
 pub use connection::{PeerAddr, TlsConnectInfo, TlsConnectInfoBuilder};
 pub use protected::ProtectedHeaders;
+pub use tenant::{Quota, Tenant, TenantStatus};
 pub use proxies::{
     ClientIpHeader, ClientIpResolution, ConfigError, DEFAULT_MAX_HOPS, ResolvedBy, TrustedProxies,
 };
