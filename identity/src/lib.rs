@@ -72,8 +72,8 @@ pub use certificate::{
 pub use client_ip::{ClientIp, ClientIpLayer, SetClientIp};
 pub use connection::{PeerAddr, TlsConnectInfo, TlsConnectInfoBuilder};
 pub use protected::ProtectedHeaders;
-pub use tenant::{Quota, Tenant, TenantStatus};
 pub use proxies::{
     ClientIpHeader, ClientIpResolution, ConfigError, DEFAULT_MAX_HOPS, ResolvedBy, TrustedProxies,
 };
 pub use spiffe::{MAX_SPIFFE_ID_LEN, MAX_TRUST_DOMAIN_LEN, SpiffeId, SpiffeIdError};
+pub use tenant::{Quota, Tenant, TenantStatus};

@@ -27,6 +27,12 @@ pub trait Rejection: Clone + Send + Sync + 'static {
     /// The response body: one line, ending in `\n`, that says what was
     /// wrong and never repeats a secret.
     fn body_text(&self) -> Cow<'static, str>;
+
+    /// Headers the response carries besides `content-type` (e.g.
+    /// `retry-after`). None by default.
+    fn headers(&self, headers: &mut http::HeaderMap) {
+        let _ = headers;
+    }
 }
 
 pin_project! {
@@ -165,6 +171,7 @@ pub fn rejection_response<R: Rejection, B>(rejection: &R) -> Response<ResponseBo
         http::header::CONTENT_TYPE,
         HeaderValue::from_static("text/plain; charset=utf-8"),
     );
+    rejection.headers(res.headers_mut());
     res.extensions_mut().insert(rejection.clone());
     res
 }

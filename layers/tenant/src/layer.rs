@@ -1,0 +1,574 @@
+//! [`TenantLayer`]: strip every protected header, authenticate, resolve the
+//! tenant, stamp it.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+
+use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode};
+use pin_project_lite::pin_project;
+use portcullis_identity::response::{Rejection, ResponseBody, rejection_response};
+use portcullis_identity::{BearerDigest, ClientIdentity, ProtectedHeaders, Tenant};
+use tower_layer::Layer;
+use tower_service::Service;
+
+use crate::resolver::{BoxFuture, Principal, Resolution, TenantResolver};
+
+/// The header stamped with the tenant id, by default.
+pub const DEFAULT_TENANT_HEADER: &str = "x-llm-router-tenant";
+/// The header stamped with the caller (consumer) name, by default.
+pub const DEFAULT_CALLER_HEADER: &str = "x-llm-router-caller";
+
+/// Which credentials name the caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum AuthPolicy {
+    /// The bearer key, required even when the client also presented a
+    /// certificate (`bearer`, the default).
+    #[default]
+    Bearer,
+    /// The client certificate alone (`cert`).
+    Cert,
+    /// Both, and they must resolve to the same tenant (`bearer+cert`).
+    BearerAndCert,
+    /// The bearer key if one was sent, else the certificate
+    /// (`bearer-or-cert`).
+    BearerOrCert,
+}
+
+impl FromStr for AuthPolicy {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "bearer" => Ok(AuthPolicy::Bearer),
+            "cert" => Ok(AuthPolicy::Cert),
+            "bearer+cert" => Ok(AuthPolicy::BearerAndCert),
+            "bearer-or-cert" => Ok(AuthPolicy::BearerOrCert),
+            _ => Err(format!(
+                "AUTH_POLICY={text:?}: expected bearer, cert, bearer+cert or bearer-or-cert"
+            )),
+        }
+    }
+}
+
+/// Which name of a client certificate is its principal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum CertificatePrincipal {
+    /// The SPIFFE ID when there is one, else the common name (default).
+    #[default]
+    SpiffeIdOrCommonName,
+    /// The subject's common name.
+    CommonName,
+    /// The SPIFFE ID.
+    SpiffeId,
+    /// The SHA-256 fingerprint, 64 lower-case hex digits.
+    Fingerprint,
+}
+
+impl CertificatePrincipal {
+    fn of(self, identity: &ClientIdentity) -> Option<Arc<str>> {
+        match self {
+            CertificatePrincipal::SpiffeIdOrCommonName => identity
+                .spiffe_id()
+                .map(|s| Arc::from(s.as_str()))
+                .or_else(|| identity.common_name().map(Arc::from)),
+            CertificatePrincipal::CommonName => identity.common_name().map(Arc::from),
+            CertificatePrincipal::SpiffeId => identity.spiffe_id().map(|s| Arc::from(s.as_str())),
+            CertificatePrincipal::Fingerprint => Some(identity.fingerprint_sha256_hex().into()),
+        }
+    }
+}
+
+/// Resolves each request's tenant and stamps it; see the
+/// [crate docs](crate).
+#[derive(Clone)]
+pub struct TenantLayer {
+    config: Arc<Config>,
+}
+
+struct Config {
+    resolver: Arc<dyn TenantResolver>,
+    policy: AuthPolicy,
+    certificate: CertificatePrincipal,
+    tenant_header: HeaderName,
+    caller_header: HeaderName,
+    protected: ProtectedHeaders,
+}
+
+impl fmt::Debug for TenantLayer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TenantLayer")
+            .field("policy", &self.config.policy)
+            .field("certificate", &self.config.certificate)
+            .field("tenant_header", &self.config.tenant_header)
+            .field("caller_header", &self.config.caller_header)
+            .field("protected", &self.config.protected)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TenantLayer {
+    /// Resolves through `resolver` with [`AuthPolicy::Bearer`], stamping
+    /// `x-llm-router-tenant` and `x-llm-router-caller`, and protecting those
+    /// and `x-internal-secret`.
+    pub fn new(resolver: impl TenantResolver) -> Self {
+        let tenant_header = HeaderName::from_static(DEFAULT_TENANT_HEADER);
+        let caller_header = HeaderName::from_static(DEFAULT_CALLER_HEADER);
+        let protected = ProtectedHeaders::new([
+            DEFAULT_TENANT_HEADER,
+            DEFAULT_CALLER_HEADER,
+            crate::INTERNAL_SECRET_HEADER,
+        ]);
+        TenantLayer {
+            config: Arc::new(Config {
+                resolver: Arc::new(resolver),
+                policy: AuthPolicy::default(),
+                certificate: CertificatePrincipal::default(),
+                tenant_header,
+                caller_header,
+                protected,
+            }),
+        }
+    }
+
+    fn edit(mut self, change: impl FnOnce(&mut Config)) -> Self {
+        match Arc::get_mut(&mut self.config) {
+            Some(config) => change(config),
+            None => {
+                let old = &self.config;
+                let mut config = Config {
+                    resolver: old.resolver.clone(),
+                    policy: old.policy,
+                    certificate: old.certificate,
+                    tenant_header: old.tenant_header.clone(),
+                    caller_header: old.caller_header.clone(),
+                    protected: old.protected.clone(),
+                };
+                change(&mut config);
+                self.config = Arc::new(config);
+            }
+        }
+        self
+    }
+
+    /// Which credentials name the caller.
+    #[must_use]
+    pub fn policy(self, policy: AuthPolicy) -> Self {
+        self.edit(|c| c.policy = policy)
+    }
+
+    /// Which certificate name is looked up.
+    #[must_use]
+    pub fn certificate_principal(self, principal: CertificatePrincipal) -> Self {
+        self.edit(|c| c.certificate = principal)
+    }
+
+    /// The header stamped with the tenant id (it is protected too).
+    #[must_use]
+    pub fn tenant_header(self, header: HeaderName) -> Self {
+        self.edit(|c| {
+            c.protected.add(header.as_str());
+            c.tenant_header = header;
+        })
+    }
+
+    /// The header stamped with the caller name (it is protected too).
+    #[must_use]
+    pub fn caller_header(self, header: HeaderName) -> Self {
+        self.edit(|c| {
+            c.protected.add(header.as_str());
+            c.caller_header = header;
+        })
+    }
+
+    /// Another header no client may send (removed under every spelling).
+    #[must_use]
+    pub fn protect(self, header: &str) -> Self {
+        self.edit(|c| c.protected.add(header))
+    }
+}
+
+impl<S> Layer<S> for TenantLayer {
+    type Service = ResolveTenant<S>;
+
+    fn layer(&self, inner: S) -> ResolveTenant<S> {
+        ResolveTenant {
+            inner,
+            config: self.config.clone(),
+        }
+    }
+}
+
+/// The service [`TenantLayer`] makes.
+#[derive(Clone)]
+pub struct ResolveTenant<S> {
+    inner: S,
+    config: Arc<Config>,
+}
+
+impl<S: fmt::Debug> fmt::Debug for ResolveTenant<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResolveTenant")
+            .field("inner", &self.inner)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S> ResolveTenant<S> {
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// Unwraps the inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+/// Why a request was turned away; found in the response's extensions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TenantRejection {
+    kind: TenantRejectionKind,
+    reason: Cow<'static, str>,
+    retry_after: Option<Duration>,
+}
+
+/// The kind of a [`TenantRejection`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TenantRejectionKind {
+    /// `400`: a malformed `Authorization`, or a `Connection` header naming
+    /// a protected header.
+    BadRequest,
+    /// `401`: no credential, or one no resolver knows.
+    Unauthenticated,
+    /// `403`: the tenant is inactive, or certificate and key disagree.
+    Forbidden,
+    /// `503`: resolution is unavailable; `Retry-After` says when to retry.
+    Unavailable,
+    /// `500`: a resolved tenant id or caller cannot be written as a header.
+    Internal,
+}
+
+impl TenantRejection {
+    fn new(kind: TenantRejectionKind, reason: impl Into<Cow<'static, str>>) -> Self {
+        TenantRejection {
+            kind,
+            reason: reason.into(),
+            retry_after: None,
+        }
+    }
+
+    /// What went wrong.
+    pub fn kind(&self) -> TenantRejectionKind {
+        self.kind
+    }
+
+    /// The reason the body gives.
+    pub fn reason(&self) -> &str {
+        &self.reason
+    }
+}
+
+impl fmt::Display for TenantRejection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.reason)
+    }
+}
+
+impl std::error::Error for TenantRejection {}
+
+impl Rejection for TenantRejection {
+    fn status(&self) -> StatusCode {
+        match self.kind {
+            TenantRejectionKind::BadRequest => StatusCode::BAD_REQUEST,
+            TenantRejectionKind::Unauthenticated => StatusCode::UNAUTHORIZED,
+            TenantRejectionKind::Forbidden => StatusCode::FORBIDDEN,
+            TenantRejectionKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            TenantRejectionKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn body_text(&self) -> Cow<'static, str> {
+        Cow::Owned(format!("{}\n", self.reason))
+    }
+
+    fn headers(&self, headers: &mut HeaderMap) {
+        if let Some(wait) = self.retry_after {
+            // Whole seconds, rounded up, at least 1.
+            let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+            headers.insert(http::header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
+        }
+        if self.kind == TenantRejectionKind::Unauthenticated {
+            headers.insert(
+                http::header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer"),
+            );
+        }
+    }
+}
+
+/// What a successful resolution stamps.
+struct Stamp {
+    tenant: Tenant,
+    tenant_value: HeaderValue,
+    caller_value: Option<HeaderValue>,
+}
+
+type Decision = Result<Stamp, TenantRejection>;
+
+impl Config {
+    /// The principals the policy reads from this request.
+    fn principals(
+        &self,
+        headers: &HeaderMap,
+        identity: Option<&ClientIdentity>,
+    ) -> Result<Vec<Principal>, TenantRejection> {
+        let bearer = BearerDigest::from_headers(headers).map_err(|e| {
+            TenantRejection::new(
+                TenantRejectionKind::BadRequest,
+                format!("malformed Authorization header: {e}"),
+            )
+        })?;
+        let bearer = bearer.map(Principal::Bearer);
+        let certificate = identity
+            .and_then(|id| self.certificate.of(id))
+            .map(Principal::Certificate);
+        let missing = |what: &'static str| {
+            Err(TenantRejection::new(
+                TenantRejectionKind::Unauthenticated,
+                what,
+            ))
+        };
+        match (self.policy, bearer, certificate) {
+            (AuthPolicy::Bearer, Some(b), _) => Ok(vec![b]),
+            (AuthPolicy::Bearer, None, _) => missing("a bearer API key is required"),
+            (AuthPolicy::Cert, _, Some(c)) => Ok(vec![c]),
+            (AuthPolicy::Cert, _, None) => missing("a client certificate is required"),
+            (AuthPolicy::BearerAndCert, Some(b), Some(c)) => Ok(vec![b, c]),
+            (AuthPolicy::BearerAndCert, _, _) => {
+                missing("a bearer API key and a client certificate are required")
+            }
+            (AuthPolicy::BearerOrCert, Some(b), _) => Ok(vec![b]),
+            (AuthPolicy::BearerOrCert, None, Some(c)) => Ok(vec![c]),
+            (AuthPolicy::BearerOrCert, None, None) => {
+                missing("a bearer API key or a client certificate is required")
+            }
+        }
+    }
+}
+
+async fn decide(config: Arc<Config>, principals: Vec<Principal>) -> Decision {
+    let mut tenant: Option<Tenant> = None;
+    for principal in &principals {
+        let resolution = config
+            .resolver
+            .resolve(principal)
+            .await
+            .map_err(|e| TenantRejection {
+                kind: TenantRejectionKind::Unavailable,
+                reason: Cow::Borrowed("tenant resolution is unavailable; retry later"),
+                retry_after: Some(e.retry_after()),
+            })?;
+        let found = match resolution {
+            Resolution::Active(t) => t,
+            Resolution::Inactive(_) => {
+                return Err(TenantRejection::new(
+                    TenantRejectionKind::Forbidden,
+                    "the tenant is inactive",
+                ));
+            }
+            Resolution::Unknown => {
+                let what = match principal {
+                    Principal::Bearer(_) => "unknown API key",
+                    Principal::Certificate(_) => "unknown client certificate",
+                };
+                #[cfg(feature = "tracing")]
+                tracing::debug!(%principal, "unknown principal");
+                return Err(TenantRejection::new(
+                    TenantRejectionKind::Unauthenticated,
+                    what,
+                ));
+            }
+        };
+        if let Some(first) = &tenant {
+            if first.id() != found.id() {
+                return Err(TenantRejection::new(
+                    TenantRejectionKind::Forbidden,
+                    "the client certificate and the API key belong to different tenants",
+                ));
+            }
+        }
+        tenant = Some(found);
+    }
+    let tenant = tenant.ok_or_else(|| {
+        TenantRejection::new(TenantRejectionKind::Unauthenticated, "no credential")
+    })?;
+    let unwritable = || {
+        TenantRejection::new(
+            TenantRejectionKind::Internal,
+            "the resolved tenant cannot be written as a header",
+        )
+    };
+    let tenant_value = HeaderValue::from_str(tenant.id()).map_err(|_| unwritable())?;
+    let caller_value = tenant
+        .caller()
+        .map(HeaderValue::from_str)
+        .transpose()
+        .map_err(|_| unwritable())?;
+    Ok(Stamp {
+        tenant,
+        tenant_value,
+        caller_value,
+    })
+}
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for ResolveTenant<S>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone,
+{
+    type Response = Response<ResponseBody<ResBody>>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S, ReqBody>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
+        let config = &self.config;
+        // Strip before anything else, on every request.
+        let nominated = config.protected.nominated_by_connection(req.headers());
+        config.protected.strip(req.headers_mut(), |_| false);
+        let principals = match nominated {
+            Some(token) => Err(TenantRejection::new(
+                TenantRejectionKind::BadRequest,
+                format!("Connection header nominates the protected header {token:?}"),
+            )),
+            None => config.principals(req.headers(), req.extensions().get::<ClientIdentity>()),
+        };
+        let principals = match principals {
+            Ok(principals) => principals,
+            Err(rejection) => return ResponseFuture::rejected(rejection),
+        };
+        // The service that was polled ready goes with this request.
+        let clone = self.inner.clone();
+        let inner = std::mem::replace(&mut self.inner, clone);
+        ResponseFuture {
+            state: State::Resolving {
+                decision: Box::pin(decide(config.clone(), principals)),
+                request: Some(req),
+                inner: Some(inner),
+                tenant_header: config.tenant_header.clone(),
+                caller_header: config.caller_header.clone(),
+            },
+        }
+    }
+}
+
+pin_project! {
+    /// Response future of [`ResolveTenant`].
+    pub struct ResponseFuture<S, ReqBody>
+    where
+        S: Service<Request<ReqBody>>,
+    {
+        #[pin]
+        state: State<S, ReqBody, S::Future>,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<S, B, F> {
+        Resolving {
+            decision: BoxFuture<'static, Decision>,
+            request: Option<Request<B>>,
+            inner: Option<S>,
+            tenant_header: HeaderName,
+            caller_header: HeaderName,
+        },
+        Calling { #[pin] future: F },
+        Rejected { rejection: TenantRejection },
+    }
+}
+
+impl<S, B> ResponseFuture<S, B>
+where
+    S: Service<Request<B>>,
+{
+    fn rejected(rejection: TenantRejection) -> Self {
+        #[cfg(feature = "tracing")]
+        tracing::debug!(reason = %rejection, "tenant layer refused the request");
+        ResponseFuture {
+            state: State::Rejected { rejection },
+        }
+    }
+}
+
+impl<S, B, ResBody> Future for ResponseFuture<S, B>
+where
+    S: Service<Request<B>, Response = Response<ResBody>>,
+{
+    type Output = Result<Response<ResponseBody<ResBody>>, S::Error>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        loop {
+            let next = match self.as_mut().project().state.project() {
+                StateProj::Calling { future } => {
+                    let res = ready!(future.poll(cx))?;
+                    return Poll::Ready(Ok(res.map(ResponseBody::inner)));
+                }
+                StateProj::Rejected { rejection } => {
+                    return Poll::Ready(Ok(rejection_response(rejection)));
+                }
+                StateProj::Resolving {
+                    decision,
+                    request,
+                    inner,
+                    tenant_header,
+                    caller_header,
+                } => match ready!(decision.as_mut().poll(cx)) {
+                    Err(rejection) => State::Rejected { rejection },
+                    Ok(stamp) => match (request.take(), inner.take()) {
+                        (Some(mut req), Some(mut inner)) => {
+                            // Stamped only now: authenticated and resolved.
+                            let headers = req.headers_mut();
+                            headers.insert(tenant_header.clone(), stamp.tenant_value);
+                            if let Some(caller) = stamp.caller_value {
+                                headers.insert(caller_header.clone(), caller);
+                            }
+                            req.extensions_mut().insert(stamp.tenant);
+                            State::Calling {
+                                future: inner.call(req),
+                            }
+                        }
+                        _ => State::Rejected {
+                            rejection: TenantRejection::new(
+                                TenantRejectionKind::Internal,
+                                "polled after completion",
+                            ),
+                        },
+                    },
+                },
+            };
+            self.as_mut().project().state.set(next);
+        }
+    }
+}
+
+impl<S, B> fmt::Debug for ResponseFuture<S, B>
+where
+    S: Service<Request<B>>,
+{
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResponseFuture").finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,459 @@
+//! Local tenant stores: in memory, and a JSON file that reloads itself.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, PoisonError, RwLock};
+
+use portcullis_identity::{BearerDigest, Quota, Tenant, TenantStatus};
+use serde::Deserialize;
+
+use crate::resolver::{BoxFuture, Principal, Resolution, ResolveError, TenantResolver};
+
+/// What a local store holds.
+#[derive(Debug, Default, Clone)]
+struct Records {
+    by_principal: HashMap<Principal, Tenant>,
+    tenants: HashMap<Arc<str>, TenantStatus>,
+}
+
+impl Records {
+    fn resolve(&self, principal: &Principal) -> Resolution {
+        match self.by_principal.get(principal) {
+            None => Resolution::Unknown,
+            Some(tenant) => match self.tenants.get(tenant.id()) {
+                // The tenant's own switch overrides the key's.
+                Some(TenantStatus::Inactive) => Resolution::Inactive(tenant.clone()),
+                _ => Resolution::of(tenant.clone()),
+            },
+        }
+    }
+}
+
+/// Principals and tenants held in memory; the local store for tests, and
+/// for applications that load their own records.
+#[derive(Debug, Default, Clone)]
+pub struct MemoryStore {
+    records: Arc<RwLock<Arc<Records>>>,
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        MemoryStore::default()
+    }
+
+    /// Records `principal` as belonging to `tenant` (replacing any record).
+    pub fn insert(&self, principal: Principal, tenant: Tenant) {
+        self.update(|records| {
+            records.by_principal.insert(principal, tenant);
+        });
+    }
+
+    /// Forgets `principal`.
+    pub fn remove(&self, principal: &Principal) {
+        self.update(|records| {
+            records.by_principal.remove(principal);
+        });
+    }
+
+    /// Sets a tenant's own status: [`TenantStatus::Inactive`] blocks every
+    /// key of the tenant, here and through a [`Chain`](crate::Chain)'s
+    /// remote resolver (the operator's kill switch).
+    pub fn set_tenant_status(&self, tenant_id: &str, status: TenantStatus) {
+        self.update(|records| {
+            records.tenants.insert(tenant_id.into(), status);
+        });
+    }
+
+    /// How many principals are recorded.
+    pub fn len(&self) -> usize {
+        self.snapshot().by_principal.len()
+    }
+
+    /// Whether no principal is recorded.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn snapshot(&self) -> Arc<Records> {
+        self.records
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    fn update(&self, change: impl FnOnce(&mut Records)) {
+        let mut guard = self.records.write().unwrap_or_else(PoisonError::into_inner);
+        change(Arc::make_mut(&mut guard));
+    }
+
+    fn replace(&self, records: Records) {
+        *self.records.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(records);
+    }
+}
+
+impl TenantResolver for MemoryStore {
+    fn resolve<'a>(
+        &'a self,
+        principal: &'a Principal,
+    ) -> BoxFuture<'a, Result<Resolution, ResolveError>> {
+        let answer = self
+            .records
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .resolve(principal);
+        Box::pin(std::future::ready(Ok(answer)))
+    }
+
+    fn tenant_status(&self, tenant_id: &str) -> Option<TenantStatus> {
+        let records = self.snapshot();
+        if let Some(status) = records.tenants.get(tenant_id) {
+            return Some(*status);
+        }
+        // Without a tenant record, the keys say: all inactive → inactive.
+        let mut statuses = records
+            .by_principal
+            .values()
+            .filter(|t| t.id() == tenant_id)
+            .map(Tenant::status)
+            .peekable();
+        statuses.peek()?;
+        Some(if statuses.all(|s| s == TenantStatus::Inactive) {
+            TenantStatus::Inactive
+        } else {
+            TenantStatus::Active
+        })
+    }
+}
+
+/// The `TENANTS_FILE` format: the control plane's resolve answer per key.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TenantsFile {
+    #[serde(default)]
+    keys: Vec<KeyRecord>,
+    #[serde(default)]
+    tenants: Vec<TenantRecord>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KeyRecord {
+    sha256: Option<String>,
+    principal: Option<String>,
+    tenant_id: String,
+    consumer: Option<String>,
+    #[serde(default = "active_by_default")]
+    active: bool,
+    rate_per_min: Option<u32>,
+    burst: Option<u32>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TenantRecord {
+    tenant_id: String,
+    active: bool,
+}
+
+fn active_by_default() -> bool {
+    true
+}
+
+/// Why a tenants file was refused. The last good records stay in force.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreError {
+    path: PathBuf,
+    problem: String,
+}
+
+impl StoreError {
+    fn new(path: &Path, problem: impl Into<String>) -> Self {
+        StoreError {
+            path: path.to_owned(),
+            problem: problem.into(),
+        }
+    }
+
+    /// The file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "tenants file {}: {}", self.path.display(), self.problem)
+    }
+}
+
+impl std::error::Error for StoreError {}
+
+/// Reads a tenants file's text into records.
+fn parse_records(path: &Path, text: &str) -> Result<Records, StoreError> {
+    let file: TenantsFile = serde_json::from_str(text).map_err(|e| {
+        StoreError::new(
+            path,
+            format!(
+                "{e}; expected {{\"keys\": [{{\"sha256\" or \"principal\", \"tenant_id\", \"consumer\", \"active\", \"rate_per_min\", \"burst\"}}]}}"
+            ),
+        )
+    })?;
+    let mut records = Records::default();
+    let mut seen: HashMap<Principal, usize> = HashMap::new();
+    for (index, key) in file.keys.into_iter().enumerate() {
+        let entry = |problem: String| StoreError::new(path, format!("keys[{index}]: {problem}"));
+        let principal = match (&key.sha256, &key.principal) {
+            (Some(hex), None) => Principal::Bearer(BearerDigest::from_hex(hex).map_err(|_| {
+                entry(
+                    "sha256 must be the 64 hex digits of the key's SHA-256 (never the key itself)"
+                        .into(),
+                )
+            })?),
+            (None, Some(name)) if !name.trim().is_empty() => {
+                Principal::Certificate(name.trim().into())
+            }
+            (None, Some(_)) => return Err(entry("principal is empty".into())),
+            _ => {
+                return Err(entry(
+                    "give exactly one of sha256 (a bearer key's digest) or principal (a certificate CN, SPIFFE ID or fingerprint)".into(),
+                ));
+            }
+        };
+        if key.tenant_id.trim().is_empty() {
+            return Err(entry("tenant_id is empty".into()));
+        }
+        let quota = match (key.rate_per_min, key.burst) {
+            (None, None) => None,
+            (Some(rate_per_min), Some(burst)) if burst >= 1 && rate_per_min >= 1 => Some(Quota {
+                rate_per_min,
+                burst,
+            }),
+            (Some(_), Some(_)) => {
+                return Err(entry(
+                    "rate_per_min and burst must both be at least 1".into(),
+                ));
+            }
+            _ => {
+                return Err(entry(
+                    "give rate_per_min and burst together, or neither".into(),
+                ));
+            }
+        };
+        if let Some(first) = seen.insert(principal.clone(), index) {
+            return Err(entry(format!("the same key as keys[{first}]")));
+        }
+        let status = if key.active {
+            TenantStatus::Active
+        } else {
+            TenantStatus::Inactive
+        };
+        let mut tenant = Tenant::new(key.tenant_id.trim(), status);
+        if let Some(consumer) = key.consumer.filter(|c| !c.is_empty()) {
+            tenant = tenant.with_caller(consumer);
+        }
+        if let Some(quota) = quota {
+            tenant = tenant.with_quota(quota);
+        }
+        records.by_principal.insert(principal, tenant);
+    }
+    for (index, record) in file.tenants.into_iter().enumerate() {
+        if record.tenant_id.trim().is_empty() {
+            return Err(StoreError::new(
+                path,
+                format!("tenants[{index}]: tenant_id is empty"),
+            ));
+        }
+        let status = if record.active {
+            TenantStatus::Active
+        } else {
+            TenantStatus::Inactive
+        };
+        records
+            .tenants
+            .insert(record.tenant_id.trim().into(), status);
+    }
+    Ok(records)
+}
+
+/// A [`MemoryStore`] loaded from a JSON file (`TENANTS_FILE`):
+///
+/// ```json
+/// {"keys": [
+///   {"sha256": "<hex SHA-256 of the API key>", "tenant_id": "acme", "consumer": "billing",
+///    "active": true, "rate_per_min": 600, "burst": 20},
+///   {"principal": "spiffe://example.org/ns/prod/sa/api", "tenant_id": "acme"}
+///  ],
+///  "tenants": [{"tenant_id": "globex", "active": false}]}
+/// ```
+///
+/// `keys` hold the control plane's resolve answer per key: a bearer key by
+/// its SHA-256 (the file never holds a key), a certificate by the
+/// principal the layer reads from it. `tenants` switch whole tenants off.
+/// Unknown fields, duplicate keys and half quotas are errors naming the
+/// entry. [`reload`](Self::reload) (or [`watch`](Self::watch)) swaps in a
+/// new file whole; a bad one keeps the last good records.
+#[derive(Debug, Clone)]
+pub struct FileStore {
+    path: PathBuf,
+    store: MemoryStore,
+}
+
+impl FileStore {
+    /// Loads `path`.
+    pub fn load(path: impl Into<PathBuf>) -> Result<Self, StoreError> {
+        let store = FileStore {
+            path: path.into(),
+            store: MemoryStore::new(),
+        };
+        store.reload()?;
+        Ok(store)
+    }
+
+    /// Reads the file again; on any error the records in force stay.
+    /// Returns how many keys the new file holds.
+    pub fn reload(&self) -> Result<usize, StoreError> {
+        let text = std::fs::read_to_string(&self.path).map_err(|e| {
+            StoreError::new(
+                &self.path,
+                format!("{e}; set TENANTS_FILE to a readable JSON file"),
+            )
+        })?;
+        let records = parse_records(&self.path, &text)?;
+        let count = records.by_principal.len();
+        self.store.replace(records);
+        Ok(count)
+    }
+
+    /// The file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Reloads whenever the file's directory changes (so a Kubernetes
+    /// `..data` swap is seen), until the returned watcher is dropped. A bad
+    /// file is reported through `on_error` and the last good records stay.
+    pub fn watch(
+        &self,
+        on_error: impl Fn(StoreError) + Send + 'static,
+    ) -> Result<notify::RecommendedWatcher, StoreError> {
+        use notify::Watcher as _;
+        let dir = self
+            .path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."))
+            .to_owned();
+        let store = self.clone();
+        let mut watcher =
+            notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+                if event.is_ok() {
+                    if let Err(error) = store.reload() {
+                        #[cfg(feature = "tracing")]
+                        tracing::warn!(%error, "tenants file refused; the last good records stay");
+                        on_error(error);
+                    }
+                }
+            })
+            .map_err(|e| StoreError::new(&self.path, format!("cannot watch: {e}")))?;
+        watcher
+            .watch(&dir, notify::RecursiveMode::NonRecursive)
+            .map_err(|e| StoreError::new(&dir, format!("cannot watch: {e}")))?;
+        Ok(watcher)
+    }
+}
+
+impl TenantResolver for FileStore {
+    fn resolve<'a>(
+        &'a self,
+        principal: &'a Principal,
+    ) -> BoxFuture<'a, Result<Resolution, ResolveError>> {
+        self.store.resolve(principal)
+    }
+
+    fn tenant_status(&self, tenant_id: &str) -> Option<TenantStatus> {
+        self.store.tenant_status(tenant_id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Records, String> {
+        parse_records(Path::new("tenants.json"), text).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn reads_the_documented_format() {
+        let digest = BearerDigest::of_token("sk-1");
+        let records = parse(&format!(
+            r#"{{"keys": [
+                {{"sha256": "{}", "tenant_id": "acme", "consumer": "billing", "active": true, "rate_per_min": 600, "burst": 20}},
+                {{"principal": "spiffe://example.org/a", "tenant_id": "acme", "active": false}}
+            ], "tenants": [{{"tenant_id": "globex", "active": false}}]}}"#,
+            digest.to_hex()
+        ))
+        .unwrap();
+        let Resolution::Active(t) = records.resolve(&Principal::Bearer(digest)) else {
+            panic!("not active")
+        };
+        assert_eq!((t.id(), t.caller()), ("acme", Some("billing")));
+        assert_eq!(
+            t.quota(),
+            Some(Quota {
+                rate_per_min: 600,
+                burst: 20
+            })
+        );
+        assert!(matches!(
+            records.resolve(&Principal::Certificate("spiffe://example.org/a".into())),
+            Resolution::Inactive(_)
+        ));
+        assert_eq!(records.tenants.get("globex"), Some(&TenantStatus::Inactive));
+    }
+
+    #[test]
+    fn bad_files_name_the_entry_and_the_fix() {
+        let hex = BearerDigest::of_token("k").to_hex();
+        for (text, expected) in [
+            ("{", "EOF while parsing"),
+            (r#"{"keyz": []}"#, "unknown field `keyz`"),
+            (
+                r#"{"keys": [{"tenant_id": "a"}]}"#,
+                "keys[0]: give exactly one of sha256",
+            ),
+            (
+                r#"{"keys": [{"sha256": "sk-live-1", "tenant_id": "a"}]}"#,
+                "keys[0]: sha256 must be the 64 hex digits",
+            ),
+            (
+                &format!(r#"{{"keys": [{{"sha256": "{hex}", "tenant_id": " "}}]}}"#),
+                "keys[0]: tenant_id is empty",
+            ),
+            (
+                &format!(r#"{{"keys": [{{"sha256": "{hex}", "tenant_id": "a", "burst": 2}}]}}"#),
+                "together, or neither",
+            ),
+            (
+                &format!(
+                    r#"{{"keys": [{{"sha256": "{hex}", "tenant_id": "a", "rate_per_min": 5, "burst": 0}}]}}"#
+                ),
+                "at least 1",
+            ),
+            (
+                &format!(
+                    r#"{{"keys": [{{"sha256": "{hex}", "tenant_id": "a"}}, {{"sha256": "{hex}", "tenant_id": "b"}}]}}"#
+                ),
+                "keys[1]: the same key as keys[0]",
+            ),
+        ] {
+            let err = parse(text).unwrap_err();
+            assert!(err.starts_with("tenants file tenants.json: "), "{err}");
+            assert!(err.contains(expected), "{text}: {err}");
+            // A key pasted where its digest belongs is never echoed.
+            assert!(!err.contains("sk-live-1"), "{err}");
+        }
+    }
+}
