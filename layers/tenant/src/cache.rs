@@ -170,10 +170,10 @@ where
 
     /// An answer without fetching, if there is one to give now.
     fn ready(&self, entry: &Entry<V>, now: Instant) -> Option<Outcome<V>> {
-        if let Some((value, fresh_until, _)) = &entry.answer {
-            if now < *fresh_until {
-                return Some(Outcome::Value(value.clone()));
-            }
+        if let Some((value, fresh_until, _)) = &entry.answer
+            && now < *fresh_until
+        {
+            return Some(Outcome::Value(value.clone()));
         }
         match entry.retry_at {
             // Backing off: the source failed recently; do not ask again yet.

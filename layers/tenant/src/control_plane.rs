@@ -417,13 +417,14 @@ impl ControlPlaneResolver {
                     if let Some(consumer) = answer.consumer.filter(|c| !c.is_empty()) {
                         tenant = tenant.with_caller(consumer);
                     }
-                    if let (Some(rate_per_min), Some(burst)) = (answer.rate_per_min, answer.burst) {
-                        if rate_per_min > 0 && burst > 0 {
-                            tenant = tenant.with_quota(Quota {
-                                rate_per_min,
-                                burst,
-                            });
-                        }
+                    if let (Some(rate_per_min), Some(burst)) = (answer.rate_per_min, answer.burst)
+                        && rate_per_min > 0
+                        && burst > 0
+                    {
+                        tenant = tenant.with_quota(Quota {
+                            rate_per_min,
+                            burst,
+                        });
                     }
                     Fetched::Answer {
                         value: Resolution::of(tenant),

@@ -399,13 +399,13 @@ async fn decide(config: Arc<Config>, principals: Vec<Principal>) -> Decision {
                 ));
             }
         };
-        if let Some(first) = &tenant {
-            if first.id() != found.id() {
-                return Err(TenantRejection::new(
-                    TenantRejectionKind::Forbidden,
-                    "the client certificate and the API key belong to different tenants",
-                ));
-            }
+        if let Some(first) = &tenant
+            && first.id() != found.id()
+        {
+            return Err(TenantRejection::new(
+                TenantRejectionKind::Forbidden,
+                "the client certificate and the API key belong to different tenants",
+            ));
         }
         tenant = Some(found);
     }
