@@ -1,0 +1,91 @@
+//! The file store: load, reload, a bad file keeps the last good records.
+
+use std::time::Duration;
+
+use http::StatusCode;
+use portcullis_identity::BearerDigest;
+use portcullis_tenant::{FileStore, TenantLayer};
+use portcullis_test_support::TempDir;
+
+use crate::support::{request, run};
+
+fn file(keys: &[(&str, &str, bool)]) -> String {
+    let keys: Vec<String> = keys
+        .iter()
+        .map(|(token, tenant, active)| {
+            format!(
+                r#"{{"sha256": "{}", "tenant_id": "{tenant}", "active": {active}, "rate_per_min": 60, "burst": 5}}"#,
+                BearerDigest::of_token(token).to_hex()
+            )
+        })
+        .collect();
+    format!(r#"{{"keys": [{}]}}"#, keys.join(","))
+}
+
+#[tokio::test]
+async fn reloads_and_keeps_the_last_good_file() {
+    let dir = TempDir::new("tenants");
+    let path = dir.write("tenants.json", file(&[("sk-1", "acme", true)]));
+    let store = FileStore::load(&path).unwrap();
+    let layer = TenantLayer::new(store.clone());
+    let out = run(&layer, request(&[("authorization", "Bearer sk-1")])).await;
+    assert_eq!(out.stamped("x-llm-router-tenant"), ["acme"]);
+    assert_eq!(
+        out.seen().tenant.as_ref().unwrap().quota().unwrap().burst,
+        5
+    );
+
+    dir.write(
+        "tenants.json",
+        file(&[("sk-2", "globex", true), ("sk-1", "acme", false)]),
+    );
+    assert_eq!(store.reload(), Ok(2));
+    let out = run(&layer, request(&[("authorization", "Bearer sk-1")])).await;
+    assert_eq!(out.status, StatusCode::FORBIDDEN);
+    let out = run(&layer, request(&[("authorization", "Bearer sk-2")])).await;
+    assert_eq!(out.status, StatusCode::OK);
+
+    // A broken file: refused, naming the file; the last good records stay.
+    dir.write("tenants.json", "{\"keys\": [");
+    let err = store.reload().unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with(&format!("tenants file {path}: ")),
+        "{err}"
+    );
+    let out = run(&layer, request(&[("authorization", "Bearer sk-2")])).await;
+    assert_eq!(out.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn the_watcher_sees_a_kubernetes_style_swap() {
+    let dir = TempDir::new("tenants-watch");
+    let path = dir.write("tenants.json", file(&[("sk-1", "acme", true)]));
+    let store = FileStore::load(&path).unwrap();
+    let errors = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = errors.clone();
+    let _watcher = store
+        .watch(move |e| seen.lock().unwrap().push(e.to_string()))
+        .unwrap();
+    let layer = TenantLayer::new(store);
+    // Written elsewhere, renamed into place.
+    dir.write("next.json", file(&[("sk-9", "umbrella", true)]));
+    std::fs::rename(dir.join("next.json"), &path).unwrap();
+    let mut status = StatusCode::UNAUTHORIZED;
+    for _ in 0..100 {
+        status = run(&layer, request(&[("authorization", "Bearer sk-9")]))
+            .await
+            .status;
+        if status == StatusCode::OK {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        FileStore::load(dir.join("missing.json"))
+            .unwrap_err()
+            .to_string()
+            .contains("TENANTS_FILE")
+    );
+}
