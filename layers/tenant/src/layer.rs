@@ -195,6 +195,76 @@ impl TenantLayer {
     }
 }
 
+/// A tenant setting in the environment that cannot be used.
+#[derive(Debug)]
+pub struct TenantEnvError(String);
+
+impl fmt::Display for TenantEnvError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for TenantEnvError {}
+
+impl TenantLayer {
+    /// The layer the environment describes, or `None` when neither
+    /// `TENANTS_FILE` nor a control plane is configured.
+    ///
+    /// Reads `TENANTS_FILE` (a [`FileStore`](crate::FileStore), asked
+    /// first), `CONTROL_PLANE_URL` with `CONTROL_PLANE_INTERNAL_SECRET`
+    /// (both or neither; `tls` is used for an `https` URL), `AUTH_POLICY`,
+    /// `TENANT_HEADER` and `CALLER_HEADER`. Every error names the variable
+    /// and what it accepts.
+    pub fn from_env_with(
+        lookup: impl Fn(&str) -> Option<String>,
+        tls: Option<Arc<rustls::ClientConfig>>,
+    ) -> Result<Option<Self>, TenantEnvError> {
+        let get = |var: &str| lookup(var).filter(|v| !v.trim().is_empty());
+        let err = |e: &dyn fmt::Display| TenantEnvError(e.to_string());
+        let file = get("TENANTS_FILE")
+            .map(|path| crate::FileStore::load(path.trim()))
+            .transpose()
+            .map_err(|e| err(&e))?;
+        let remote = match crate::ControlPlane::from_env_with(&lookup).map_err(|e| err(&e))? {
+            None => None,
+            Some(mut control_plane) => {
+                if let Some(tls) = tls {
+                    control_plane = control_plane.with_tls(tls);
+                }
+                Some(crate::ControlPlaneResolver::new(control_plane).map_err(|e| err(&e))?)
+            }
+        };
+        let mut chain = match file {
+            Some(file) => crate::Chain::new([file]),
+            None if remote.is_none() => return Ok(None),
+            None => crate::Chain::new(Vec::<crate::MemoryStore>::new()),
+        };
+        if let Some(remote) = remote {
+            chain = chain.with_remote(remote);
+        }
+        let mut layer = TenantLayer::new(chain);
+        if let Some(policy) = get("AUTH_POLICY") {
+            layer = layer.policy(policy.parse().map_err(|e: String| TenantEnvError(e))?);
+        }
+        for (var, is_tenant) in [("TENANT_HEADER", true), ("CALLER_HEADER", false)] {
+            if let Some(value) = get(var) {
+                let name = HeaderName::from_bytes(value.trim().as_bytes()).map_err(|_| {
+                    TenantEnvError(format!(
+                        "{var}={value:?}: not a header name; write one such as x-tenant-id"
+                    ))
+                })?;
+                layer = if is_tenant {
+                    layer.tenant_header(name)
+                } else {
+                    layer.caller_header(name)
+                };
+            }
+        }
+        Ok(Some(layer))
+    }
+}
+
 impl<S> Layer<S> for TenantLayer {
     type Service = ResolveTenant<S>;
 

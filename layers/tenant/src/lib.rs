@@ -77,7 +77,7 @@ pub use control_plane::{
 pub use guard::{GuardRejection, InternalGuard, InternalGuardLayer};
 pub use layer::{
     AuthPolicy, CertificatePrincipal, DEFAULT_CALLER_HEADER, DEFAULT_TENANT_HEADER, ResolveTenant,
-    ResponseFuture, TenantLayer, TenantRejection, TenantRejectionKind,
+    ResponseFuture, TenantEnvError, TenantLayer, TenantRejection, TenantRejectionKind,
 };
 pub use portcullis_identity::{Quota, Tenant, TenantStatus};
 pub use resolver::{BoxFuture, Principal, Resolution, ResolveError, TenantResolver};

@@ -66,6 +66,14 @@ impl MemoryStore {
         });
     }
 
+    /// A store holding the records of a tenants-file text (the
+    /// [`FileStore`] format); `label` names the source in errors.
+    pub fn from_tenants_json(label: &str, text: &str) -> Result<Self, StoreError> {
+        let store = MemoryStore::new();
+        store.replace(parse_records(Path::new(label), text)?);
+        Ok(store)
+    }
+
     /// How many principals are recorded.
     pub fn len(&self) -> usize {
         self.snapshot().by_principal.len()
@@ -190,13 +198,40 @@ impl fmt::Display for StoreError {
 
 impl std::error::Error for StoreError {}
 
+/// What was wrong with the JSON, in words of our own: serde's messages
+/// quote the offending value or name, and a key pasted into the wrong place
+/// must not reach a log.
+fn describe_json_error(error: &serde_json::Error) -> String {
+    use serde_json::error::Category;
+    let at = format!("at line {} column {}", error.line(), error.column());
+    match error.classify() {
+        Category::Io | Category::Syntax | Category::Eof => format!("not valid JSON {at}"),
+        Category::Data => {
+            let message = error.to_string();
+            if message.starts_with("missing field `") {
+                // The name is one of ours.
+                message
+            } else if message.starts_with("unknown field") {
+                format!(
+                    "an unknown field {at}; the fields are keys, tenants, sha256, principal, tenant_id, consumer, active, rate_per_min and burst"
+                )
+            } else {
+                format!(
+                    "a value of the wrong type {at}: active is true or false, rate_per_min and burst are whole numbers, the others are strings"
+                )
+            }
+        }
+    }
+}
+
 /// Reads a tenants file's text into records.
 fn parse_records(path: &Path, text: &str) -> Result<Records, StoreError> {
     let file: TenantsFile = serde_json::from_str(text).map_err(|e| {
         StoreError::new(
             path,
             format!(
-                "{e}; expected {{\"keys\": [{{\"sha256\" or \"principal\", \"tenant_id\", \"consumer\", \"active\", \"rate_per_min\", \"burst\"}}]}}"
+                "{}; expected {{\"keys\": [{{\"sha256\" or \"principal\", \"tenant_id\", \"consumer\", \"active\", \"rate_per_min\", \"burst\"}}]}}",
+                describe_json_error(&e)
             ),
         )
     })?;
@@ -418,8 +453,12 @@ mod tests {
     fn bad_files_name_the_entry_and_the_fix() {
         let hex = BearerDigest::of_token("k").to_hex();
         for (text, expected) in [
-            ("{", "EOF while parsing"),
-            (r#"{"keyz": []}"#, "unknown field `keyz`"),
+            ("{", "not valid JSON at line 1 column 1"),
+            (r#"{"keyz": []}"#, "an unknown field at line 1 column 7"),
+            (
+                r#"{"keys": [{"sha256": "00"}]}"#,
+                "missing field `tenant_id`",
+            ),
             (
                 r#"{"keys": [{"tenant_id": "a"}]}"#,
                 "keys[0]: give exactly one of sha256",
@@ -455,5 +494,14 @@ mod tests {
             // A key pasted where its digest belongs is never echoed.
             assert!(!err.contains("sk-live-1"), "{err}");
         }
+        // Nor one pasted into a field of another type.
+        let err = parse(r#"{"keys": [{"sha256": "00", "tenant_id": "a", "burst": "sk-live-2"}]}"#)
+            .unwrap_err();
+        assert!(
+            err.contains("a value of the wrong type at line 1 column 65"),
+            "{err}"
+        );
+        assert!(!err.contains("sk-live-2"), "{err}");
+        {}
     }
 }

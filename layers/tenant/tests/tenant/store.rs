@@ -89,3 +89,73 @@ async fn the_watcher_sees_a_kubernetes_style_swap() {
             .contains("TENANTS_FILE")
     );
 }
+
+#[test]
+fn the_environment_wires_file_control_plane_and_policy() {
+    let dir = TempDir::new("tenants-env");
+    let path = dir.write("tenants.json", file(&[("sk-1", "acme", true)]));
+    let env = |pairs: Vec<(&'static str, String)>| {
+        move |var: &str| {
+            pairs
+                .iter()
+                .find(|(k, _)| *k == var)
+                .map(|(_, v)| v.clone())
+        }
+    };
+    assert!(
+        TenantLayer::from_env_with(env(vec![]), None)
+            .unwrap()
+            .is_none()
+    );
+    let layer = TenantLayer::from_env_with(
+        env(vec![
+            ("TENANTS_FILE", path.clone()),
+            ("AUTH_POLICY", "bearer-or-cert".into()),
+            ("TENANT_HEADER", "x-tenant".into()),
+        ]),
+        None,
+    )
+    .unwrap()
+    .unwrap();
+    let debug = format!("{layer:?}");
+    assert!(
+        debug.contains("BearerOrCert") && debug.contains("x-tenant"),
+        "{debug}"
+    );
+    for (pairs, expected) in [
+        (
+            vec![("TENANTS_FILE", dir.file("missing.json"))],
+            "TENANTS_FILE",
+        ),
+        (
+            vec![("CONTROL_PLANE_URL", "http://cp".to_owned())],
+            "CONTROL_PLANE_INTERNAL_SECRET is not",
+        ),
+        (
+            vec![
+                ("TENANTS_FILE", path.clone()),
+                ("AUTH_POLICY", "mtls".into()),
+            ],
+            "AUTH_POLICY=\"mtls\"",
+        ),
+        (
+            vec![
+                ("TENANTS_FILE", path.clone()),
+                ("CALLER_HEADER", "bad header".into()),
+            ],
+            "CALLER_HEADER=\"bad header\"",
+        ),
+        (
+            vec![
+                ("CONTROL_PLANE_URL", "https://cp".into()),
+                ("CONTROL_PLANE_INTERNAL_SECRET", "s".into()),
+            ],
+            "no TLS client configuration",
+        ),
+    ] {
+        let err = TenantLayer::from_env_with(env(pairs), None)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(expected), "{err}");
+    }
+}
