@@ -8,8 +8,12 @@
 //! With `xfcc` (on by default), [`xfcc`] gives
 //! [`XfccLayer`](xfcc::XfccLayer): the client certificate a trusted reverse
 //! proxy forwarded (Envoy's XFCC, nginx, HAProxy, Caddy, Traefik, the AWS
-//! ALB, RFC 9440), as the same `ClientIdentity`. The tenant and rate-limit
-//! layers arrive crate by crate.
+//! ALB, RFC 9440), as the same `ClientIdentity`. With `tenant` (on by
+//! default), [`tenant`] gives [`TenantLayer`](tenant::TenantLayer): protected
+//! headers stripped, keys and certificates resolved to tenants through local
+//! stores and a cached control plane, the tenant stamped; and
+//! [`InternalGuardLayer`](tenant::InternalGuardLayer) for internal routes.
+//! The rate limiter arrives next.
 //!
 //! # Example
 //!
@@ -37,6 +41,7 @@
 //! |---|---|---|
 //! | `client-cert` | [`client_cert`]: server TLS from config or env, the concurrent TLS listener, `ClientCertLayer` | Yes |
 //! | `xfcc` | [`xfcc`]: `XfccLayer`, Envoy's XFCC grammar (`parse`, `to_header_value`), other proxies' formats | Yes |
+//! | `tenant` | [`tenant`]: `TenantLayer`, `MemoryStore`, `FileStore`, `ControlPlaneResolver`, `InternalGuardLayer` | Yes |
 //! | `axum` | axum extractors for the identity extensions; `axum::serve` over the TLS listener | No |
 //! | `tracing` | `tracing` events from every layer | No |
 //! | `full` | all of the above | No |
@@ -55,6 +60,10 @@ pub use portcullis_client_cert as client_cert;
 #[cfg_attr(docsrs, doc(cfg(feature = "xfcc")))]
 pub use portcullis_xfcc as xfcc;
 
+#[cfg(feature = "tenant")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tenant")))]
+pub use portcullis_tenant as tenant;
+
 /// The names most services need, for a glob import.
 pub mod prelude {
     pub use portcullis_identity::{
@@ -69,6 +78,13 @@ pub mod prelude {
 
     #[cfg(feature = "xfcc")]
     pub use portcullis_xfcc::{CertFormat, ForwardingProxy, Mode as XfccMode, XfccLayer};
+
+    pub use portcullis_identity::{Quota, Tenant, TenantStatus};
+    #[cfg(feature = "tenant")]
+    pub use portcullis_tenant::{
+        AuthPolicy, Chain, ControlPlane, ControlPlaneResolver, FileStore, InternalGuardLayer,
+        MemoryStore, Principal, TenantLayer,
+    };
 }
 
 /// The README's examples, compiled as doctests.
