@@ -168,6 +168,20 @@ where
         }
     }
 
+    /// A fresh answer, if there is one, without waiting or fetching.
+    pub(crate) fn peek(&self, key: &K) -> Option<V> {
+        let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        let now = Instant::now();
+        let entry = entries.get_mut(key)?;
+        match &entry.answer {
+            Some((value, fresh_until, _)) if now < *fresh_until => {
+                entry.last_used = now;
+                Some(value.clone())
+            }
+            _ => None,
+        }
+    }
+
     /// An answer without fetching, if there is one to give now.
     fn ready(&self, entry: &Entry<V>, now: Instant) -> Option<Outcome<V>> {
         if let Some((value, fresh_until, _)) = &entry.answer

@@ -95,6 +95,26 @@ impl TenantResolver for Chain {
         })
     }
 
+    fn resolve_now(&self, principal: &Principal) -> Option<Result<Resolution, ResolveError>> {
+        for local in &self.locals {
+            match local.resolve_now(principal)? {
+                Ok(Resolution::Unknown) => continue,
+                known => return Some(known),
+            }
+        }
+        let Some(remote) = &self.remote else {
+            return Some(Ok(Resolution::Unknown));
+        };
+        Some(match remote.resolve_now(principal)? {
+            Ok(Resolution::Active(tenant))
+                if self.tenant_status(tenant.id()) == Some(TenantStatus::Inactive) =>
+            {
+                Ok(Resolution::Inactive(tenant))
+            }
+            other => other,
+        })
+    }
+
     fn tenant_status(&self, tenant_id: &str) -> Option<TenantStatus> {
         // Any local inactive record blocks; otherwise the first that knows.
         let statuses: Vec<TenantStatus> = self

@@ -17,7 +17,7 @@ use portcullis_identity::{BearerDigest, ClientIdentity, ProtectedHeaders, Tenant
 use tower_layer::Layer;
 use tower_service::Service;
 
-use crate::resolver::{BoxFuture, Principal, Resolution, TenantResolver};
+use crate::resolver::{BoxFuture, Principal, Resolution, ResolveError, TenantResolver};
 
 /// The header stamped with the tenant id, by default.
 pub const DEFAULT_TENANT_HEADER: &str = "x-llm-router-tenant";
@@ -401,7 +401,7 @@ impl Config {
         &self,
         headers: &HeaderMap,
         identity: Option<&ClientIdentity>,
-    ) -> Result<Vec<Principal>, TenantRejection> {
+    ) -> Result<Principals, TenantRejection> {
         let bearer = BearerDigest::from_headers(headers).map_err(|e| {
             TenantRejection::new(
                 TenantRejectionKind::BadRequest,
@@ -419,16 +419,16 @@ impl Config {
             ))
         };
         match (self.policy, bearer, certificate) {
-            (AuthPolicy::Bearer, Some(b), _) => Ok(vec![b]),
+            (AuthPolicy::Bearer, Some(b), _) => Ok((b, None)),
             (AuthPolicy::Bearer, None, _) => missing("a bearer API key is required"),
-            (AuthPolicy::Cert, _, Some(c)) => Ok(vec![c]),
+            (AuthPolicy::Cert, _, Some(c)) => Ok((c, None)),
             (AuthPolicy::Cert, _, None) => missing("a client certificate is required"),
-            (AuthPolicy::BearerAndCert, Some(b), Some(c)) => Ok(vec![b, c]),
+            (AuthPolicy::BearerAndCert, Some(b), Some(c)) => Ok((b, Some(c))),
             (AuthPolicy::BearerAndCert, _, _) => {
                 missing("a bearer API key and a client certificate are required")
             }
-            (AuthPolicy::BearerOrCert, Some(b), _) => Ok(vec![b]),
-            (AuthPolicy::BearerOrCert, None, Some(c)) => Ok(vec![c]),
+            (AuthPolicy::BearerOrCert, Some(b), _) => Ok((b, None)),
+            (AuthPolicy::BearerOrCert, None, Some(c)) => Ok((c, None)),
             (AuthPolicy::BearerOrCert, None, None) => {
                 missing("a bearer API key or a client certificate is required")
             }
@@ -436,49 +436,59 @@ impl Config {
     }
 }
 
-async fn decide(config: Arc<Config>, principals: Vec<Principal>) -> Decision {
-    let mut tenant: Option<Tenant> = None;
-    for principal in &principals {
-        let resolution = config
-            .resolver
-            .resolve(principal)
-            .await
-            .map_err(|e| TenantRejection {
-                kind: TenantRejectionKind::Unavailable,
-                reason: Cow::Borrowed("tenant resolution is unavailable; retry later"),
-                retry_after: Some(e.retry_after()),
-            })?;
-        let found = match resolution {
-            Resolution::Active(t) => t,
-            Resolution::Inactive(_) => {
-                return Err(TenantRejection::new(
-                    TenantRejectionKind::Forbidden,
-                    "the tenant is inactive",
-                ));
-            }
-            Resolution::Unknown => {
-                let what = match principal {
-                    Principal::Bearer(_) => "unknown API key",
-                    Principal::Certificate(_) => "unknown client certificate",
-                };
-                #[cfg(feature = "tracing")]
-                tracing::debug!(%principal, "unknown principal");
-                return Err(TenantRejection::new(
-                    TenantRejectionKind::Unauthenticated,
-                    what,
-                ));
-            }
-        };
-        if let Some(first) = &tenant
-            && first.id() != found.id()
-        {
+/// The one or two principals a request names.
+type Principals = (Principal, Option<Principal>);
+
+fn each(principals: &Principals) -> impl Iterator<Item = &Principal> {
+    std::iter::once(&principals.0).chain(principals.1.as_ref())
+}
+
+/// Folds one principal's resolution into the tenant found so far.
+fn judge(
+    principal: &Principal,
+    resolution: Result<Resolution, ResolveError>,
+    tenant: &mut Option<Tenant>,
+) -> Result<(), TenantRejection> {
+    let resolution = resolution.map_err(|e| TenantRejection {
+        kind: TenantRejectionKind::Unavailable,
+        reason: Cow::Borrowed("tenant resolution is unavailable; retry later"),
+        retry_after: Some(e.retry_after()),
+    })?;
+    let found = match resolution {
+        Resolution::Active(t) => t,
+        Resolution::Inactive(_) => {
             return Err(TenantRejection::new(
                 TenantRejectionKind::Forbidden,
-                "the client certificate and the API key belong to different tenants",
+                "the tenant is inactive",
             ));
         }
-        tenant = Some(found);
+        Resolution::Unknown => {
+            let what = match principal {
+                Principal::Bearer(_) => "unknown API key",
+                Principal::Certificate(_) => "unknown client certificate",
+            };
+            #[cfg(feature = "tracing")]
+            tracing::debug!(%principal, "unknown principal");
+            return Err(TenantRejection::new(
+                TenantRejectionKind::Unauthenticated,
+                what,
+            ));
+        }
+    };
+    if let Some(first) = tenant.as_ref()
+        && first.id() != found.id()
+    {
+        return Err(TenantRejection::new(
+            TenantRejectionKind::Forbidden,
+            "the client certificate and the API key belong to different tenants",
+        ));
     }
+    *tenant = Some(found);
+    Ok(())
+}
+
+/// What the resolved tenant stamps.
+fn finish(tenant: Option<Tenant>) -> Decision {
     let tenant = tenant.ok_or_else(|| {
         TenantRejection::new(TenantRejectionKind::Unauthenticated, "no credential")
     })?;
@@ -499,6 +509,43 @@ async fn decide(config: Arc<Config>, principals: Vec<Principal>) -> Decision {
         tenant_value,
         caller_value,
     })
+}
+
+/// The decision, when every answer is at hand (local stores, fresh cache
+/// entries); `None` when one must be waited for.
+fn decide_now(config: &Config, principals: &Principals) -> Option<Decision> {
+    let mut tenant = None;
+    for principal in each(principals) {
+        let resolution = config.resolver.resolve_now(principal)?;
+        if let Err(rejection) = judge(principal, resolution, &mut tenant) {
+            return Some(Err(rejection));
+        }
+    }
+    Some(finish(tenant))
+}
+
+async fn decide(config: Arc<Config>, principals: Principals) -> Decision {
+    let mut tenant = None;
+    for principal in each(&principals) {
+        let resolution = config.resolver.resolve(principal).await;
+        judge(principal, resolution, &mut tenant)?;
+    }
+    finish(tenant)
+}
+
+/// Writes the stamp: only ever after authentication and resolution.
+fn stamp<B>(
+    req: &mut Request<B>,
+    stamp: Stamp,
+    tenant_header: &HeaderName,
+    caller_header: &HeaderName,
+) {
+    let headers = req.headers_mut();
+    headers.insert(tenant_header.clone(), stamp.tenant_value);
+    if let Some(caller) = stamp.caller_value {
+        headers.insert(caller_header.clone(), caller);
+    }
+    req.extensions_mut().insert(stamp.tenant);
 }
 
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for ResolveTenant<S>
@@ -529,6 +576,24 @@ where
             Ok(principals) => principals,
             Err(rejection) => return ResponseFuture::rejected(rejection),
         };
+        // Every answer at hand: decide now, no future to box.
+        match decide_now(config, &principals) {
+            Some(Ok(decided)) => {
+                stamp(
+                    &mut req,
+                    decided,
+                    &config.tenant_header,
+                    &config.caller_header,
+                );
+                return ResponseFuture {
+                    state: State::Calling {
+                        future: self.inner.call(req),
+                    },
+                };
+            }
+            Some(Err(rejection)) => return ResponseFuture::rejected(rejection),
+            None => {}
+        }
         // The service that was polled ready goes with this request.
         let clone = self.inner.clone();
         let inner = std::mem::replace(&mut self.inner, clone);
@@ -607,15 +672,9 @@ where
                     caller_header,
                 } => match ready!(decision.as_mut().poll(cx)) {
                     Err(rejection) => State::Rejected { rejection },
-                    Ok(stamp) => match (request.take(), inner.take()) {
+                    Ok(decided) => match (request.take(), inner.take()) {
                         (Some(mut req), Some(mut inner)) => {
-                            // Stamped only now: authenticated and resolved.
-                            let headers = req.headers_mut();
-                            headers.insert(tenant_header.clone(), stamp.tenant_value);
-                            if let Some(caller) = stamp.caller_value {
-                                headers.insert(caller_header.clone(), caller);
-                            }
-                            req.extensions_mut().insert(stamp.tenant);
+                            stamp(&mut req, decided, tenant_header, caller_header);
                             State::Calling {
                                 future: inner.call(req),
                             }

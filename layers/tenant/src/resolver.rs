@@ -109,6 +109,16 @@ pub trait TenantResolver: Send + Sync + 'static {
         principal: &'a Principal,
     ) -> BoxFuture<'a, Result<Resolution, ResolveError>>;
 
+    /// The answer, if it is at hand without waiting (a local store, a fresh
+    /// cache entry): the layer then resolves without boxing a future.
+    /// `None` (the default) sends the request through
+    /// [`resolve`](Self::resolve); it must agree with what `resolve`
+    /// would answer.
+    fn resolve_now(&self, principal: &Principal) -> Option<Result<Resolution, ResolveError>> {
+        let _ = principal;
+        None
+    }
+
     /// A local store's own record of a tenant's status, for the operator's
     /// kill switch: an inactive tenant here blocks it whatever another
     /// resolver says. `None` (the default) when this resolver keeps none.
@@ -124,6 +134,10 @@ impl<R: TenantResolver + ?Sized> TenantResolver for Arc<R> {
         principal: &'a Principal,
     ) -> BoxFuture<'a, Result<Resolution, ResolveError>> {
         (**self).resolve(principal)
+    }
+
+    fn resolve_now(&self, principal: &Principal) -> Option<Result<Resolution, ResolveError>> {
+        (**self).resolve_now(principal)
     }
 
     fn tenant_status(&self, tenant_id: &str) -> Option<TenantStatus> {

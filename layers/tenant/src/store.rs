@@ -84,6 +84,13 @@ impl MemoryStore {
         self.len() == 0
     }
 
+    fn lookup(&self, principal: &Principal) -> Resolution {
+        self.records
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .resolve(principal)
+    }
+
     fn snapshot(&self) -> Arc<Records> {
         self.records
             .read()
@@ -106,12 +113,11 @@ impl TenantResolver for MemoryStore {
         &'a self,
         principal: &'a Principal,
     ) -> BoxFuture<'a, Result<Resolution, ResolveError>> {
-        let answer = self
-            .records
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .resolve(principal);
-        Box::pin(std::future::ready(Ok(answer)))
+        Box::pin(std::future::ready(Ok(self.lookup(principal))))
+    }
+
+    fn resolve_now(&self, principal: &Principal) -> Option<Result<Resolution, ResolveError>> {
+        Some(Ok(self.lookup(principal)))
     }
 
     fn tenant_status(&self, tenant_id: &str) -> Option<TenantStatus> {
@@ -405,6 +411,10 @@ impl TenantResolver for FileStore {
         principal: &'a Principal,
     ) -> BoxFuture<'a, Result<Resolution, ResolveError>> {
         self.store.resolve(principal)
+    }
+
+    fn resolve_now(&self, principal: &Principal) -> Option<Result<Resolution, ResolveError>> {
+        self.store.resolve_now(principal)
     }
 
     fn tenant_status(&self, tenant_id: &str) -> Option<TenantStatus> {
