@@ -135,6 +135,49 @@ fn in_process(c: &mut Criterion) {
         });
     }
     group.finish();
+
+    // The same, in alternating rounds on one thread: the per-request
+    // difference is the layer's work (1/candidate - 1/baseline).
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let remote = rt.block_on(cached_resolver());
+    for (name, layer) in [
+        ("MemoryStore", TenantLayer::new(store())),
+        (
+            "Chain(control plane, cached)",
+            TenantLayer::new(Chain::new(Vec::<MemoryStore>::new()).with_remote(remote)),
+        ),
+    ] {
+        let mut plain = noop;
+        let mut layered = ServiceBuilder::new().layer(layer).service(noop);
+        portcullis_test_support::paired_rounds(
+            &format!("in process, cache hit, {name}: no layer -> TenantLayer"),
+            24,
+            200_000,
+            |candidate, n| {
+                rt.block_on(async {
+                    let start = Instant::now();
+                    for _ in 0..n {
+                        if candidate {
+                            let res = layered
+                                .ready()
+                                .await
+                                .unwrap()
+                                .call(request())
+                                .await
+                                .unwrap();
+                            assert_eq!(res.status(), StatusCode::OK);
+                        } else {
+                            black_box(plain.ready().await.unwrap().call(request()).await.unwrap());
+                        }
+                    }
+                    start.elapsed()
+                })
+            },
+        );
+    }
 }
 
 async fn app(req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {

@@ -498,12 +498,11 @@ fn finish(tenant: Option<Tenant>) -> Decision {
             "the resolved tenant cannot be written as a header",
         )
     };
-    let tenant_value = HeaderValue::from_str(tenant.id()).map_err(|_| unwritable())?;
-    let caller_value = tenant
-        .caller()
-        .map(HeaderValue::from_str)
-        .transpose()
-        .map_err(|_| unwritable())?;
+    let tenant_value = tenant.id_header_value().ok_or_else(unwritable)?;
+    let caller_value = match tenant.caller() {
+        None => None,
+        Some(_) => Some(tenant.caller_header_value().ok_or_else(unwritable)?),
+    };
     Ok(Stamp {
         tenant,
         tenant_value,
@@ -599,11 +598,13 @@ where
         let inner = std::mem::replace(&mut self.inner, clone);
         ResponseFuture {
             state: State::Resolving {
-                decision: Box::pin(decide(config.clone(), principals)),
-                request: Some(req),
-                inner: Some(inner),
-                tenant_header: config.tenant_header.clone(),
-                caller_header: config.caller_header.clone(),
+                // Boxed: the common case (decided at once) keeps the future small.
+                waiting: Box::new(Waiting {
+                    decision: Box::pin(decide(config.clone(), principals)),
+                    request: Some(req),
+                    inner: Some(inner),
+                    config: config.clone(),
+                }),
             },
         }
     }
@@ -620,16 +621,18 @@ pin_project! {
     }
 }
 
+/// A request waiting for its tenant.
+struct Waiting<S, B> {
+    decision: BoxFuture<'static, Decision>,
+    request: Option<Request<B>>,
+    inner: Option<S>,
+    config: Arc<Config>,
+}
+
 pin_project! {
     #[project = StateProj]
     enum State<S, B, F> {
-        Resolving {
-            decision: BoxFuture<'static, Decision>,
-            request: Option<Request<B>>,
-            inner: Option<S>,
-            tenant_header: HeaderName,
-            caller_header: HeaderName,
-        },
+        Resolving { waiting: Box<Waiting<S, B>> },
         Calling { #[pin] future: F },
         Rejected { rejection: TenantRejection },
     }
@@ -664,29 +667,31 @@ where
                 StateProj::Rejected { rejection } => {
                     return Poll::Ready(Ok(rejection_response(rejection)));
                 }
-                StateProj::Resolving {
-                    decision,
-                    request,
-                    inner,
-                    tenant_header,
-                    caller_header,
-                } => match ready!(decision.as_mut().poll(cx)) {
-                    Err(rejection) => State::Rejected { rejection },
-                    Ok(decided) => match (request.take(), inner.take()) {
-                        (Some(mut req), Some(mut inner)) => {
-                            stamp(&mut req, decided, tenant_header, caller_header);
-                            State::Calling {
-                                future: inner.call(req),
+                StateProj::Resolving { waiting } => {
+                    match ready!(waiting.decision.as_mut().poll(cx)) {
+                        Err(rejection) => State::Rejected { rejection },
+                        Ok(decided) => match (waiting.request.take(), waiting.inner.take()) {
+                            (Some(mut req), Some(mut inner)) => {
+                                let config = &waiting.config;
+                                stamp(
+                                    &mut req,
+                                    decided,
+                                    &config.tenant_header,
+                                    &config.caller_header,
+                                );
+                                State::Calling {
+                                    future: inner.call(req),
+                                }
                             }
-                        }
-                        _ => State::Rejected {
-                            rejection: TenantRejection::new(
-                                TenantRejectionKind::Internal,
-                                "polled after completion",
-                            ),
+                            _ => State::Rejected {
+                                rejection: TenantRejection::new(
+                                    TenantRejectionKind::Internal,
+                                    "polled after completion",
+                                ),
+                            },
                         },
-                    },
-                },
+                    }
+                }
             };
             self.as_mut().project().state.set(next);
         }
