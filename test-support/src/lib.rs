@@ -662,3 +662,109 @@ pub fn paired_rounds(
     );
     ratio
 }
+
+/// Sends `n` requests made by `request` on one keep-alive HTTP/1.1
+/// connection to `addr`, each answered `2xx` and read whole, and returns
+/// how long they took (the connection set-up excluded). For benches.
+pub async fn keep_alive_requests(
+    addr: std::net::SocketAddr,
+    n: u64,
+    request: impl Fn() -> http::Request<http_body_util::Empty<bytes::Bytes>>,
+) -> std::time::Duration {
+    use http_body_util::BodyExt as _;
+    let stream = tokio::net::TcpStream::connect(addr)
+        .await
+        .unwrap_or_else(|e| panic!("connect {addr}: {e}"));
+    let _ = stream.set_nodelay(true);
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .unwrap_or_else(|e| panic!("handshake: {e}"));
+    tokio::spawn(conn);
+    let start = std::time::Instant::now();
+    for _ in 0..n {
+        sender
+            .ready()
+            .await
+            .unwrap_or_else(|e| panic!("connection: {e}"));
+        let res = sender
+            .send_request(request())
+            .await
+            .unwrap_or_else(|e| panic!("request: {e}"));
+        assert!(res.status().is_success(), "{}", res.status());
+        let body = res
+            .into_body()
+            .collect()
+            .await
+            .unwrap_or_else(|e| panic!("body: {e}"));
+        std::hint::black_box(body);
+    }
+    start.elapsed()
+}
+
+/// What a request through a layer came to: the response, and what the
+/// application behind the layer saw (`None` when it never ran).
+#[derive(Debug)]
+pub struct Recorded<T> {
+    /// The response status.
+    pub status: http::StatusCode,
+    /// The response headers.
+    pub headers: http::HeaderMap,
+    /// The response extensions (a layer's rejection value, say).
+    pub extensions: http::Extensions,
+    /// The response body, as text.
+    pub body: String,
+    /// What `record` took from the request the application received.
+    pub seen: Option<T>,
+}
+
+/// The application [`through_layer`] puts behind a layer.
+pub type RecordingApp = tower::util::BoxCloneService<
+    http::Request<()>,
+    http::Response<http_body_util::Full<bytes::Bytes>>,
+    std::convert::Infallible,
+>;
+
+/// Runs `req` through `layer` in front of an application that answers
+/// `200 ok` and keeps `record(&request)` of the request it received.
+pub async fn through_layer<L, B, T>(
+    layer: &L,
+    req: http::Request<()>,
+    record: fn(&http::Request<()>) -> T,
+) -> Recorded<T>
+where
+    L: tower_layer::Layer<RecordingApp>,
+    L::Service: tower_service::Service<
+            http::Request<()>,
+            Response = http::Response<B>,
+            Error = std::convert::Infallible,
+        >,
+    B: http_body::Body<Data = bytes::Bytes>,
+    B::Error: std::fmt::Debug,
+    T: Send + 'static,
+{
+    use http_body_util::BodyExt as _;
+    use tower::ServiceExt as _;
+    let (tx, rx) = std::sync::mpsc::channel();
+    let app = tower::service_fn(move |req: http::Request<()>| {
+        let _ = tx.send(record(&req));
+        std::future::ready(Ok::<_, std::convert::Infallible>(http::Response::new(
+            http_body_util::Full::new(bytes::Bytes::from_static(b"ok")),
+        )))
+    });
+    let service = layer.layer(RecordingApp::new(app));
+    let Ok(res) = service.oneshot(req).await;
+    let (parts, body) = res.into_parts();
+    let body = body
+        .collect()
+        .await
+        .unwrap_or_else(|e| panic!("response body: {e:?}"))
+        .to_bytes();
+    Recorded {
+        status: parts.status,
+        headers: parts.headers,
+        extensions: parts.extensions,
+        body: String::from_utf8_lossy(&body).into_owned(),
+        seen: rx.try_recv().ok(),
+    }
+}

@@ -222,25 +222,14 @@ async fn server(layer: Option<TenantLayer>) -> SocketAddr {
 }
 
 async fn drive(addr: SocketAddr, n: u64) -> Duration {
-    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    stream.set_nodelay(true).unwrap();
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .unwrap();
-    tokio::spawn(conn);
-    let start = Instant::now();
-    for _ in 0..n {
-        let req = Request::get("/v1/chat")
+    portcullis_test_support::keep_alive_requests(addr, n, || {
+        Request::get("/v1/chat")
             .header("host", "bench")
             .header("authorization", format!("Bearer {KEY}"))
             .body(Empty::<Bytes>::new())
-            .unwrap();
-        sender.ready().await.unwrap();
-        let res = sender.send_request(req).await.unwrap();
-        assert_eq!(res.status(), StatusCode::OK);
-        black_box(res.into_body().collect().await.unwrap());
-    }
-    start.elapsed()
+            .unwrap()
+    })
+    .await
 }
 
 /// The servers run on a single-threaded runtime of their own thread and the

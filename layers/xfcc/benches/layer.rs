@@ -9,9 +9,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::convert::Infallible;
-use std::hint::black_box;
+
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
@@ -98,25 +98,14 @@ async fn server(layer: Option<XfccLayer>) -> SocketAddr {
 
 /// `n` requests on one keep-alive connection carrying `xfcc`.
 async fn drive(addr: SocketAddr, xfcc: &str, n: u64) -> Duration {
-    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    stream.set_nodelay(true).unwrap();
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .unwrap();
-    tokio::spawn(conn);
-    let start = Instant::now();
-    for _ in 0..n {
-        let req = Request::get("/")
+    portcullis_test_support::keep_alive_requests(addr, n, || {
+        Request::get("/")
             .header("host", "bench")
             .header("x-forwarded-client-cert", xfcc)
             .body(Empty::<Bytes>::new())
-            .unwrap();
-        sender.ready().await.unwrap();
-        let res = sender.send_request(req).await.unwrap();
-        assert!(res.status().is_success());
-        black_box(res.into_body().collect().await.unwrap());
-    }
-    start.elapsed()
+            .unwrap()
+    })
+    .await
 }
 
 fn requests(c: &mut Criterion) {

@@ -1,13 +1,9 @@
 //! A service that reports what the application saw.
 
-use std::convert::Infallible;
-
-use bytes::Bytes;
-use http::{HeaderMap, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full};
+use http::{HeaderMap, Request, StatusCode};
 use portcullis_identity::{BearerDigest, Tenant, TenantStatus};
 use portcullis_tenant::{MemoryStore, Principal, TenantLayer, TenantRejection};
-use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
+use portcullis_test_support::through_layer;
 
 #[derive(Debug, Clone)]
 pub(crate) struct Seen {
@@ -52,32 +48,17 @@ pub(crate) fn request(headers: &[(&str, &str)]) -> Request<()> {
 
 /// Runs `req` through `layer` and an app that records what it saw.
 pub(crate) async fn run(layer: &TenantLayer, req: Request<()>) -> Outcome {
-    let (tx, rx) = std::sync::mpsc::channel();
-    let mut service = ServiceBuilder::new()
-        .layer(layer.clone())
-        .service(service_fn(move |req: Request<()>| {
-            let tx = tx.clone();
-            async move {
-                tx.send(Seen {
-                    tenant: req.extensions().get::<Tenant>().cloned(),
-                    headers: req.headers().clone(),
-                })
-                .unwrap();
-                Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"ok"))))
-            }
-        }));
-    let res = service.ready().await.unwrap().call(req).await.unwrap();
-    let status = res.status();
-    let headers = res.headers().clone();
-    let rejection = res.extensions().get::<TenantRejection>().cloned();
-    let body =
-        String::from_utf8(res.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap();
+    let recorded = through_layer(layer, req, |req| Seen {
+        tenant: req.extensions().get::<Tenant>().cloned(),
+        headers: req.headers().clone(),
+    })
+    .await;
     Outcome {
-        status,
-        headers,
-        body,
-        seen: rx.try_recv().ok(),
-        rejection,
+        status: recorded.status,
+        rejection: recorded.extensions.get::<TenantRejection>().cloned(),
+        headers: recorded.headers,
+        body: recorded.body,
+        seen: recorded.seen,
     }
 }
 

@@ -1,14 +1,11 @@
 //! A service that reports what the application saw.
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 
-use bytes::Bytes;
-use http::{HeaderMap, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full};
+use http::{HeaderMap, Request, StatusCode};
 use portcullis_identity::{ClientIdentity, PeerAddr, TlsConnectInfo};
+use portcullis_test_support::through_layer;
 use portcullis_xfcc::{ProxyIdentity, XfccLayer, XfccRejection};
-use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
 
 /// What the application received.
 #[derive(Debug, Clone, Default)]
@@ -87,30 +84,16 @@ pub(crate) fn tls_request(peer: &str, chain: &[&[u8]], headers: &[(&str, &str)])
 
 /// Runs `req` through `layer` and an app that records what it saw.
 pub(crate) async fn run(layer: &XfccLayer, req: Request<()>) -> Outcome {
-    let (tx, rx) = std::sync::mpsc::channel();
-    let mut service = ServiceBuilder::new()
-        .layer(layer.clone())
-        .service(service_fn(move |req: Request<()>| {
-            let tx = tx.clone();
-            async move {
-                tx.send(Seen {
-                    identity: req.extensions().get::<ClientIdentity>().cloned(),
-                    proxy_identity: req.extensions().get::<ProxyIdentity>().map(|p| p.0.clone()),
-                    headers: req.headers().clone(),
-                })
-                .unwrap();
-                Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"ok"))))
-            }
-        }));
-    let res = service.ready().await.unwrap().call(req).await.unwrap();
-    let status = res.status();
-    let rejection = res.extensions().get::<XfccRejection>().cloned();
-    let body =
-        String::from_utf8(res.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap();
+    let recorded = through_layer(layer, req, |req| Seen {
+        identity: req.extensions().get::<ClientIdentity>().cloned(),
+        proxy_identity: req.extensions().get::<ProxyIdentity>().map(|p| p.0.clone()),
+        headers: req.headers().clone(),
+    })
+    .await;
     Outcome {
-        status,
-        body,
-        seen: rx.try_recv().ok(),
-        rejection,
+        status: recorded.status,
+        rejection: recorded.extensions.get::<XfccRejection>().cloned(),
+        body: recorded.body,
+        seen: recorded.seen,
     }
 }
