@@ -718,6 +718,21 @@ pub struct Recorded<T> {
     pub seen: Option<T>,
 }
 
+impl<T> Recorded<T> {
+    /// What the application saw; panics, with the response, when it never
+    /// ran.
+    pub fn seen(&self) -> &T {
+        self.seen
+            .as_ref()
+            .unwrap_or_else(|| panic!("the app did not run: {} {}", self.status, self.body))
+    }
+
+    /// The layer's rejection value of type `R`, if the response has one.
+    pub fn rejection<R: Clone + Send + Sync + 'static>(&self) -> Option<&R> {
+        self.extensions.get::<R>()
+    }
+}
+
 /// The application [`through_layer`] puts behind a layer.
 pub type RecordingApp = tower::util::BoxCloneService<
     http::Request<()>,

@@ -21,7 +21,7 @@ use portcullis_tenant::{
 use portcullis_test_support::pki;
 use tower::service_fn;
 
-use crate::support::{request, run};
+use crate::support::{Observed, request, run};
 
 const SECRET: &str = "cp-secret-123";
 

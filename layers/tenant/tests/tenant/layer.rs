@@ -7,7 +7,7 @@ use portcullis_tenant::{
 };
 use portcullis_test_support::pki;
 
-use crate::support::{request, run, store};
+use crate::support::{Observed, request, run, store};
 
 fn with_cert(mut req: http::Request<()>, der: &[u8]) -> http::Request<()> {
     req.extensions_mut()
@@ -81,7 +81,12 @@ async fn unknown_inactive_missing_and_malformed_each_get_their_answer() {
     ] {
         let out = run(&layer, request(&headers)).await;
         assert_eq!(out.status, status, "{headers:?}: {}", out.body);
-        assert_eq!(out.rejection.as_ref().unwrap().kind(), kind);
+        assert_eq!(
+            out.rejection::<portcullis_tenant::TenantRejection>()
+                .unwrap()
+                .kind(),
+            kind
+        );
         assert!(out.seen.is_none(), "the app ran for {headers:?}");
         if !body.is_empty() {
             assert_eq!(out.body, body);

@@ -5,7 +5,7 @@
 use http::StatusCode;
 use portcullis_tenant::TenantLayer;
 
-use crate::support::{request, run, store};
+use crate::support::{Observed, request, run, store};
 
 const PROTECTED: [&str; 3] = [
     "x-llm-router-tenant",

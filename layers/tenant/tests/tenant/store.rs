@@ -7,7 +7,7 @@ use portcullis_identity::BearerDigest;
 use portcullis_tenant::{FileStore, TenantLayer};
 use portcullis_test_support::TempDir;
 
-use crate::support::{request, run};
+use crate::support::{Observed, request, run};
 
 fn file(keys: &[(&str, &str, bool)]) -> String {
     let keys: Vec<String> = keys

@@ -1,9 +1,9 @@
 //! A service that reports what the application saw.
 
-use http::{HeaderMap, Request, StatusCode};
+use http::{HeaderMap, Request};
 use portcullis_identity::{BearerDigest, Tenant, TenantStatus};
-use portcullis_tenant::{MemoryStore, Principal, TenantLayer, TenantRejection};
-use portcullis_test_support::through_layer;
+use portcullis_tenant::{MemoryStore, Principal, TenantLayer};
+use portcullis_test_support::{Recorded, through_layer};
 
 #[derive(Debug, Clone)]
 pub(crate) struct Seen {
@@ -11,23 +11,17 @@ pub(crate) struct Seen {
     pub(crate) headers: HeaderMap,
 }
 
-#[derive(Debug)]
-pub(crate) struct Outcome {
-    pub(crate) status: StatusCode,
-    pub(crate) headers: HeaderMap,
-    pub(crate) body: String,
-    pub(crate) seen: Option<Seen>,
-    pub(crate) rejection: Option<TenantRejection>,
+/// The answer, and what the app saw when it ran.
+pub(crate) type Outcome = Recorded<Seen>;
+
+/// Readings of what the app saw.
+pub(crate) trait Observed {
+    /// Every value of `name` the app received, in order.
+    fn stamped(&self, name: &str) -> Vec<String>;
 }
 
-impl Outcome {
-    pub(crate) fn seen(&self) -> &Seen {
-        self.seen
-            .as_ref()
-            .unwrap_or_else(|| panic!("app did not run: {} {}", self.status, self.body))
-    }
-
-    pub(crate) fn stamped(&self, name: &str) -> Vec<String> {
+impl Observed for Outcome {
+    fn stamped(&self, name: &str) -> Vec<String> {
         self.seen()
             .headers
             .get_all(name)
@@ -48,18 +42,11 @@ pub(crate) fn request(headers: &[(&str, &str)]) -> Request<()> {
 
 /// Runs `req` through `layer` and an app that records what it saw.
 pub(crate) async fn run(layer: &TenantLayer, req: Request<()>) -> Outcome {
-    let recorded = through_layer(layer, req, |req| Seen {
+    through_layer(layer, req, |req| Seen {
         tenant: req.extensions().get::<Tenant>().cloned(),
         headers: req.headers().clone(),
     })
-    .await;
-    Outcome {
-        status: recorded.status,
-        rejection: recorded.extensions.get::<TenantRejection>().cloned(),
-        headers: recorded.headers,
-        body: recorded.body,
-        seen: recorded.seen,
-    }
+    .await
 }
 
 /// A store with `sk-acme` (active, caller billing), `sk-off` (inactive) and

@@ -4,10 +4,11 @@ use http::StatusCode;
 use portcullis_identity::{ClientIdentity, KnownFields, Source, TrustedProxies};
 use portcullis_test_support::pki;
 use portcullis_xfcc::{
-    CertFormat, ForwardingProxy, Mode, OnMalformed, ParseLimits, RejectionKind, XfccLayer, parse,
+    CertFormat, ForwardingProxy, Mode, OnMalformed, ParseLimits, RejectionKind, XfccLayer,
+    XfccRejection, parse,
 };
 
-use crate::support::{request, run, tls_request};
+use crate::support::{Observed, request, run, tls_request};
 
 const XFCC: &str = "x-forwarded-client-cert";
 const PROXY: &str = "10.0.0.2:40000";
@@ -159,7 +160,7 @@ async fn malformed_from_a_trusted_proxy_is_400_with_the_reason_or_stripped() {
     assert_eq!(out.status, StatusCode::BAD_REQUEST);
     assert!(out.seen.is_none());
     assert_eq!(
-        out.rejection.as_ref().unwrap().kind(),
+        out.rejection::<XfccRejection>().unwrap().kind(),
         RejectionKind::Malformed
     );
     assert!(
@@ -224,7 +225,7 @@ async fn a_connection_header_nominating_a_protected_header_is_refused() {
             let out = run(&layer, request(Some(peer), &[("connection", value)])).await;
             assert_eq!(out.status, StatusCode::BAD_REQUEST, "{value}");
             assert_eq!(
-                out.rejection.as_ref().unwrap().kind(),
+                out.rejection::<XfccRejection>().unwrap().kind(),
                 RejectionKind::ConnectionNominatesProtected
             );
         }

@@ -5,7 +5,7 @@ use portcullis_identity::{ClientIdentity, TrustedProxies};
 use portcullis_test_support::pki;
 use portcullis_xfcc::{CertFormat, Mode, XfccLayer};
 
-use crate::support::{request, run};
+use crate::support::{Observed, request, run};
 
 const MODES: [Mode; 5] = [
     Mode::Sanitize,

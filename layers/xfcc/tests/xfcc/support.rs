@@ -2,10 +2,10 @@
 
 use std::net::SocketAddr;
 
-use http::{HeaderMap, Request, StatusCode};
+use http::{HeaderMap, Request};
 use portcullis_identity::{ClientIdentity, PeerAddr, TlsConnectInfo};
-use portcullis_test_support::through_layer;
-use portcullis_xfcc::{ProxyIdentity, XfccLayer, XfccRejection};
+use portcullis_test_support::{Recorded, through_layer};
+use portcullis_xfcc::{ProxyIdentity, XfccLayer};
 
 /// What the application received.
 #[derive(Debug, Clone, Default)]
@@ -15,38 +15,36 @@ pub(crate) struct Seen {
     pub(crate) headers: HeaderMap,
 }
 
-/// The answer: status, and what the app saw when it ran.
-#[derive(Debug)]
-pub(crate) struct Outcome {
-    pub(crate) status: StatusCode,
-    pub(crate) body: String,
-    pub(crate) seen: Option<Seen>,
-    pub(crate) rejection: Option<XfccRejection>,
+/// The answer, and what the app saw when it ran.
+pub(crate) type Outcome = Recorded<Seen>;
+
+/// Readings of what the app saw.
+pub(crate) trait Observed {
+    /// The identity's common name.
+    fn cn(&self) -> Option<String>;
+    /// Every value of `name` the app received, in order.
+    fn header(&self, name: &str) -> Vec<String>;
 }
 
-impl Outcome {
-    pub(crate) fn seen(&self) -> &Seen {
-        self.seen
-            .as_ref()
-            .unwrap_or_else(|| panic!("app did not run: {} {}", self.status, self.body))
-    }
-
-    pub(crate) fn cn(&self) -> Option<String> {
+impl Observed for Outcome {
+    fn cn(&self) -> Option<String> {
         self.seen()
             .identity
             .as_ref()
             .and_then(|id| id.common_name().map(str::to_owned))
     }
 
-    /// Every value of `name` the app received, in order.
-    pub(crate) fn header(&self, name: &str) -> Vec<String> {
-        self.seen()
-            .headers
-            .get_all(name)
-            .iter()
-            .map(|v| v.to_str().unwrap().to_owned())
-            .collect()
+    fn header(&self, name: &str) -> Vec<String> {
+        values(&self.seen().headers, name)
     }
+}
+
+pub(crate) fn values(headers: &HeaderMap, name: &str) -> Vec<String> {
+    headers
+        .get_all(name)
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .collect()
 }
 
 /// A request from `peer` (none: no connection info at all).
@@ -84,16 +82,10 @@ pub(crate) fn tls_request(peer: &str, chain: &[&[u8]], headers: &[(&str, &str)])
 
 /// Runs `req` through `layer` and an app that records what it saw.
 pub(crate) async fn run(layer: &XfccLayer, req: Request<()>) -> Outcome {
-    let recorded = through_layer(layer, req, |req| Seen {
+    through_layer(layer, req, |req| Seen {
         identity: req.extensions().get::<ClientIdentity>().cloned(),
         proxy_identity: req.extensions().get::<ProxyIdentity>().map(|p| p.0.clone()),
         headers: req.headers().clone(),
     })
-    .await;
-    Outcome {
-        status: recorded.status,
-        rejection: recorded.extensions.get::<XfccRejection>().cloned(),
-        body: recorded.body,
-        seen: recorded.seen,
-    }
+    .await
 }
