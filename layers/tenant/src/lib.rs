@@ -16,7 +16,7 @@
 //!    [`FileStore`]) first, the [control plane](control_plane) only on a
 //!    local miss ([`Chain`]). Unknown → `401`, inactive → `403`, resolution
 //!    unavailable → `503` with `Retry-After`.
-//! 4. Only then is the request stamped: the [`Tenant`](portcullis_identity::Tenant)
+//! 4. Only then is the request stamped: the [`Tenant`]
 //!    extension, and the tenant and caller headers set with `insert`.
 //!
 //! [`InternalGuardLayer`] hides internal routes behind the shared secret.
