@@ -13,7 +13,9 @@
 //! headers stripped, keys and certificates resolved to tenants through local
 //! stores and a cached control plane, the tenant stamped; and
 //! [`InternalGuardLayer`](tenant::InternalGuardLayer) for internal routes.
-//! The rate limiter arrives next.
+//! With `rate-limit` (on by default), [`rate_limit`] gives
+//! [`RateLimitLayer`](rate_limit::RateLimitLayer): GCRA buckets keyed by
+//! certificate, bearer digest, tenant or client IP, with per-tenant quotas.
 //!
 //! # Example
 //!
@@ -42,6 +44,7 @@
 //! | `client-cert` | [`client_cert`]: server TLS from config or env, the concurrent TLS listener, `ClientCertLayer` | Yes |
 //! | `xfcc` | [`xfcc`]: `XfccLayer`, Envoy's XFCC grammar (`parse`, `to_header_value`), other proxies' formats | Yes |
 //! | `tenant` | [`tenant`]: `TenantLayer`, `MemoryStore`, `FileStore`, `ControlPlaneResolver`, `InternalGuardLayer` | Yes |
+//! | `rate-limit` | [`rate_limit`]: `RateLimitLayer`, the GCRA `MemoryStore`, key chains | Yes |
 //! | `axum` | axum extractors for the identity extensions; `axum::serve` over the TLS listener | No |
 //! | `tracing` | `tracing` events from every layer | No |
 //! | `full` | all of the above | No |
@@ -64,6 +67,10 @@ pub use portcullis_xfcc as xfcc;
 #[cfg_attr(docsrs, doc(cfg(feature = "tenant")))]
 pub use portcullis_tenant as tenant;
 
+#[cfg(feature = "rate-limit")]
+#[cfg_attr(docsrs, doc(cfg(feature = "rate-limit")))]
+pub use portcullis_rate_limit as rate_limit;
+
 /// The names most services need, for a glob import.
 pub mod prelude {
     pub use portcullis_identity::{
@@ -80,6 +87,9 @@ pub mod prelude {
     pub use portcullis_xfcc::{CertFormat, ForwardingProxy, Mode as XfccMode, XfccLayer};
 
     pub use portcullis_identity::{Quota, Tenant, TenantStatus};
+
+    #[cfg(feature = "rate-limit")]
+    pub use portcullis_rate_limit::{KeyChain, KeySource, RateLimitDecision, RateLimitLayer};
     #[cfg(feature = "tenant")]
     pub use portcullis_tenant::{
         AuthPolicy, Chain, ControlPlane, ControlPlaneResolver, FileStore, InternalGuardLayer,

@@ -1,0 +1,153 @@
+//! Which bucket a request falls in.
+
+use std::fmt;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use http::HeaderName;
+use http::request::Parts;
+use portcullis_identity::{BearerDigest, ClientIdentity, PeerAddr, Tenant, TrustedProxies};
+use sha2::{Digest, Sha256};
+
+use crate::BucketKey;
+
+/// A closure naming a bucket from the request head.
+pub type CustomKey = Arc<dyn Fn(&Parts) -> Option<Vec<u8>> + Send + Sync>;
+
+/// One way to name a request's bucket.
+#[derive(Clone)]
+#[non_exhaustive]
+pub enum KeySource {
+    /// The client certificate's common name (`ClientIdentity`, from either
+    /// the TLS or the forwarded-certificate layer).
+    CommonName,
+    /// The client certificate's SPIFFE ID.
+    SpiffeId,
+    /// The client certificate's SHA-256 fingerprint.
+    Fingerprint,
+    /// The bearer token, by its SHA-256 (never the token).
+    Bearer,
+    /// The resolved tenant's id (the `Tenant` extension).
+    Tenant,
+    /// The client address through these proxies (never a raw
+    /// `X-Forwarded-For`).
+    ClientIp(TrustedProxies),
+    /// A header's value (one line; several lines name no key).
+    Header(HeaderName),
+    /// Anything else: the bytes that name the bucket (hashed here).
+    Custom(CustomKey),
+}
+
+impl fmt::Debug for KeySource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl KeySource {
+    /// The name in `RATE_LIMIT_KEY` and in decisions: `cn`, `spiffe`,
+    /// `fingerprint`, `bearer`, `tenant`, `ip`, `header`, `custom`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            KeySource::CommonName => "cn",
+            KeySource::SpiffeId => "spiffe",
+            KeySource::Fingerprint => "fingerprint",
+            KeySource::Bearer => "bearer",
+            KeySource::Tenant => "tenant",
+            KeySource::ClientIp(_) => "ip",
+            KeySource::Header(_) => "header",
+            KeySource::Custom(_) => "custom",
+        }
+    }
+
+    /// The bucket this source names for the request, if any.
+    pub fn key(&self, parts: &Parts) -> Option<BucketKey> {
+        let identity = || parts.extensions.get::<ClientIdentity>();
+        let material: Vec<u8> = match self {
+            KeySource::CommonName => identity()?.common_name()?.as_bytes().to_vec(),
+            KeySource::SpiffeId => identity()?.spiffe_id()?.as_str().as_bytes().to_vec(),
+            KeySource::Fingerprint => identity()?.fingerprint_sha256().to_vec(),
+            KeySource::Bearer => BearerDigest::from_headers(&parts.headers)
+                .ok()??
+                .as_bytes()
+                .to_vec(),
+            KeySource::Tenant => parts.extensions.get::<Tenant>()?.id().as_bytes().to_vec(),
+            KeySource::ClientIp(proxies) => {
+                let peer = PeerAddr::from_extensions(&parts.extensions)?.0.ip();
+                match proxies.client_ip(&parts.headers, peer).to_canonical() {
+                    IpAddr::V4(ip) => ip.octets().to_vec(),
+                    IpAddr::V6(ip) => ip.octets().to_vec(),
+                }
+            }
+            KeySource::Header(name) => {
+                let mut lines = parts.headers.get_all(name).iter();
+                let value = lines.next()?;
+                if lines.next().is_some() {
+                    return None;
+                }
+                value.as_bytes().to_vec()
+            }
+            KeySource::Custom(f) => f(parts)?,
+        };
+        Some(bucket_key(self.name(), &material))
+    }
+}
+
+/// SHA-256 of the source's name and the material, truncated to 16 bytes:
+/// fixed size, the same on every instance (Redis), and `cn` "x" never
+/// meets `header` "x".
+pub(crate) fn bucket_key(source: &str, material: &[u8]) -> BucketKey {
+    let mut hasher = Sha256::new();
+    hasher.update((source.len() as u64).to_be_bytes());
+    hasher.update(source.as_bytes());
+    hasher.update(material);
+    let digest = hasher.finalize();
+    let mut key = [0u8; 16];
+    key.copy_from_slice(&digest[..16]);
+    BucketKey(key)
+}
+
+/// Sources tried in order; the first that names a bucket wins.
+#[derive(Debug, Clone)]
+pub struct KeyChain(Vec<KeySource>);
+
+impl KeyChain {
+    /// Tries `sources` in order.
+    pub fn new(sources: impl IntoIterator<Item = KeySource>) -> Self {
+        KeyChain(sources.into_iter().collect())
+    }
+
+    /// Reads `RATE_LIMIT_KEY` syntax, e.g. `cn,bearer,ip`; `ip` resolves
+    /// through `proxies`.
+    pub fn parse(text: &str, proxies: &TrustedProxies) -> Result<Self, String> {
+        let mut sources = Vec::new();
+        for name in text.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+            sources.push(match name.to_ascii_lowercase().as_str() {
+                "cn" => KeySource::CommonName,
+                "spiffe" => KeySource::SpiffeId,
+                "fingerprint" => KeySource::Fingerprint,
+                "bearer" => KeySource::Bearer,
+                "tenant" => KeySource::Tenant,
+                "ip" => KeySource::ClientIp(proxies.clone()),
+                _ => {
+                    return Err(format!(
+                        "RATE_LIMIT_KEY={text:?}: {name:?} is not a key; use cn, spiffe, fingerprint, bearer, tenant or ip, comma-separated"
+                    ));
+                }
+            });
+        }
+        if sources.is_empty() {
+            return Err(format!(
+                "RATE_LIMIT_KEY={text:?}: name at least one key, e.g. cn,bearer,ip"
+            ));
+        }
+        Ok(KeyChain(sources))
+    }
+
+    /// The first source that names a bucket, and the bucket.
+    pub fn key(&self, parts: &Parts) -> Option<(&'static str, BucketKey)> {
+        self.0
+            .iter()
+            .find_map(|source| source.key(parts).map(|key| (source.name(), key)))
+    }
+}

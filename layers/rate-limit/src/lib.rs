@@ -1,0 +1,89 @@
+//! May they call again now: GCRA rate limiting whose quota travels with
+//! each check, so one limiter serves every tenant's plan.
+//!
+//! - [`Quota`] and the integer GCRA step, and [`MemoryStore`]: one atomic
+//!   theoretical arrival time per fixed-size key, bounded and sharded, with
+//!   all-or-nothing checks across several policies. No tower types.
+//! - [`KeyChain`]: the bucket from the certificate's CN, SPIFFE ID or
+//!   fingerprint, the bearer digest, the tenant, the client address through
+//!   trusted proxies, a header or a closure, first that answers wins.
+//! - [`RateLimitLayer`]: the store shared by every clone, the quota from the
+//!   tenant's plan or the default, `429` from `call` (never a wait in
+//!   `poll_ready`), IETF `RateLimit-Policy` / `RateLimit` headers (and
+//!   optionally the legacy trio) on every answer, `Retry-After` on `429`, a
+//!   [`RateLimitDecision`] for handlers, and a shadow mode.
+//!
+//! Still to come: the Redis store, and the benches against governor.
+//!
+//! # Example
+//!
+//! ```
+//! use std::time::Duration;
+//! use portcullis_rate_limit::{BucketKey, ManualClock, MemoryStore, Quota, WhenFull};
+//!
+//! let clock = ManualClock::new();
+//! let store = MemoryStore::new(10_000, WhenFull::default(), clock.clone());
+//! let plan = Quota::per_minute(60, 2)?; // one a second, bursts of two
+//! let key = BucketKey([7; 16]);
+//! assert!(store.check(key, &plan, 1).is_allowed());
+//! assert!(store.check(key, &plan, 1).is_allowed());
+//! assert!(!store.check(key, &plan, 1).is_allowed());
+//! clock.advance(Duration::from_secs(1));
+//! assert!(store.check(key, &plan, 1).is_allowed());
+//! # Ok::<(), portcullis_rate_limit::QuotaError>(())
+//! ```
+
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+mod clock;
+mod gcra;
+mod keys;
+mod layer;
+mod memory;
+
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use gcra::{Outcome, Quota, QuotaError};
+pub use keys::{CustomKey, KeyChain, KeySource};
+pub use layer::{
+    Limiter, MissingKey, RateLimit, RateLimitDecision, RateLimitLayer, RateLimitRejection,
+    RateLimitRejectionKind, ResponseFuture,
+};
+pub use memory::{BucketKey, MemoryStore, WhenFull};
+
+#[cfg(test)]
+mod properties {
+    use std::time::Duration;
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        /// In any window of one period, no more than `rate + burst` are
+        /// allowed (GCRA's bound), whatever the arrival times.
+        #[test]
+        fn never_more_than_the_quota_in_a_window(
+            rate in 1u32..20,
+            burst in 1u32..10,
+            gaps in prop::collection::vec(0u64..200_000_000, 1..300),
+        ) {
+            let quota = Quota::new(rate, Duration::from_secs(1), burst).unwrap();
+            let clock = ManualClock::new();
+            let store = MemoryStore::new(16, WhenFull::default(), clock.clone());
+            let mut allowed_at = Vec::new();
+            for gap in gaps {
+                clock.advance(Duration::from_nanos(gap));
+                if store.check(BucketKey([1; 16]), &quota, 1).is_allowed() {
+                    allowed_at.push(clock.now_ns());
+                }
+            }
+            let period = 1_000_000_000u64;
+            for (i, start) in allowed_at.iter().enumerate() {
+                let in_window = allowed_at[i..].iter().take_while(|t| **t < start + period).count();
+                prop_assert!(in_window as u64 <= u64::from(rate) + u64::from(burst), "{in_window} in one period");
+            }
+        }
+    }
+}

@@ -1,0 +1,203 @@
+//! RateLimitLayer end to end, in process.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use portcullis_identity::{
+    ClientIdentity, PeerAddr, Quota as Plan, Tenant, TenantStatus, TrustedProxies,
+};
+use portcullis_rate_limit::{
+    KeyChain, KeySource, ManualClock, MemoryStore, MissingKey, Quota, RateLimitDecision,
+    RateLimitLayer, RateLimitRejection, RateLimitRejectionKind, WhenFull,
+};
+use portcullis_test_support::pki;
+use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
+
+fn app()
+-> impl Service<Request<()>, Response = Response<Full<Bytes>>, Error = Infallible, Future: Send> + Clone
+{
+    service_fn(|req: Request<()>| async move {
+        let decision = req.extensions().get::<RateLimitDecision>().cloned();
+        let text = decision.map_or("none".to_owned(), |d| {
+            format!("{} {} {}", d.key_source, d.remaining, d.would_deny)
+        });
+        Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(text))))
+    })
+}
+
+fn layer(clock: &ManualClock) -> RateLimitLayer {
+    let store = Arc::new(MemoryStore::new(10_000, WhenFull::default(), clock.clone()));
+    RateLimitLayer::new(store, KeyChain::new([KeySource::Bearer]))
+        .default_quota(Quota::new(2, Duration::from_secs(1), 2).unwrap())
+}
+
+fn bearer(token: &str) -> Request<()> {
+    Request::get("/")
+        .header("authorization", format!("Bearer {token}"))
+        .body(())
+        .unwrap()
+}
+
+async fn body(res: Response<impl http_body::Body<Data = Bytes, Error = Infallible>>) -> String {
+    String::from_utf8(res.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap()
+}
+
+#[tokio::test]
+async fn clones_share_one_quota_and_429_carries_the_headers() {
+    let clock = ManualClock::new();
+    let mut a = ServiceBuilder::new().layer(layer(&clock)).service(app());
+    let mut b = a.clone();
+    let res = a.ready().await.unwrap().call(bearer("k")).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.headers()["ratelimit-policy"], "\"default\";q=2;w=1");
+    assert_eq!(res.headers()["ratelimit"], "\"default\";r=1;t=1");
+    assert!(!res.headers().contains_key("retry-after"));
+    assert_eq!(body(res).await, "bearer 1 false");
+    assert_eq!(
+        b.ready()
+            .await
+            .unwrap()
+            .call(bearer("k"))
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::OK
+    );
+    // The third, through either clone: refused from call, with the wait.
+    let res = a.ready().await.unwrap().call(bearer("k")).await.unwrap();
+    assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(res.headers()["retry-after"], "1");
+    assert_eq!(res.headers()["ratelimit"], "\"default\";r=0;t=1");
+    assert_eq!(
+        res.extensions().get::<RateLimitRejection>().unwrap().kind(),
+        RateLimitRejectionKind::TooManyRequests
+    );
+    // poll_ready never waits for quota.
+    tokio::time::timeout(Duration::from_millis(50), b.ready())
+        .await
+        .unwrap()
+        .unwrap();
+    // Another key has its own bucket; time refills.
+    assert_eq!(
+        b.ready()
+            .await
+            .unwrap()
+            .call(bearer("other"))
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::OK
+    );
+    clock.advance(Duration::from_millis(500));
+    assert_eq!(
+        b.ready()
+            .await
+            .unwrap()
+            .call(bearer("k"))
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn the_tenant_plan_wins_over_the_default() {
+    let clock = ManualClock::new();
+    let mut svc = ServiceBuilder::new().layer(layer(&clock)).service(app());
+    let with_plan = || {
+        let mut req = bearer("k");
+        req.extensions_mut()
+            .insert(Tenant::new("acme", TenantStatus::Active).with_quota(Plan {
+                rate_per_min: 600,
+                burst: 5,
+            }));
+        req
+    };
+    for _ in 0..5 {
+        let res = svc.ready().await.unwrap().call(with_plan()).await.unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        assert_eq!(res.headers()["ratelimit-policy"], "\"tenant\";q=600;w=60");
+    }
+    assert_eq!(
+        svc.ready()
+            .await
+            .unwrap()
+            .call(with_plan())
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::TOO_MANY_REQUESTS
+    );
+}
+
+#[tokio::test]
+async fn the_key_chain_falls_back_and_no_key_is_401_by_default() {
+    let clock = ManualClock::new();
+    let store = Arc::new(MemoryStore::new(10_000, WhenFull::default(), clock.clone()));
+    let proxies = TrustedProxies::none();
+    let keys = KeyChain::parse("cn,bearer,ip", &proxies).unwrap();
+    let limited = RateLimitLayer::new(store, keys)
+        .default_quota(Quota::new(100, Duration::from_secs(1), 10).unwrap());
+    let mut svc = ServiceBuilder::new().layer(limited.clone()).service(app());
+    let mut with_cert = bearer("k");
+    with_cert
+        .extensions_mut()
+        .insert(ClientIdentity::from_der(pki().client().der()).unwrap());
+    let seen = body(svc.ready().await.unwrap().call(with_cert).await.unwrap()).await;
+    assert!(seen.starts_with("cn "), "{seen}");
+    let seen = body(svc.ready().await.unwrap().call(bearer("k")).await.unwrap()).await;
+    assert!(seen.starts_with("bearer "), "{seen}");
+    let mut from_peer = Request::get("/").body(()).unwrap();
+    from_peer
+        .extensions_mut()
+        .insert(PeerAddr("192.0.2.7:5000".parse().unwrap()));
+    let seen = body(svc.ready().await.unwrap().call(from_peer).await.unwrap()).await;
+    assert!(seen.starts_with("ip "), "{seen}");
+    // Nothing to count by: refused, not waved through.
+    let res = svc
+        .ready()
+        .await
+        .unwrap()
+        .call(Request::get("/").body(()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    let mut open = ServiceBuilder::new()
+        .layer(limited.missing_key(MissingKey::Allow))
+        .service(app());
+    let res = open
+        .ready()
+        .await
+        .unwrap()
+        .call(Request::get("/").body(()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(body(res).await, "none");
+    assert!(
+        KeyChain::parse("cn,token", &proxies)
+            .unwrap_err()
+            .contains("\"token\" is not a key")
+    );
+}
+
+#[tokio::test]
+async fn shadow_mode_counts_but_never_denies_and_legacy_headers_on_request() {
+    let clock = ManualClock::new();
+    let mut svc = ServiceBuilder::new()
+        .layer(layer(&clock).shadow(true).legacy_headers(true))
+        .service(app());
+    let mut last = String::new();
+    for _ in 0..4 {
+        let res = svc.ready().await.unwrap().call(bearer("k")).await.unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        assert_eq!(res.headers()["x-ratelimit-limit"], "2");
+        last = body(res).await;
+    }
+    assert_eq!(last, "bearer 0 true");
+}
