@@ -25,7 +25,32 @@ pub enum WhenFull {
 
 const SHARDS: usize = 64;
 
-type Shard = HashMap<BucketKey, AtomicU64>;
+/// Keys are SHA-256 digests already: their bytes are the hash. Hashing
+/// them again (SipHash) would cost more than the rest of a check.
+#[derive(Debug, Default, Clone, Copy)]
+struct DigestHasher(u64);
+
+impl std::hash::Hasher for DigestHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // `BucketKey` hashes as one 16-byte write; bytes 8..16 here, byte 0
+        // picks the shard.
+        if let Some(tail) = bytes.get(8..16) {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(tail);
+            self.0 ^= u64::from_le_bytes(word);
+        } else {
+            for &b in bytes {
+                self.0 = self.0.rotate_left(8) ^ u64::from(b);
+            }
+        }
+    }
+}
+
+type Shard = HashMap<BucketKey, AtomicU64, std::hash::BuildHasherDefault<DigestHasher>>;
 
 /// GCRA buckets in memory.
 ///
@@ -46,7 +71,7 @@ impl<C: Clock> MemoryStore<C> {
     /// A store of at most about `max_keys` buckets on `clock`.
     pub fn new(max_keys: usize, when_full: WhenFull, clock: C) -> Self {
         MemoryStore {
-            shards: (0..SHARDS).map(|_| RwLock::new(Shard::new())).collect(),
+            shards: (0..SHARDS).map(|_| RwLock::new(Shard::default())).collect(),
             per_shard: max_keys.div_ceil(SHARDS).max(1),
             when_full,
             clock,
@@ -62,6 +87,16 @@ impl<C: Clock> MemoryStore<C> {
         self.shards
             .iter()
             .map(|s| s.read().unwrap_or_else(PoisonError::into_inner).len())
+            .sum()
+    }
+
+    /// The memory the buckets take, tables' spare capacity included: per
+    /// slot a key, an atomic and hashbrown's control byte.
+    pub fn approximate_bytes(&self) -> usize {
+        let slot = std::mem::size_of::<(BucketKey, AtomicU64)>() + 1;
+        self.shards
+            .iter()
+            .map(|s| s.read().unwrap_or_else(PoisonError::into_inner).capacity() * slot)
             .sum()
     }
 

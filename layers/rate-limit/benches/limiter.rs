@@ -1,0 +1,85 @@
+//! The keyed check against governor's `DefaultKeyedRateLimiter`, in the
+//! same run: on a few hot keys, and spread over a million distinct keys;
+//! and the memory each key costs.
+//!
+//! Run: `cargo bench -p portcullis-rate-limit --bench limiter`
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::hint::black_box;
+use std::num::NonZeroU32;
+use std::time::Duration;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use governor::{Quota as GovernorQuota, RateLimiter};
+use portcullis_rate_limit::{BucketKey, MemoryStore, Quota, SystemClock, WhenFull};
+
+/// splitmix64: a cheap stand-in for the SHA-256 the key chain uses, so
+/// every byte is spread as a digest's is.
+fn mix(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+fn key(n: u64) -> BucketKey {
+    let mut k = [0u8; 16];
+    k[..8].copy_from_slice(&mix(n).to_le_bytes());
+    k[8..].copy_from_slice(&mix(n ^ 0xA5A5_A5A5).to_le_bytes());
+    BucketKey(k)
+}
+
+fn checks(c: &mut Criterion) {
+    // Generous enough that every check is allowed: the cost of the check.
+    let quota = Quota::new(1_000_000_000, Duration::from_secs(1), 1_000_000).unwrap();
+    let governor_quota = GovernorQuota::per_second(NonZeroU32::new(1_000_000_000).unwrap())
+        .allow_burst(NonZeroU32::new(1_000_000).unwrap());
+
+    let mut group = c.benchmark_group("keyed check, 16 hot keys");
+    let governor = RateLimiter::keyed(governor_quota);
+    let ours = MemoryStore::new(1 << 20, WhenFull::default(), SystemClock::new());
+    let mut i = 0u64;
+    group.bench_function("governor DefaultKeyedRateLimiter (baseline)", |b| {
+        b.iter(|| {
+            i = i.wrapping_add(1);
+            black_box(governor.check_key(&key(i % 16)).is_ok())
+        })
+    });
+    group.bench_function("portcullis MemoryStore", |b| {
+        b.iter(|| {
+            i = i.wrapping_add(1);
+            black_box(ours.check(key(i % 16), &quota, 1).is_allowed())
+        })
+    });
+    group.finish();
+
+    let mut group = c.benchmark_group("keyed check, 1M distinct keys");
+    let governor = RateLimiter::keyed(governor_quota);
+    let ours = MemoryStore::new(2_000_000, WhenFull::default(), SystemClock::new());
+    for n in 0..1_000_000 {
+        let _ = governor.check_key(&key(n));
+        ours.check(key(n), &quota, 1);
+    }
+    group.bench_function("governor DefaultKeyedRateLimiter (baseline)", |b| {
+        b.iter(|| {
+            i = i.wrapping_add(7919);
+            black_box(governor.check_key(&key(i % 1_000_000)).is_ok())
+        })
+    });
+    group.bench_function("portcullis MemoryStore", |b| {
+        b.iter(|| {
+            i = i.wrapping_add(7919);
+            black_box(ours.check(key(i % 1_000_000), &quota, 1).is_allowed())
+        })
+    });
+    group.finish();
+    println!(
+        "portcullis MemoryStore: {} keys, {:.1} bytes per key (table capacity included)",
+        ours.len(),
+        ours.approximate_bytes() as f64 / ours.len() as f64
+    );
+}
+
+criterion_group!(benches, checks);
+criterion_main!(benches);
