@@ -81,5 +81,28 @@ fn checks(c: &mut Criterion) {
     );
 }
 
-criterion_group!(benches, checks);
+criterion_group!(benches, checks, key_spray);
 criterion_main!(benches);
+
+/// Ten million distinct keys through a store capped at one million: the
+/// memory held, per key of the cap.
+fn key_spray(_: &mut Criterion) {
+    let quota = Quota::new(1, Duration::from_secs(60), 1).unwrap();
+    let cap = 1_000_000;
+    let store = MemoryStore::new(cap, WhenFull::EvictSoonestFull, SystemClock::new());
+    let start = std::time::Instant::now();
+    let mut peak = 0;
+    for n in 0..10_000_000u64 {
+        store.check(key(n), &quota, 1);
+        if n % 1_000_000 == 0 {
+            peak = peak.max(store.approximate_bytes());
+        }
+    }
+    println!(
+        "key spray: 10M distinct keys, cap {cap}: {} held, peak {:.1} MB ({:.1} bytes per key of the cap), {:.0} ns per check",
+        store.len(),
+        peak as f64 / 1e6,
+        peak as f64 / cap as f64,
+        start.elapsed().as_nanos() as f64 / 1e7
+    );
+}

@@ -207,12 +207,18 @@ impl<C: Clock> MemoryStore<C> {
         match self.when_full {
             WhenFull::DenyNewKeys => false,
             WhenFull::EvictSoonestFull => {
-                if let Some(key) = map
+                // Evict an eighth at once, soonest-full first, so a spray of
+                // new keys costs O(1) per key amortised, not a scan each.
+                let mut by_tat: Vec<(u64, BucketKey)> = map
                     .iter()
-                    .min_by_key(|(_, tat)| tat.load(Ordering::Acquire))
-                    .map(|(k, _)| *k)
-                {
-                    map.remove(&key);
+                    .map(|(k, tat)| (tat.load(Ordering::Acquire), *k))
+                    .collect();
+                let count = (self.per_shard / 8).max(1).min(by_tat.len());
+                if count > 0 {
+                    by_tat.select_nth_unstable(count - 1);
+                    for (_, key) in &by_tat[..count] {
+                        map.remove(key);
+                    }
                 }
                 true
             }

@@ -201,3 +201,30 @@ async fn shadow_mode_counts_but_never_denies_and_legacy_headers_on_request() {
     }
     assert_eq!(last, "bearer 0 true");
 }
+
+#[test]
+fn a_key_spray_stays_under_the_cap() {
+    let clock = ManualClock::new();
+    let cap = 50_000;
+    let store = MemoryStore::new(cap, WhenFull::EvictSoonestFull, clock.clone());
+    let quota = Quota::new(1, Duration::from_secs(60), 1).unwrap();
+    let chain = KeyChain::new([KeySource::Header(http::HeaderName::from_static("x-key"))]);
+    let mut peak = 0;
+    for n in 0..400_000u32 {
+        // Distinct keys as the key chain makes them (SHA-256 of the value).
+        let (parts, ()) = Request::get("/")
+            .header("x-key", n.to_string())
+            .body(())
+            .unwrap()
+            .into_parts();
+        let (_, key) = chain.key(&parts).unwrap();
+        store.check(key, &quota, 1);
+        if n % 50_000 == 0 {
+            peak = peak.max(store.approximate_bytes());
+        }
+    }
+    assert!(store.len() <= cap + 64, "{} keys", store.len());
+    // 64 bytes per key of the cap, table slack included.
+    assert!(peak <= cap * 64 * 2, "{peak} bytes");
+    assert!(store.approximate_bytes() <= cap * 64 * 2);
+}
