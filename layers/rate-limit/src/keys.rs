@@ -63,14 +63,22 @@ impl KeySource {
     /// The bucket this source names for the request, if any.
     pub fn key(&self, parts: &Parts) -> Option<BucketKey> {
         let identity = || parts.extensions.get::<ClientIdentity>();
+        // Sources that are SHA-256 digests already are not hashed again;
+        // a tag byte keeps them apart from each other.
+        match self {
+            KeySource::Bearer => {
+                let digest = BearerDigest::from_headers(&parts.headers).ok()??;
+                return Some(from_digest(digest.as_bytes(), 0xB0));
+            }
+            KeySource::Fingerprint => {
+                return Some(from_digest(&identity()?.fingerprint_sha256(), 0xF0));
+            }
+            _ => {}
+        }
         let material: Vec<u8> = match self {
             KeySource::CommonName => identity()?.common_name()?.as_bytes().to_vec(),
             KeySource::SpiffeId => identity()?.spiffe_id()?.as_str().as_bytes().to_vec(),
-            KeySource::Fingerprint => identity()?.fingerprint_sha256().to_vec(),
-            KeySource::Bearer => BearerDigest::from_headers(&parts.headers)
-                .ok()??
-                .as_bytes()
-                .to_vec(),
+            KeySource::Fingerprint | KeySource::Bearer => return None,
             KeySource::Tenant => parts.extensions.get::<Tenant>()?.id().as_bytes().to_vec(),
             KeySource::ClientIp(proxies) => {
                 let peer = PeerAddr::from_extensions(&parts.extensions)?.0.ip();
@@ -91,6 +99,15 @@ impl KeySource {
         };
         Some(bucket_key(self.name(), &material))
     }
+}
+
+/// The first 16 bytes of a SHA-256 digest, the last byte mixed with a tag
+/// (a collision with another source's key would need a SHA-256 preimage).
+fn from_digest(digest: &[u8; 32], tag: u8) -> BucketKey {
+    let mut key = [0u8; 16];
+    key.copy_from_slice(&digest[..16]);
+    key[15] ^= tag;
+    BucketKey(key)
 }
 
 /// SHA-256 of the source's name and the material, truncated to 16 bytes:

@@ -79,6 +79,8 @@ struct Shared {
     missing_key: MissingKey,
     legacy_headers: bool,
     shadow: bool,
+    /// Built once: the default policy's header never changes.
+    default_policy_header: Option<HeaderValue>,
 }
 
 impl fmt::Debug for RateLimitLayer {
@@ -107,6 +109,7 @@ impl RateLimitLayer {
                 missing_key: MissingKey::default(),
                 legacy_headers: false,
                 shadow: false,
+                default_policy_header: None,
             }),
         }
     }
@@ -120,8 +123,12 @@ impl RateLimitLayer {
             missing_key: old.missing_key,
             legacy_headers: old.legacy_headers,
             shadow: old.shadow,
+            default_policy_header: None,
         };
         change(&mut shared);
+        shared.default_policy_header = shared
+            .default_quota
+            .map(|quota| policy_header("default", &quota));
         RateLimitLayer {
             shared: Arc::new(shared),
         }
@@ -273,11 +280,12 @@ impl Shared {
             allowed: retry_after.is_none() || self.shadow,
             would_deny: retry_after.is_some(),
         };
+        let policy_value = match (&self.default_policy_header, policy) {
+            (Some(value), "default") => value.clone(),
+            _ => policy_header(policy, &quota),
+        };
         let mut headers = vec![
-            (
-                HeaderName::from_static("ratelimit-policy"),
-                header_value(format!("\"{policy}\";q={};w={window}", quota.rate())),
-            ),
+            (HeaderName::from_static("ratelimit-policy"), policy_value),
             (
                 HeaderName::from_static("ratelimit"),
                 header_value(format!("\"{policy}\";r={remaining};t={}", ceil_secs(reset))),
@@ -305,6 +313,15 @@ impl Shared {
         }
         Some((decision, headers, retry_after))
     }
+}
+
+/// `RateLimit-Policy` for `quota` under `policy`.
+fn policy_header(policy: &str, quota: &Quota) -> HeaderValue {
+    header_value(format!(
+        "\"{policy}\";q={};w={}",
+        quota.rate(),
+        quota.period().as_secs().max(1)
+    ))
 }
 
 /// Header values made here are digits, letters and quotes.
