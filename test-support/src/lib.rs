@@ -783,3 +783,57 @@ where
         seen: rx.try_recv().ok(),
     }
 }
+
+/// A service as [`serve_loopback`] serves it: any body, boxed, so a layered
+/// and a bare variant of one app differ only by the layer.
+pub type BenchService = tower::util::BoxCloneService<
+    http::Request<hyper::body::Incoming>,
+    http::Response<http_body_util::combinators::BoxBody<bytes::Bytes, std::convert::Infallible>>,
+    std::convert::Infallible,
+>;
+
+/// Boxes `service`'s response body for [`serve_loopback`].
+pub fn bench_service<S, B>(service: S) -> BenchService
+where
+    S: tower_service::Service<
+            http::Request<hyper::body::Incoming>,
+            Response = http::Response<B>,
+            Error = std::convert::Infallible,
+        > + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    B: http_body::Body<Data = bytes::Bytes, Error = std::convert::Infallible>
+        + Send
+        + Sync
+        + 'static,
+{
+    use http_body_util::BodyExt as _;
+    use tower::ServiceExt as _;
+    BenchService::new(service.map_response(|res: http::Response<B>| res.map(|b| b.boxed())))
+}
+
+/// Serves `service` over HTTP/1.1 and h2 on a loopback port (nodelay), on
+/// the current runtime; returns the address. For benches.
+pub async fn serve_loopback(service: BenchService) -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap_or_else(|e| panic!("bind: {e}"));
+    let addr = listener
+        .local_addr()
+        .unwrap_or_else(|e| panic!("local_addr: {e}"));
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let _ = stream.set_nodelay(true);
+            let service = hyper_util::service::TowerToHyperService::new(service.clone());
+            tokio::spawn(async move {
+                let _ = hyper_util::server::conn::auto::Builder::new(
+                    hyper_util::rt::TokioExecutor::new(),
+                )
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                .await;
+            });
+        }
+    });
+    addr
+}

@@ -15,53 +15,24 @@ use std::time::Duration;
 use bytes::Bytes;
 use criterion::{Criterion, criterion_group, criterion_main};
 use http::{Request, Response};
-use http_body_util::combinators::BoxBody;
-use http_body_util::{BodyExt, Empty, Full};
+use http_body_util::{Empty, Full};
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::service::TowerToHyperService;
-use portcullis_identity::response::ResponseBody;
 use portcullis_rate_limit::{
     KeyChain, KeySource, MemoryStore, Quota, RateLimitLayer, SystemClock, WhenFull,
 };
 use tower::ServiceBuilder;
-use tower::util::BoxCloneService;
 
 async fn app(_req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
     Ok(Response::new(Full::new(Bytes::from_static(b"ok"))))
 }
 
-type Boxed = BoxCloneService<Request<Incoming>, Response<BoxBody<Bytes, Infallible>>, Infallible>;
-
 async fn server(layer: Option<RateLimitLayer>) -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let service: Boxed = match layer {
-        None => BoxCloneService::new(
-            ServiceBuilder::new()
-                .map_response(|res: Response<Full<Bytes>>| res.map(BodyExt::boxed))
-                .service_fn(app),
-        ),
-        Some(layer) => BoxCloneService::new(
-            ServiceBuilder::new()
-                .map_response(|res: Response<ResponseBody<Full<Bytes>>>| res.map(BodyExt::boxed))
-                .layer(layer)
-                .service_fn(app),
-        ),
-    };
-    tokio::spawn(async move {
-        loop {
-            let (stream, _) = listener.accept().await.unwrap();
-            stream.set_nodelay(true).unwrap();
-            let service = TowerToHyperService::new(service.clone());
-            tokio::spawn(async move {
-                hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await
-            });
-        }
-    });
-    addr
+    use portcullis_test_support::{bench_service, serve_loopback};
+    serve_loopback(match layer {
+        None => bench_service(tower::service_fn(app)),
+        Some(layer) => bench_service(ServiceBuilder::new().layer(layer).service_fn(app)),
+    })
+    .await
 }
 
 fn requests(_: &mut Criterion) {

@@ -20,19 +20,16 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use http::{Request, Response, StatusCode};
-use http_body_util::combinators::BoxBody;
-use http_body_util::{BodyExt, Empty, Full};
+use http_body_util::{Empty, Full};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::service::TowerToHyperService;
-use portcullis_identity::response::ResponseBody;
 use portcullis_identity::{BearerDigest, Tenant, TenantStatus};
 use portcullis_tenant::{
     CachePolicy, Chain, ControlPlane, ControlPlaneResolver, MemoryStore, Principal, TenantLayer,
     TenantResolver,
 };
 use tokio::runtime::Runtime;
-use tower::util::BoxCloneService;
 use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
 
 const KEY: &str = "sk-live-0123456789abcdef0123456789abcdef";
@@ -187,38 +184,13 @@ async fn app(req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible
     ))))
 }
 
-type Boxed = BoxCloneService<Request<Incoming>, Response<BoxBody<Bytes, Infallible>>, Infallible>;
-
 async fn server(layer: Option<TenantLayer>) -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    // Both variants box their response body alike.
-    let service: Boxed = match layer {
-        None => BoxCloneService::new(
-            ServiceBuilder::new()
-                .map_response(|res: Response<Full<Bytes>>| res.map(BodyExt::boxed))
-                .service_fn(app),
-        ),
-        Some(layer) => BoxCloneService::new(
-            ServiceBuilder::new()
-                .map_response(|res: Response<ResponseBody<Full<Bytes>>>| res.map(BodyExt::boxed))
-                .layer(layer)
-                .service_fn(app),
-        ),
-    };
-    tokio::spawn(async move {
-        loop {
-            let (stream, _) = listener.accept().await.unwrap();
-            stream.set_nodelay(true).unwrap();
-            let service = TowerToHyperService::new(service.clone());
-            tokio::spawn(async move {
-                hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await
-            });
-        }
-    });
-    addr
+    use portcullis_test_support::{bench_service, serve_loopback};
+    serve_loopback(match layer {
+        None => bench_service(tower::service_fn(app)),
+        Some(layer) => bench_service(ServiceBuilder::new().layer(layer).service_fn(app)),
+    })
+    .await
 }
 
 async fn drive(addr: SocketAddr, n: u64) -> Duration {
