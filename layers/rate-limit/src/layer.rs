@@ -72,6 +72,7 @@ pub struct RateLimitLayer {
     shared: Arc<Shared>,
 }
 
+#[derive(Clone)]
 struct Shared {
     limiter: Arc<dyn Limiter>,
     keys: KeyChain,
@@ -114,24 +115,13 @@ impl RateLimitLayer {
         }
     }
 
-    fn edit(self, change: impl FnOnce(&mut Shared)) -> Self {
-        let old = &self.shared;
-        let mut shared = Shared {
-            limiter: old.limiter.clone(),
-            keys: old.keys.clone(),
-            default_quota: old.default_quota,
-            missing_key: old.missing_key,
-            legacy_headers: old.legacy_headers,
-            shadow: old.shadow,
-            default_policy_header: None,
-        };
-        change(&mut shared);
+    fn edit(mut self, change: impl FnOnce(&mut Shared)) -> Self {
+        let shared = Arc::make_mut(&mut self.shared);
+        change(shared);
         shared.default_policy_header = shared
             .default_quota
             .map(|quota| policy_header("default", &quota));
-        RateLimitLayer {
-            shared: Arc::new(shared),
-        }
+        self
     }
 
     /// The quota when the request's tenant has no plan.

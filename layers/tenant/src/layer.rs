@@ -93,6 +93,7 @@ pub struct TenantLayer {
     config: Arc<Config>,
 }
 
+#[derive(Clone)]
 struct Config {
     resolver: Arc<dyn TenantResolver>,
     policy: AuthPolicy,
@@ -139,22 +140,7 @@ impl TenantLayer {
     }
 
     fn edit(mut self, change: impl FnOnce(&mut Config)) -> Self {
-        match Arc::get_mut(&mut self.config) {
-            Some(config) => change(config),
-            None => {
-                let old = &self.config;
-                let mut config = Config {
-                    resolver: old.resolver.clone(),
-                    policy: old.policy,
-                    certificate: old.certificate,
-                    tenant_header: old.tenant_header.clone(),
-                    caller_header: old.caller_header.clone(),
-                    protected: old.protected.clone(),
-                };
-                change(&mut config);
-                self.config = Arc::new(config);
-            }
-        }
+        change(Arc::make_mut(&mut self.config));
         self
     }
 
