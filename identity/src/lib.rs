@@ -55,6 +55,7 @@ mod dn;
 mod forwarded;
 pub mod hex;
 pub mod pem;
+pub mod percent;
 mod protected;
 mod proxies;
 pub mod response;

@@ -32,6 +32,7 @@ use bytes::Bytes;
 use http::{Request, StatusCode, Uri};
 use http_body_util::{BodyExt, Empty, Limited};
 use hyper_util::rt::TokioIo;
+use portcullis_identity::percent::encode_component;
 use portcullis_identity::{Quota, Tenant, TenantStatus};
 use serde::Deserialize;
 
@@ -281,19 +282,6 @@ struct KeyAnswer {
 #[derive(Debug, Deserialize)]
 struct EnvAnswer {
     env: HashMap<String, String>,
-}
-
-/// Percent-encodes all but RFC 3986's unreserved characters.
-fn encode_component(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for byte in text.bytes() {
-        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
-            out.push(char::from(byte));
-        } else {
-            out.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    out
 }
 
 /// Resolves principals through a [`ControlPlane`], cached.

@@ -24,6 +24,7 @@ use base64::engine::DecodePaddingMode;
 use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig, STANDARD};
 use portcullis_identity::hex;
 use portcullis_identity::pem::{PemError, parse_bundle};
+pub(crate) use portcullis_identity::percent::encode_component as url_encode;
 
 /// How a trusted proxy writes the client certificate into its header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -434,23 +435,6 @@ pub(crate) fn pem(der: &[u8]) -> String {
         out.push('\n');
     }
     out.push_str("-----END CERTIFICATE-----\n");
-    out
-}
-
-/// Percent-encodes everything but RFC 3986's unreserved characters, as
-/// Envoy and nginx do.
-pub(crate) fn url_encode(text: &str) -> String {
-    const HEX: &[u8; 16] = b"0123456789ABCDEF";
-    let mut out = String::with_capacity(text.len() * 3 / 2);
-    for byte in text.bytes() {
-        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
-            out.push(char::from(byte));
-        } else {
-            out.push('%');
-            out.push(char::from(HEX[usize::from(byte >> 4)]));
-            out.push(char::from(HEX[usize::from(byte & 0xf)]));
-        }
-    }
     out
 }
 
