@@ -43,6 +43,14 @@ fn bearer(token: &str) -> Request<()> {
         .unwrap()
 }
 
+/// The status of `req` through `svc`.
+async fn status<S, B>(svc: &mut S, req: Request<()>) -> StatusCode
+where
+    S: Service<Request<()>, Response = Response<B>, Error = Infallible>,
+{
+    svc.ready().await.unwrap().call(req).await.unwrap().status()
+}
+
 async fn body(res: Response<impl http_body::Body<Data = Bytes, Error = Infallible>>) -> String {
     String::from_utf8(res.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap()
 }
@@ -58,16 +66,7 @@ async fn clones_share_one_quota_and_429_carries_the_headers() {
     assert_eq!(res.headers()["ratelimit"], "\"default\";r=1;t=1");
     assert!(!res.headers().contains_key("retry-after"));
     assert_eq!(body(res).await, "bearer 1 false");
-    assert_eq!(
-        b.ready()
-            .await
-            .unwrap()
-            .call(bearer("k"))
-            .await
-            .unwrap()
-            .status(),
-        StatusCode::OK
-    );
+    assert_eq!(status(&mut b, bearer("k")).await, StatusCode::OK);
     // The third, through either clone: refused from call, with the wait.
     let res = a.ready().await.unwrap().call(bearer("k")).await.unwrap();
     assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
@@ -83,27 +82,9 @@ async fn clones_share_one_quota_and_429_carries_the_headers() {
         .unwrap()
         .unwrap();
     // Another key has its own bucket; time refills.
-    assert_eq!(
-        b.ready()
-            .await
-            .unwrap()
-            .call(bearer("other"))
-            .await
-            .unwrap()
-            .status(),
-        StatusCode::OK
-    );
+    assert_eq!(status(&mut b, bearer("other")).await, StatusCode::OK);
     clock.advance(Duration::from_millis(500));
-    assert_eq!(
-        b.ready()
-            .await
-            .unwrap()
-            .call(bearer("k"))
-            .await
-            .unwrap()
-            .status(),
-        StatusCode::OK
-    );
+    assert_eq!(status(&mut b, bearer("k")).await, StatusCode::OK);
 }
 
 #[tokio::test]
@@ -125,13 +106,7 @@ async fn the_tenant_plan_wins_over_the_default() {
         assert_eq!(res.headers()["ratelimit-policy"], "\"tenant\";q=600;w=60");
     }
     assert_eq!(
-        svc.ready()
-            .await
-            .unwrap()
-            .call(with_plan())
-            .await
-            .unwrap()
-            .status(),
+        status(&mut svc, with_plan()).await,
         StatusCode::TOO_MANY_REQUESTS
     );
 }
