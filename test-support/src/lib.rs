@@ -837,3 +837,27 @@ pub async fn serve_loopback(service: BenchService) -> std::net::SocketAddr {
     });
     addr
 }
+
+/// Runs `setup` on a single-threaded runtime in a thread of its own, hands
+/// back what it returns, and keeps that runtime (and the servers `setup`
+/// spawned on it) running for the life of the process. For benches, so a
+/// server and its client do not share, or steal, one runtime's workers.
+pub fn on_own_thread<T, F>(setup: impl FnOnce() -> F + Send + 'static) -> T
+where
+    T: Send + 'static,
+    F: std::future::Future<Output = T>,
+{
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap_or_else(|e| panic!("runtime: {e}"));
+        rt.block_on(async move {
+            let _ = tx.send(setup().await);
+            std::future::pending::<()>().await;
+        });
+    });
+    rx.recv()
+        .unwrap_or_else(|e| panic!("the server thread ended before its set-up: {e}"))
+}

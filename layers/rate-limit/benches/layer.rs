@@ -36,28 +36,16 @@ async fn server(layer: Option<RateLimitLayer>) -> SocketAddr {
 }
 
 fn requests(_: &mut Criterion) {
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let store = Arc::new(MemoryStore::new(
-                100_000,
-                WhenFull::default(),
-                SystemClock::new(),
-            ));
-            let layer = RateLimitLayer::new(store, KeyChain::new([KeySource::Bearer]))
-                .default_quota(
-                    Quota::new(1_000_000_000, Duration::from_secs(1), 1_000_000).unwrap(),
-                );
-            tx.send((server(None).await, server(Some(layer)).await))
-                .unwrap();
-            std::future::pending::<()>().await;
-        });
+    let (plain, layered) = portcullis_test_support::on_own_thread(|| async {
+        let store = Arc::new(MemoryStore::new(
+            100_000,
+            WhenFull::default(),
+            SystemClock::new(),
+        ));
+        let layer = RateLimitLayer::new(store, KeyChain::new([KeySource::Bearer]))
+            .default_quota(Quota::new(1_000_000_000, Duration::from_secs(1), 1_000_000).unwrap());
+        (server(None).await, server(Some(layer)).await)
     });
-    let (plain, layered) = rx.recv().unwrap();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

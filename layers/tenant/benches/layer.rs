@@ -208,25 +208,16 @@ async fn drive(addr: SocketAddr, n: u64) -> Duration {
 /// client on another, so work stealing between the two does not decide the
 /// result: each side is one thread, as on a dedicated core.
 fn server_thread() -> (SocketAddr, SocketAddr, SocketAddr) {
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let plain = server(None).await;
-            let remote = cached_resolver().await;
-            let layered = server(Some(TenantLayer::new(
-                Chain::new(Vec::<MemoryStore>::new()).with_remote(remote),
-            )))
-            .await;
-            let local = server(Some(TenantLayer::new(store()))).await;
-            tx.send((plain, layered, local)).unwrap();
-            std::future::pending::<()>().await;
-        });
-    });
-    rx.recv().unwrap()
+    portcullis_test_support::on_own_thread(|| async {
+        let plain = server(None).await;
+        let remote = cached_resolver().await;
+        let layered = server(Some(TenantLayer::new(
+            Chain::new(Vec::<MemoryStore>::new()).with_remote(remote),
+        )))
+        .await;
+        let local = server(Some(TenantLayer::new(store()))).await;
+        (plain, layered, local)
+    })
 }
 
 fn requests(c: &mut Criterion) {
