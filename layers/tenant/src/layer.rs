@@ -561,6 +561,14 @@ where
             Ok(principals) => principals,
             Err(rejection) => return ResponseFuture::rejected(rejection),
         };
+        // Layers after this one (the rate limiter) key by the same digest:
+        // hash the key once per request.
+        if let Some(digest) = each(&principals).find_map(|p| match p {
+            Principal::Bearer(digest) => Some(*digest),
+            Principal::Certificate(_) => None,
+        }) {
+            req.extensions_mut().insert(digest);
+        }
         // Every answer at hand: decide now, no future to box.
         match decide_now(config, &principals) {
             Some(Ok(decided)) => {
