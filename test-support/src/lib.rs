@@ -619,6 +619,25 @@ impl Drop for Daemon {
     }
 }
 
+/// A throwaway `redis-server` on 127.0.0.1:`port`: no persistence, its
+/// files in `dir`. `None` (with a skip notice) when redis-server is not
+/// installed and interop is not required.
+pub fn redis_server(dir: &TempDir, port: u16) -> Option<Daemon> {
+    let binary = interop_binary("redis-server")?;
+    let mut command = std::process::Command::new(binary);
+    command
+        .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
+        .args(["--save", "", "--appendonly", "no", "--protected-mode", "no"])
+        .arg("--dir")
+        .arg(dir.path());
+    Some(Daemon::start(
+        "redis-server",
+        command,
+        port,
+        dir.join(&format!("redis-{port}.log")),
+    ))
+}
+
 /// Compares a baseline and a candidate in alternating rounds, so the
 /// machine's drift (±10% from one run to the next on shared machines)
 /// falls on both sides alike, and prints the ratio of totals and the

@@ -17,19 +17,8 @@ use portcullis_identity::response::{Rejection, ResponseBody, rejection_response}
 use tower_layer::Layer;
 use tower_service::Service;
 
-use crate::{BucketKey, Clock, KeyChain, MemoryStore, Outcome, Quota};
-
-/// Checks a bucket; implemented by the stores.
-pub trait Limiter: Send + Sync + 'static {
-    /// Charges `cost` to `key` under `quota`, if it fits.
-    fn check(&self, key: BucketKey, quota: &Quota, cost: u32) -> Outcome;
-}
-
-impl<C: Clock> Limiter for MemoryStore<C> {
-    fn check(&self, key: BucketKey, quota: &Quota, cost: u32) -> Outcome {
-        MemoryStore::check(self, key, quota, cost)
-    }
-}
+use crate::limiter::{Checking, Limiter, StoreError};
+use crate::{KeyChain, Outcome, Quota};
 
 /// What to do with a request no key source names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -40,6 +29,16 @@ pub enum MissingKey {
     Reject,
     /// Let it through uncounted.
     Allow,
+}
+
+/// What to do when the store cannot answer (Redis down or slow).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OnStoreError {
+    /// `503` with `Retry-After: 1`: nobody goes uncounted (default).
+    #[default]
+    FailClosed,
+    /// Let the request through uncounted, and log it.
+    FailOpen,
 }
 
 /// What the limiter decided, for handlers (in the request's extensions)
@@ -78,6 +77,7 @@ struct Shared {
     keys: KeyChain,
     default_quota: Option<Quota>,
     missing_key: MissingKey,
+    on_store_error: OnStoreError,
     legacy_headers: bool,
     shadow: bool,
     /// Built once: the default policy's header never changes.
@@ -90,6 +90,7 @@ impl fmt::Debug for RateLimitLayer {
             .field("keys", &self.shared.keys)
             .field("default_quota", &self.shared.default_quota)
             .field("missing_key", &self.shared.missing_key)
+            .field("on_store_error", &self.shared.on_store_error)
             .field("legacy_headers", &self.shared.legacy_headers)
             .field("shadow", &self.shared.shadow)
             .finish_non_exhaustive()
@@ -108,6 +109,7 @@ impl RateLimitLayer {
                 keys,
                 default_quota: None,
                 missing_key: MissingKey::default(),
+                on_store_error: OnStoreError::default(),
                 legacy_headers: false,
                 shadow: false,
                 default_policy_header: None,
@@ -134,6 +136,12 @@ impl RateLimitLayer {
     #[must_use]
     pub fn missing_key(self, missing_key: MissingKey) -> Self {
         self.edit(|s| s.missing_key = missing_key)
+    }
+
+    /// What to do when the store cannot answer.
+    #[must_use]
+    pub fn on_store_error(self, policy: OnStoreError) -> Self {
+        self.edit(|s| s.on_store_error = policy)
     }
 
     /// Also send `X-RateLimit-Limit`, `X-RateLimit-Remaining` and
@@ -191,6 +199,8 @@ pub enum RateLimitRejectionKind {
     TooManyRequests,
     /// No key source named a bucket: `401`.
     NoKey,
+    /// The store could not answer and the layer fails closed: `503`.
+    StoreUnavailable,
 }
 
 impl RateLimitRejection {
@@ -205,6 +215,7 @@ impl Rejection for RateLimitRejection {
         match self.kind {
             RateLimitRejectionKind::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
             RateLimitRejectionKind::NoKey => StatusCode::UNAUTHORIZED,
+            RateLimitRejectionKind::StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -215,6 +226,9 @@ impl Rejection for RateLimitRejection {
             }
             RateLimitRejectionKind::NoKey => {
                 "no rate-limit key: the request carries no credential or address to count it by\n"
+            }
+            RateLimitRejectionKind::StoreUnavailable => {
+                "rate-limit store unavailable; retry after the Retry-After seconds\n"
             }
         })
     }
@@ -238,14 +252,17 @@ fn ceil_secs(d: Duration) -> u64 {
     d.as_secs() + u64::from(d.subsec_nanos() > 0)
 }
 
+/// The quota a request is counted under, and the policy's name.
+#[derive(Clone, Copy)]
+struct Applied {
+    source: &'static str,
+    policy: &'static str,
+    quota: Quota,
+}
+
 impl Shared {
-    /// The decision and the headers that report it.
-    fn decide(
-        &self,
-        source: &'static str,
-        key: BucketKey,
-        tenant: Option<&Tenant>,
-    ) -> Option<Verdict> {
+    /// The tenant's plan, else the default; `None`: unlimited.
+    fn applied(&self, source: &'static str, tenant: Option<&Tenant>) -> Option<Applied> {
         let (policy, quota) = match tenant
             .and_then(Tenant::quota)
             .and_then(|q| Quota::per_minute(q.rate_per_min, q.burst).ok())
@@ -253,7 +270,20 @@ impl Shared {
             Some(plan) => ("tenant", plan),
             None => ("default", self.default_quota?),
         };
-        let outcome = self.limiter.check(key, &quota, 1);
+        Some(Applied {
+            source,
+            policy,
+            quota,
+        })
+    }
+
+    /// The decision and the headers that report it.
+    fn verdict(&self, applied: Applied, outcome: Outcome) -> Verdict {
+        let Applied {
+            source,
+            policy,
+            quota,
+        } = applied;
         let window = quota.period().as_secs().max(1);
         let (remaining, reset, retry_after) = match outcome {
             Outcome::Allowed { remaining, reset } => (remaining, reset, None),
@@ -301,7 +331,66 @@ impl Shared {
                 HeaderValue::from(ceil_secs(wait).max(1)),
             ));
         }
-        Some((decision, headers, retry_after))
+        (decision, headers, retry_after)
+    }
+
+    /// What becomes of a request once the store has answered: the inner
+    /// service's call, or a rejection.
+    fn conclude<S, B>(
+        &self,
+        applied: Applied,
+        answer: Result<Outcome, StoreError>,
+        mut req: Request<B>,
+        inner: &mut S,
+    ) -> Concluded<S::Future>
+    where
+        S: Service<Request<B>>,
+    {
+        let outcome = match answer {
+            Ok(outcome) => outcome,
+            Err(error) => {
+                return match self.on_store_error {
+                    OnStoreError::FailOpen => {
+                        #[cfg(feature = "tracing")]
+                        tracing::warn!(%error, key_source = applied.source, "rate limit not counted: failing open");
+                        let _ = error;
+                        Ok((inner.call(req), Vec::new()))
+                    }
+                    OnStoreError::FailClosed => {
+                        #[cfg(feature = "tracing")]
+                        tracing::warn!(%error, key_source = applied.source, "rate limit store failed: refusing");
+                        let _ = error;
+                        Err(RateLimitRejection {
+                            kind: RateLimitRejectionKind::StoreUnavailable,
+                            headers: vec![(http::header::RETRY_AFTER, HeaderValue::from(1u32))],
+                        })
+                    }
+                };
+            }
+        };
+        let (decision, headers, retry_after) = self.verdict(applied, outcome);
+        if retry_after.is_some() && !self.shadow {
+            #[cfg(feature = "tracing")]
+            tracing::debug!(key_source = applied.source, "rate limit exceeded");
+            return Err(RateLimitRejection {
+                kind: RateLimitRejectionKind::TooManyRequests,
+                headers,
+            });
+        }
+        #[cfg(feature = "tracing")]
+        if retry_after.is_some() {
+            tracing::info!(
+                key_source = applied.source,
+                "shadow rate limit: would have denied"
+            );
+        }
+        req.extensions_mut().insert(decision);
+        // The headers of an allowed answer carry no Retry-After.
+        let headers = headers
+            .into_iter()
+            .filter(|(name, _)| name != http::header::RETRY_AFTER)
+            .collect();
+        Ok((inner.call(req), headers))
     }
 }
 
@@ -321,11 +410,11 @@ fn header_value(text: String) -> HeaderValue {
 
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for RateLimit<S>
 where
-    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone,
 {
     type Response = Response<ResponseBody<ResBody>>;
     type Error = S::Error;
-    type Future = ResponseFuture<S::Future>;
+    type Future = ResponseFuture<S, ReqBody>;
 
     /// Only the inner service's readiness: quota is answered in `call`,
     /// never by making callers wait.
@@ -335,10 +424,10 @@ where
 
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
         let shared = &self.shared;
-        let (mut parts, body) = req.into_parts();
+        let (parts, body) = req.into_parts();
         let Some((source, key)) = shared.keys.key(&parts) else {
             return match shared.missing_key {
-                MissingKey::Allow => ResponseFuture::inner(
+                MissingKey::Allow => ResponseFuture::calling(
                     self.inner.call(Request::from_parts(parts, body)),
                     Vec::new(),
                 ),
@@ -348,88 +437,150 @@ where
                 }),
             };
         };
-        let Some((decision, headers, retry_after)) =
-            shared.decide(source, key, parts.extensions.get::<Tenant>())
-        else {
+        let Some(applied) = shared.applied(source, parts.extensions.get::<Tenant>()) else {
             // No quota applies: unlimited.
-            return ResponseFuture::inner(
+            return ResponseFuture::calling(
                 self.inner.call(Request::from_parts(parts, body)),
                 Vec::new(),
             );
         };
-        if retry_after.is_some() && !shared.shadow {
-            #[cfg(feature = "tracing")]
-            tracing::debug!(key_source = source, "rate limit exceeded");
-            return ResponseFuture::rejected(RateLimitRejection {
-                kind: RateLimitRejectionKind::TooManyRequests,
-                headers,
-            });
+        let req = Request::from_parts(parts, body);
+        match shared.limiter.check(key, &applied.quota, 1).now() {
+            // The answer at hand (the memory store): no future to box.
+            Ok(answer) => {
+                ResponseFuture::concluded(shared.conclude(applied, answer, req, &mut self.inner))
+            }
+            Err(checking) => {
+                // The service that was polled ready goes with this request.
+                let clone = self.inner.clone();
+                let inner = std::mem::replace(&mut self.inner, clone);
+                ResponseFuture {
+                    state: State::Checking {
+                        waiting: Box::new(Waiting {
+                            checking,
+                            applied,
+                            request: Some(req),
+                            inner: Some(inner),
+                            shared: shared.clone(),
+                        }),
+                    },
+                }
+            }
         }
-        #[cfg(feature = "tracing")]
-        if retry_after.is_some() {
-            tracing::info!(key_source = source, "shadow rate limit: would have denied");
-        }
-        parts.extensions.insert(decision);
-        // The headers of an allowed answer carry no Retry-After.
-        let headers = headers
-            .into_iter()
-            .filter(|(name, _)| name != http::header::RETRY_AFTER)
-            .collect();
-        ResponseFuture::inner(self.inner.call(Request::from_parts(parts, body)), headers)
     }
 }
 
 pin_project! {
     /// Response future of [`RateLimit`].
-    pub struct ResponseFuture<F> {
+    pub struct ResponseFuture<S, ReqBody>
+    where
+        S: Service<Request<ReqBody>>,
+    {
         #[pin]
-        kind: Kind<F>,
+        state: State<S, ReqBody, S::Future>,
     }
 }
 
+/// A request waiting for the store's answer.
+struct Waiting<S, B> {
+    checking: Checking,
+    applied: Applied,
+    request: Option<Request<B>>,
+    inner: Option<S>,
+    shared: Arc<Shared>,
+}
+
 pin_project! {
-    #[project = KindProj]
-    enum Kind<F> {
-        Inner { #[pin] future: F, headers: Vec<(HeaderName, HeaderValue)> },
+    #[project = StateProj]
+    enum State<S, B, F> {
+        Checking { waiting: Box<Waiting<S, B>> },
+        Calling { #[pin] future: F, headers: Vec<(HeaderName, HeaderValue)> },
         Rejected { rejection: RateLimitRejection },
     }
 }
 
-impl<F> ResponseFuture<F> {
-    fn inner(future: F, headers: Vec<(HeaderName, HeaderValue)>) -> Self {
+impl<S, B> ResponseFuture<S, B>
+where
+    S: Service<Request<B>>,
+{
+    fn calling(future: S::Future, headers: Vec<(HeaderName, HeaderValue)>) -> Self {
         ResponseFuture {
-            kind: Kind::Inner { future, headers },
+            state: State::Calling { future, headers },
         }
     }
 
     fn rejected(rejection: RateLimitRejection) -> Self {
         ResponseFuture {
-            kind: Kind::Rejected { rejection },
+            state: State::Rejected { rejection },
+        }
+    }
+
+    fn concluded(concluded: Concluded<S::Future>) -> Self {
+        ResponseFuture {
+            state: State::concluded(concluded),
         }
     }
 }
 
-impl<F, B, E> Future for ResponseFuture<F>
+/// The inner call and the headers for its answer, or a rejection.
+type Concluded<F> = Result<(F, Vec<(HeaderName, HeaderValue)>), RateLimitRejection>;
+
+impl<S, B, F> State<S, B, F> {
+    fn concluded(concluded: Concluded<F>) -> Self {
+        match concluded {
+            Ok((future, headers)) => State::Calling { future, headers },
+            Err(rejection) => State::Rejected { rejection },
+        }
+    }
+}
+
+impl<S, B, ResBody> Future for ResponseFuture<S, B>
 where
-    F: Future<Output = Result<Response<B>, E>>,
+    S: Service<Request<B>, Response = Response<ResBody>>,
 {
-    type Output = Result<Response<ResponseBody<B>>, E>;
+    type Output = Result<Response<ResponseBody<ResBody>>, S::Error>;
 
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.project().kind.project() {
-            KindProj::Inner { future, headers } => {
-                let mut res = ready!(future.poll(cx))?;
-                for (name, value) in headers.drain(..) {
-                    res.headers_mut().insert(name, value);
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        loop {
+            let next = match self.as_mut().project().state.project() {
+                StateProj::Calling { future, headers } => {
+                    let mut res = ready!(future.poll(cx))?;
+                    for (name, value) in headers.drain(..) {
+                        res.headers_mut().insert(name, value);
+                    }
+                    return Poll::Ready(Ok(res.map(ResponseBody::inner)));
                 }
-                Poll::Ready(Ok(res.map(ResponseBody::inner)))
-            }
-            KindProj::Rejected { rejection } => Poll::Ready(Ok(rejection_response(rejection))),
+                StateProj::Rejected { rejection } => {
+                    return Poll::Ready(Ok(rejection_response(rejection)));
+                }
+                StateProj::Checking { waiting } => {
+                    let answer = ready!(Pin::new(&mut waiting.checking).poll(cx));
+                    match (waiting.request.take(), waiting.inner.take()) {
+                        (Some(req), Some(mut inner)) => State::concluded(waiting.shared.conclude(
+                            waiting.applied,
+                            answer,
+                            req,
+                            &mut inner,
+                        )),
+                        // Polled after completion.
+                        _ => State::Rejected {
+                            rejection: RateLimitRejection {
+                                kind: RateLimitRejectionKind::StoreUnavailable,
+                                headers: Vec::new(),
+                            },
+                        },
+                    }
+                }
+            };
+            self.as_mut().project().state.set(next);
         }
     }
 }
 
-impl<F> fmt::Debug for ResponseFuture<F> {
+impl<S, B> fmt::Debug for ResponseFuture<S, B>
+where
+    S: Service<Request<B>>,
+{
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ResponseFuture").finish_non_exhaustive()
     }

@@ -13,7 +13,10 @@
 //!   optionally the legacy trio) on every answer, `Retry-After` on `429`, a
 //!   [`RateLimitDecision`] for handlers, and a shadow mode.
 //!
-//! Still to come: the Redis store, and the benches against governor.
+//! - [`RedisStore`] (feature `redis`): the same buckets in Redis for
+//!   services on many instances: one `EVALSHA` of a Lua GCRA on Redis's
+//!   clock per check, a local cache of refusals, and an explicit
+//!   [`OnStoreError`] when Redis cannot answer.
 //!
 //! # Example
 //!
@@ -41,16 +44,23 @@ mod clock;
 mod gcra;
 mod keys;
 mod layer;
+mod limiter;
 mod memory;
+#[cfg(feature = "redis")]
+mod redis_store;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use gcra::{Outcome, Quota, QuotaError};
 pub use keys::{CustomKey, KeyChain, KeySource};
 pub use layer::{
-    Limiter, MissingKey, RateLimit, RateLimitDecision, RateLimitLayer, RateLimitRejection,
+    MissingKey, OnStoreError, RateLimit, RateLimitDecision, RateLimitLayer, RateLimitRejection,
     RateLimitRejectionKind, ResponseFuture,
 };
+pub use limiter::{Checking, Limiter, StoreError, StoreErrorKind};
 pub use memory::{BucketKey, MemoryStore, WhenFull};
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub use redis_store::{GCRA_SCRIPT, RedisOptions, RedisStore};
 
 #[cfg(test)]
 mod properties {

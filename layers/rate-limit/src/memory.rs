@@ -9,8 +9,25 @@ use crate::gcra::{Outcome, Quota, evaluate};
 
 /// A bucket's name: a fixed-size digest, so memory per key is fixed and no
 /// raw token or address is ever held.
+///
+/// A bucket is a key *and a period*: one key under `10/s` and `1000/h`
+/// is two buckets, so several policies on one caller need no separate
+/// keys, while a plan changing its rate within a period keeps its bucket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct BucketKey(pub [u8; 16]);
+
+impl BucketKey {
+    /// The bucket of this key under `quota`'s period. Bytes 8..16 carry
+    /// the period (byte 0 still picks the shard, bytes 8..16 still hash).
+    pub(crate) fn under(self, quota: &Quota) -> BucketKey {
+        let period = u64::try_from(quota.period().as_nanos()).unwrap_or(u64::MAX);
+        let mut bytes = self.0;
+        for (byte, p) in bytes[8..].iter_mut().zip(period.to_le_bytes()) {
+            *byte ^= p;
+        }
+        BucketKey(bytes)
+    }
+}
 
 /// What to do with a new key when the store is full of live buckets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -107,6 +124,7 @@ impl<C: Clock> MemoryStore<C> {
 
     /// Checks one bucket.
     pub fn check(&self, key: BucketKey, quota: &Quota, cost: u32) -> Outcome {
+        let key = key.under(quota);
         let now = self.clock.now_ns();
         let shard = &self.shards[Self::shard_of(&key)];
         {
@@ -123,9 +141,16 @@ impl<C: Clock> MemoryStore<C> {
         cas(tat, quota, now, cost)
     }
 
-    /// Checks several buckets together: all are charged, or none. The first
-    /// refusal (or the latest retry among refusals) is the answer.
+    /// Checks several buckets together: all are charged, or none. Each
+    /// check is evaluated as if the earlier ones had been charged (two
+    /// checks of one bucket see each other); the request may go on only if
+    /// every outcome allows it.
     pub fn check_all(&self, checks: &[(BucketKey, Quota, u32)]) -> Vec<Outcome> {
+        let checks: Vec<(BucketKey, Quota, u32)> = checks
+            .iter()
+            .map(|(key, quota, cost)| (key.under(quota), *quota, *cost))
+            .collect();
+        let checks = &checks[..];
         let now = self.clock.now_ns();
         // Lock every shard involved, in index order (no deadlock).
         let mut indices: Vec<usize> = checks.iter().map(|(k, _, _)| Self::shard_of(k)).collect();
@@ -283,7 +308,9 @@ mod tests {
         let store = MemoryStore::new(1000, WhenFull::default(), clock.clone());
         let per_second = Quota::new(10, Duration::from_secs(1), 10).unwrap();
         let per_minute = Quota::new(3, Duration::from_secs(60), 3).unwrap();
-        let checks = [(key(1), per_second, 1), (key(2), per_minute, 1)];
+        // One caller, two policies: two buckets (a bucket is a key and a
+        // period), checked together.
+        let checks = [(key(1), per_second, 1), (key(1), per_minute, 1)];
         for _ in 0..3 {
             assert!(store.check_all(&checks).iter().all(Outcome::is_allowed));
         }

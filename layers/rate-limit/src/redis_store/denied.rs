@@ -1,0 +1,122 @@
+//! The local "denied until" cache: a key Redis has just refused (or has
+//! just emptied) is refused here, without a round trip, until it could
+//! pass again.
+//!
+//! What is cached is a lower bound on the bucket's theoretical arrival
+//! time, in the local clock: Redis's answer (`reset`, the TAT less Redis's
+//! now) added to the moment the request was *sent*, which is no later than
+//! the moment Redis read its clock. A TAT only grows (every instance adds
+//! to it; it expires only once it is in the past), so a check this bound
+//! already refuses, Redis would refuse too; one it allows goes to Redis.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, PoisonError};
+
+use crate::gcra::{Outcome, Quota, evaluate};
+use crate::memory::BucketKey;
+
+const SHARDS: usize = 16;
+
+#[derive(Debug)]
+pub(crate) struct DeniedCache {
+    shards: Box<[Mutex<HashMap<BucketKey, u64>>]>,
+    per_shard: usize,
+}
+
+impl DeniedCache {
+    pub(crate) fn new(capacity: usize) -> Self {
+        DeniedCache {
+            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            per_shard: capacity.div_ceil(SHARDS),
+        }
+    }
+
+    fn shard(&self, bucket: &BucketKey) -> &Mutex<HashMap<BucketKey, u64>> {
+        &self.shards[usize::from(bucket.0[0]) % SHARDS]
+    }
+
+    /// The refusal the cached bound already proves, if any.
+    pub(crate) fn refusal(
+        &self,
+        bucket: &BucketKey,
+        quota: &Quota,
+        now: u64,
+        cost: u32,
+    ) -> Option<Outcome> {
+        if self.per_shard == 0 {
+            return None;
+        }
+        let tat = *self
+            .shard(bucket)
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(bucket)?;
+        match evaluate(quota, tat, now, cost) {
+            (outcome @ Outcome::Denied { .. }, _) => Some(outcome),
+            _ => None,
+        }
+    }
+
+    /// Remembers that the bucket's TAT is at least `tat`.
+    pub(crate) fn remember(&self, bucket: BucketKey, tat: u64, now: u64) {
+        if self.per_shard == 0 {
+            return;
+        }
+        let mut map = self
+            .shard(&bucket)
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if map.len() >= self.per_shard && !map.contains_key(&bucket) {
+            // Bounds in the past prove nothing: drop them; if the cache is
+            // still full of live ones, this key simply goes to Redis.
+            map.retain(|_, bound| *bound > now);
+            if map.len() >= self.per_shard {
+                return;
+            }
+        }
+        let bound = map.entry(bucket).or_insert(0);
+        *bound = (*bound).max(tat);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn a_bound_refuses_only_what_it_proves() {
+        let cache = DeniedCache::new(64);
+        let quota = Quota::new(10, Duration::from_secs(1), 2).unwrap();
+        let key = BucketKey([3; 16]);
+        let sec = 1_000_000_000;
+        // TAT two emission intervals ahead: the bucket is empty.
+        cache.remember(key, 10 * sec + 200_000_000, 10 * sec);
+        match cache.refusal(&key, &quota, 10 * sec, 1) {
+            Some(Outcome::Denied { retry_after, .. }) => {
+                assert_eq!(retry_after, Duration::from_millis(100));
+            }
+            other => panic!("{other:?}"),
+        }
+        // One interval later one request could pass: go ask Redis.
+        assert_eq!(cache.refusal(&key, &quota, 10 * sec + 100_000_000, 1), None);
+        // Unknown keys always go to Redis.
+        assert_eq!(
+            cache.refusal(&BucketKey([4; 16]), &quota, 10 * sec, 1),
+            None
+        );
+    }
+
+    #[test]
+    fn bounded() {
+        let cache = DeniedCache::new(16);
+        for n in 0..1000u32 {
+            let mut k = [0u8; 16];
+            k[..4].copy_from_slice(&n.to_le_bytes());
+            cache.remember(BucketKey(k), u64::MAX, 0);
+        }
+        let held: usize = cache.shards.iter().map(|s| s.lock().unwrap().len()).sum();
+        assert!(held <= 16, "{held} entries");
+    }
+}

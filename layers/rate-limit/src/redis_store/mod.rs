@@ -1,0 +1,394 @@
+//! Buckets in Redis, for services on many instances: one `EVALSHA` per
+//! check, Redis's own clock, a local cache of refusals.
+
+mod denied;
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{ErrorKind, RedisError, Script};
+
+use crate::gcra::{Outcome, Quota};
+use crate::limiter::{Checking, Limiter, StoreError, StoreErrorKind};
+use crate::memory::BucketKey;
+use crate::{Clock, SystemClock};
+
+use denied::DeniedCache;
+
+/// The GCRA script: several buckets, all or nothing, integer microseconds.
+/// Public so that benches and operators can load and inspect the exact
+/// script the store runs.
+pub const GCRA_SCRIPT: &str = include_str!("gcra.lua");
+
+/// Lua numbers are doubles: keep every microsecond value below 2^50 (35
+/// years), far under 2^53, so the script's arithmetic stays exact.
+const MAX_MICROS: u64 = 1 << 50;
+
+/// How a [`RedisStore`] connects and answers.
+#[derive(Clone)]
+pub struct RedisOptions {
+    prefix: String,
+    timeout: Duration,
+    connect_timeout: Duration,
+    denied_cache: usize,
+    clock: Option<Arc<dyn Clock>>,
+}
+
+impl fmt::Debug for RedisOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisOptions")
+            .field("prefix", &self.prefix)
+            .field("timeout", &self.timeout)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("denied_cache", &self.denied_cache)
+            .field("redis_time", &self.clock.is_none())
+            .finish()
+    }
+}
+
+impl Default for RedisOptions {
+    fn default() -> Self {
+        RedisOptions {
+            prefix: "portcullis:rl:".to_owned(),
+            timeout: Duration::from_millis(50),
+            connect_timeout: Duration::from_secs(1),
+            denied_cache: 100_000,
+            clock: None,
+        }
+    }
+}
+
+impl RedisOptions {
+    /// What every Redis key starts with (default `portcullis:rl:`).
+    #[must_use]
+    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+
+    /// How long a check may wait for Redis before it is a
+    /// [`StoreError`] (default 50 ms).
+    #[must_use]
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// How long one connection attempt may take (default 1 s).
+    #[must_use]
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// How many refused buckets to remember locally (default 100,000;
+    /// `0` turns the cache off).
+    #[must_use]
+    pub fn denied_cache(mut self, buckets: usize) -> Self {
+        self.denied_cache = buckets;
+        self
+    }
+
+    /// Take "now" from `clock` instead of Redis `TIME`. For tests, and for
+    /// fleets whose clocks are known to agree; by default every instance
+    /// uses Redis's clock, so theirs never matter.
+    #[must_use]
+    pub fn clock(mut self, clock: impl Clock) -> Self {
+        self.clock = Some(Arc::new(clock));
+        self
+    }
+
+    /// Connects to `url` (`redis://host:port/db`, `rediss://...`,
+    /// `redis+unix:///path`). The URL is never echoed in errors: it may
+    /// carry a password.
+    pub async fn connect(self, url: &str) -> Result<RedisStore, StoreError> {
+        let client = redis::Client::open(url).map_err(|e| {
+            StoreError::new(
+                StoreErrorKind::Unavailable,
+                format!(
+                    "not a usable Redis URL ({:?}); expected redis://host:port/db",
+                    e.kind()
+                ),
+            )
+        })?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(self.connect_timeout))
+            .set_response_timeout(Some(self.timeout))
+            .set_max_delay(Duration::from_millis(500));
+        let connection = ConnectionManager::new_with_config(client, config)
+            .await
+            .map_err(|e| unavailable(&e))?;
+        let script = Script::new(GCRA_SCRIPT);
+        // Load it now: a Redis that refuses scripts is a start-up error,
+        // not a refusal of every request.
+        let _: String = script
+            .prepare_invoke()
+            .load_async(&mut connection.clone())
+            .await
+            .map_err(|e| unavailable(&e))?;
+        Ok(RedisStore {
+            connection,
+            shared: Arc::new(Shared {
+                script,
+                prefix: self.prefix,
+                timeout: self.timeout,
+                denied: DeniedCache::new(self.denied_cache),
+                redis_time: self.clock.is_none(),
+                clock: self.clock.unwrap_or_else(|| Arc::new(SystemClock::new())),
+            }),
+        })
+    }
+}
+
+/// GCRA buckets in Redis, shared by every instance of a service.
+///
+/// - One `EVALSHA` per check of [`GCRA_SCRIPT`], which reads Redis `TIME`
+///   (instance clocks don't matter) and works in integer microseconds;
+///   `NOSCRIPT` (after a Redis restart or `SCRIPT FLUSH`) reloads it.
+/// - One Redis key per bucket, `<prefix>{<key hex>}:<period µs>`, written
+///   with `SET … PX` so it expires once full again. The policies of one
+///   caller share the hash tag, so an all-or-nothing
+///   [`check_all`](Self::check_all) over them touches one Redis Cluster
+///   slot. (A `check_all` across different keys needs them in one slot.)
+/// - A bucket Redis has refused, or just emptied, is refused locally until
+///   it could pass again: a caller hammering a closed bucket costs no
+///   round trip.
+/// - Redis not answering within the timeout is a [`StoreError`];
+///   [`RateLimitLayer::on_store_error`](crate::RateLimitLayer::on_store_error)
+///   chooses to fail open or closed.
+///
+/// Clones share the connection and the cache.
+#[derive(Clone)]
+pub struct RedisStore {
+    connection: ConnectionManager,
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    script: Script,
+    prefix: String,
+    timeout: Duration,
+    denied: DeniedCache,
+    /// The local clock: for the cache always, for the script only when
+    /// `redis_time` is off.
+    clock: Arc<dyn Clock>,
+    redis_time: bool,
+}
+
+impl fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisStore")
+            .field("prefix", &self.shared.prefix)
+            .field("timeout", &self.shared.timeout)
+            .field("redis_time", &self.shared.redis_time)
+            .finish_non_exhaustive()
+    }
+}
+
+fn unavailable(e: &RedisError) -> StoreError {
+    let kind = if e.is_timeout() {
+        StoreErrorKind::Timeout
+    } else {
+        StoreErrorKind::Unavailable
+    };
+    // Redis errors name the server and the command, never our arguments.
+    StoreError::new(kind, e.to_string())
+}
+
+fn micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros())
+        .unwrap_or(u64::MAX)
+        .min(MAX_MICROS)
+}
+
+/// One check as the script takes it.
+struct Prepared {
+    key: BucketKey,
+    quota: Quota,
+    interval_us: u64,
+    capacity_us: u64,
+    cost: u32,
+}
+
+impl Prepared {
+    fn new(key: BucketKey, quota: Quota, cost: u32) -> Self {
+        let interval_us = micros(Duration::from_nanos(quota.emission_interval_ns())).max(1);
+        Prepared {
+            key,
+            quota,
+            interval_us,
+            capacity_us: interval_us
+                .saturating_mul(u64::from(quota.burst()))
+                .min(MAX_MICROS),
+            cost,
+        }
+    }
+}
+
+impl RedisStore {
+    /// Connects to `url` with the default [`RedisOptions`].
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        RedisOptions::default().connect(url).await
+    }
+
+    /// The Redis key of `key` under `quota`.
+    pub fn redis_key(&self, key: &BucketKey, quota: &Quota) -> String {
+        use std::fmt::Write as _;
+        let mut name = String::with_capacity(self.shared.prefix.len() + 48);
+        name.push_str(&self.shared.prefix);
+        name.push('{');
+        for byte in key.0 {
+            let _ = write!(name, "{byte:02x}");
+        }
+        let _ = write!(name, "}}:{}", micros(quota.period()));
+        name
+    }
+
+    /// Checks several buckets together: all are charged, or none, in one
+    /// round trip (or none, when the local cache already refuses one).
+    /// Each check is evaluated as if the earlier ones had been charged; the
+    /// request may go on only if every outcome allows it.
+    pub async fn check_all(
+        &self,
+        checks: &[(BucketKey, Quota, u32)],
+    ) -> Result<Vec<Outcome>, StoreError> {
+        match self.start(checks) {
+            Ok(outcomes) => Ok(outcomes),
+            Err(prepared) => self.clone().round_trip(prepared).await,
+        }
+    }
+
+    /// Answers from what is known locally (a cost over the burst, a cached
+    /// refusal), or says what to ask Redis.
+    fn start(&self, checks: &[(BucketKey, Quota, u32)]) -> Result<Vec<Outcome>, Vec<Prepared>> {
+        let now = self.shared.clock.now_ns();
+        let mut local = None;
+        for (index, (key, quota, cost)) in checks.iter().enumerate() {
+            let refusal = if *cost > quota.burst() {
+                Some(Outcome::Never)
+            } else {
+                self.shared
+                    .denied
+                    .refusal(&key.under(quota), quota, now, *cost)
+            };
+            if let Some(refusal) = refusal {
+                local = Some((index, refusal));
+                break;
+            }
+        }
+        if let Some((index, refusal)) = local {
+            // All or nothing: one refusal refuses the request; the others
+            // are reported as not charged.
+            return Ok(checks
+                .iter()
+                .enumerate()
+                .map(|(i, _)| {
+                    if i == index {
+                        refusal
+                    } else {
+                        Outcome::Denied {
+                            retry_after: Duration::ZERO,
+                            reset: Duration::ZERO,
+                        }
+                    }
+                })
+                .collect());
+        }
+        Err(checks
+            .iter()
+            .map(|(key, quota, cost)| Prepared::new(*key, *quota, *cost))
+            .collect())
+    }
+
+    async fn round_trip(self, prepared: Vec<Prepared>) -> Result<Vec<Outcome>, StoreError> {
+        let shared = &self.shared;
+        let sent_at = shared.clock.now_ns();
+        let now_arg = if shared.redis_time { 0 } else { sent_at / 1000 };
+        let mut invocation = shared.script.prepare_invoke();
+        invocation.arg(now_arg);
+        for check in &prepared {
+            invocation
+                .key(self.redis_key(&check.key, &check.quota))
+                .arg(check.interval_us)
+                .arg(check.capacity_us)
+                .arg(check.cost);
+        }
+        let mut connection = self.connection.clone();
+        let reply: Vec<i64> =
+            match tokio::time::timeout(shared.timeout, invocation.invoke_async(&mut connection))
+                .await
+            {
+                Ok(Ok(reply)) => reply,
+                Ok(Err(e)) if e.kind() == ErrorKind::UnexpectedReturnType => {
+                    return Err(StoreError::new(StoreErrorKind::Protocol, e.to_string()));
+                }
+                Ok(Err(e)) => return Err(unavailable(&e)),
+                Err(_) => {
+                    return Err(StoreError::new(
+                        StoreErrorKind::Timeout,
+                        format!("no answer from Redis within {:?}", shared.timeout),
+                    ));
+                }
+            };
+        if reply.len() != prepared.len() * 4 {
+            return Err(StoreError::new(
+                StoreErrorKind::Protocol,
+                format!(
+                    "the script answered {} values for {} checks",
+                    reply.len(),
+                    prepared.len()
+                ),
+            ));
+        }
+        let us = |v: i64| Duration::from_micros(u64::try_from(v).unwrap_or(0));
+        let outcomes: Vec<Outcome> = reply
+            .chunks_exact(4)
+            .map(|values| match values {
+                [1, remaining, reset, _] => Outcome::Allowed {
+                    remaining: u32::try_from(*remaining).unwrap_or(u32::MAX),
+                    reset: us(*reset),
+                },
+                [_, _, reset, retry] => Outcome::Denied {
+                    retry_after: us(*retry),
+                    reset: us(*reset),
+                },
+                _ => Outcome::Never,
+            })
+            .collect();
+        for (check, outcome) in prepared.iter().zip(&outcomes) {
+            // Remember buckets that a request of cost 1 could not pass now.
+            let (reset, empty) = match outcome {
+                Outcome::Allowed { remaining, reset } => (*reset, *remaining == 0),
+                Outcome::Denied { reset, .. } => (*reset, true),
+                Outcome::Never => continue,
+            };
+            if empty {
+                let bound = sent_at.saturating_add(u64::try_from(reset.as_nanos()).unwrap_or(0));
+                shared
+                    .denied
+                    .remember(check.key.under(&check.quota), bound, sent_at);
+            }
+        }
+        Ok(outcomes)
+    }
+}
+
+impl Limiter for RedisStore {
+    fn check(&self, key: BucketKey, quota: &Quota, cost: u32) -> Checking {
+        let one = [(key, *quota, cost)];
+        match self.start(&one) {
+            Ok(outcomes) => Checking::ready(Ok(outcomes[0])),
+            Err(prepared) => {
+                let store = self.clone();
+                Checking::pending(async move {
+                    let outcomes = store.round_trip(prepared).await?;
+                    outcomes.into_iter().next().ok_or_else(|| {
+                        StoreError::new(StoreErrorKind::Protocol, "the script answered nothing")
+                    })
+                })
+            }
+        }
+    }
+}
