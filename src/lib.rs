@@ -45,6 +45,7 @@
 //! | `xfcc` | [`xfcc`]: `XfccLayer`, Envoy's XFCC grammar (`parse`, `to_header_value`), other proxies' formats | Yes |
 //! | `tenant` | [`tenant`]: `TenantLayer`, `MemoryStore`, `FileStore`, `ControlPlaneResolver`, `InternalGuardLayer` | Yes |
 //! | `rate-limit` | [`rate_limit`]: `RateLimitLayer`, the GCRA `MemoryStore`, key chains | Yes |
+//! | `redis` | `rate_limit::RedisStore`: limits shared by every instance | No |
 //! | `axum` | axum extractors for the identity extensions; `axum::serve` over the TLS listener | No |
 //! | `tracing` | `tracing` events from every layer | No |
 //! | `full` | all of the above | No |

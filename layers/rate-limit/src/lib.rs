@@ -41,6 +41,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod clock;
+mod env;
 mod gcra;
 mod keys;
 mod layer;
@@ -50,6 +51,7 @@ mod memory;
 mod redis_store;
 
 pub use clock::{Clock, ManualClock, SystemClock};
+pub use env::{DEFAULT_MAX_KEYS, RateLimitEnv, RateLimitEnvError};
 pub use gcra::{Outcome, Quota, QuotaError};
 pub use keys::{CustomKey, KeyChain, KeySource};
 pub use layer::{

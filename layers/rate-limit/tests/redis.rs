@@ -9,9 +9,10 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body_util::Full;
+use portcullis_identity::TrustedProxies;
 use portcullis_rate_limit::{
     BucketKey, KeyChain, KeySource, Limiter, ManualClock, MemoryStore, OnStoreError, Outcome,
-    Quota, RateLimitLayer, RedisOptions, RedisStore, StoreErrorKind, WhenFull,
+    Quota, RateLimitEnv, RateLimitLayer, RedisOptions, RedisStore, StoreErrorKind, WhenFull,
 };
 use portcullis_test_support::{Daemon, TempDir, free_port, redis_server};
 use proptest::prelude::*;
@@ -286,22 +287,66 @@ async fn start_up_errors_are_clear_and_never_echo_the_url() {
     assert!(!error.to_string().contains("hunter2"), "{error}");
 }
 
+#[tokio::test]
+async fn from_the_environment() {
+    let Some(redis) = Redis::start() else { return };
+    let dead = format!("redis://:hunter2@127.0.0.1:{}/", free_port());
+    let url = redis.url();
+    let env = |redis_url: String| {
+        RateLimitEnv::from_env_with(
+            move |var| match var {
+                "REDIS_URL" => Some(redis_url.clone()),
+                "RATE_LIMIT_PER_MIN" => Some("60".to_owned()),
+                "RATE_LIMIT_BURST" => Some("1".to_owned()),
+                "RATE_LIMIT_KEY" => Some("bearer".to_owned()),
+                _ => None,
+            },
+            &TrustedProxies::none(),
+        )
+        .unwrap()
+    };
+    let error = env(dead).layer().await.unwrap_err().to_string();
+    assert!(
+        error.starts_with("REDIS_URL: rate-limit store unavailable"),
+        "{error}"
+    );
+    assert!(!error.contains("hunter2"), "{error}");
+    let mut svc = ServiceBuilder::new()
+        .layer(env(url).layer().await.unwrap())
+        .service(app());
+    assert_eq!(call(&mut svc, "t").await.status(), StatusCode::OK);
+    assert_eq!(
+        call(&mut svc, "t").await.status(),
+        StatusCode::TOO_MANY_REQUESTS
+    );
+}
+
 #[derive(Debug, Clone)]
 struct Step {
     key: u8,
     quota: usize,
     cost: u32,
     gap_us: u64,
+    /// A second policy checked all-or-nothing with the first.
+    with: Option<(u8, usize)>,
 }
 
 fn steps() -> impl Strategy<Value = Vec<Step>> {
     prop::collection::vec(
-        (0u8..3, 0usize..3, 1u32..4, 0u64..400_000).prop_map(|(key, quota, cost, gap_us)| Step {
-            key,
-            quota,
-            cost,
-            gap_us,
-        }),
+        (
+            0u8..3,
+            0usize..3,
+            1u32..4,
+            0u64..400_000,
+            prop::option::of((0u8..3, 0usize..3)),
+        )
+            .prop_map(|(key, quota, cost, gap_us, with)| Step {
+                key,
+                quota,
+                cost,
+                gap_us,
+                with,
+            }),
         1..60,
     )
 }
@@ -338,6 +383,27 @@ proptest! {
             for (n, step) in steps.iter().enumerate() {
                 clock.advance(Duration::from_micros(step.gap_us));
                 let quota = &quotas[step.quota];
+                if let Some((other, other_quota)) = step.with {
+                    let checks = [
+                        (key(step.key), *quota, step.cost),
+                        (key(other), quotas[other_quota], 1),
+                    ];
+                    let in_memory = memory.check_all(&checks);
+                    let in_redis = shared.check_all(&checks).await.unwrap();
+                    if cached || in_memory.contains(&Outcome::Never) {
+                        // A local refusal (cached, or a cost over the
+                        // burst) answers without asking about the others:
+                        // the verdict must agree.
+                        assert_eq!(
+                            in_memory.iter().all(Outcome::is_allowed),
+                            in_redis.iter().all(Outcome::is_allowed),
+                            "step {n}: {step:?}"
+                        );
+                    } else {
+                        assert_eq!(in_memory, in_redis, "step {n}: {step:?}");
+                    }
+                    continue;
+                }
                 let in_memory = memory.check(key(step.key), quota, step.cost);
                 let in_redis = shared.check(key(step.key), quota, step.cost).await.unwrap();
                 assert_eq!(in_memory, in_redis, "step {n}: {step:?}");

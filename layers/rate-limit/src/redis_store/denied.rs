@@ -57,8 +57,10 @@ impl DeniedCache {
         }
     }
 
-    /// Remembers that the bucket's TAT is at least `tat`.
-    pub(crate) fn remember(&self, bucket: BucketKey, tat: u64, now: u64) {
+    /// Learns that the bucket's TAT is at least `tat`: a bucket already
+    /// held is always brought up to date (a stale bound would understate
+    /// the wait it reports); a new one is held only when `hold`.
+    pub(crate) fn learn(&self, bucket: BucketKey, tat: u64, now: u64, hold: bool) {
         if self.per_shard == 0 {
             return;
         }
@@ -66,7 +68,14 @@ impl DeniedCache {
             .shard(&bucket)
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        if map.len() >= self.per_shard && !map.contains_key(&bucket) {
+        if let Some(bound) = map.get_mut(&bucket) {
+            *bound = (*bound).max(tat);
+            return;
+        }
+        if !hold {
+            return;
+        }
+        if map.len() >= self.per_shard {
             // Bounds in the past prove nothing: drop them; if the cache is
             // still full of live ones, this key simply goes to Redis.
             map.retain(|_, bound| *bound > now);
@@ -74,8 +83,7 @@ impl DeniedCache {
                 return;
             }
         }
-        let bound = map.entry(bucket).or_insert(0);
-        *bound = (*bound).max(tat);
+        map.insert(bucket, tat);
     }
 }
 
@@ -92,7 +100,7 @@ mod tests {
         let key = BucketKey([3; 16]);
         let sec = 1_000_000_000;
         // TAT two emission intervals ahead: the bucket is empty.
-        cache.remember(key, 10 * sec + 200_000_000, 10 * sec);
+        cache.learn(key, 10 * sec + 200_000_000, 10 * sec, true);
         match cache.refusal(&key, &quota, 10 * sec, 1) {
             Some(Outcome::Denied { retry_after, .. }) => {
                 assert_eq!(retry_after, Duration::from_millis(100));
@@ -114,7 +122,7 @@ mod tests {
         for n in 0..1000u32 {
             let mut k = [0u8; 16];
             k[..4].copy_from_slice(&n.to_le_bytes());
-            cache.remember(BucketKey(k), u64::MAX, 0);
+            cache.learn(BucketKey(k), u64::MAX, 0, true);
         }
         let held: usize = cache.shards.iter().map(|s| s.lock().unwrap().len()).sum();
         assert!(held <= 16, "{held} entries");

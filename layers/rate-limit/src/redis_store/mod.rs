@@ -247,9 +247,12 @@ impl RedisStore {
     }
 
     /// Checks several buckets together: all are charged, or none, in one
-    /// round trip (or none, when the local cache already refuses one).
-    /// Each check is evaluated as if the earlier ones had been charged; the
-    /// request may go on only if every outcome allows it.
+    /// round trip. Each check is evaluated as if the earlier ones had been
+    /// charged; the request may go on only if every outcome allows it.
+    ///
+    /// When one check is refused locally (a cost over its burst, or a
+    /// cached refusal) there is no round trip, and the other checks are
+    /// reported as `Denied` with zero waits: not evaluated, not charged.
     pub async fn check_all(
         &self,
         checks: &[(BucketKey, Quota, u32)],
@@ -357,19 +360,27 @@ impl RedisStore {
                 _ => Outcome::Never,
             })
             .collect();
-        for (check, outcome) in prepared.iter().zip(&outcomes) {
-            // Remember buckets that a request of cost 1 could not pass now.
+        // Only what Redis holds may be learned: when a check refused, the
+        // others' new TATs were not written, and a refusal evaluated after
+        // an earlier check of the same bucket saw an unwritten TAT.
+        let all_allowed = outcomes.iter().all(Outcome::is_allowed);
+        for (index, (check, outcome)) in prepared.iter().zip(&outcomes).enumerate() {
+            let bucket = check.key.under(&check.quota);
             let (reset, empty) = match outcome {
-                Outcome::Allowed { remaining, reset } => (*reset, *remaining == 0),
-                Outcome::Denied { reset, .. } => (*reset, true),
-                Outcome::Never => continue,
+                Outcome::Allowed { remaining, reset } if all_allowed => (*reset, *remaining == 0),
+                Outcome::Denied { reset, .. }
+                    if !prepared[..index]
+                        .iter()
+                        .any(|earlier| earlier.key.under(&earlier.quota) == bucket) =>
+                {
+                    (*reset, true)
+                }
+                _ => continue,
             };
-            if empty {
-                let bound = sent_at.saturating_add(u64::try_from(reset.as_nanos()).unwrap_or(0));
-                shared
-                    .denied
-                    .remember(check.key.under(&check.quota), bound, sent_at);
-            }
+            // Hold buckets a request of cost 1 could not pass now; keep
+            // every held one up to date.
+            let bound = sent_at.saturating_add(u64::try_from(reset.as_nanos()).unwrap_or(0));
+            shared.denied.learn(bucket, bound, sent_at, empty);
         }
         Ok(outcomes)
     }
