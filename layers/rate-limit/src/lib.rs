@@ -12,7 +12,7 @@
 //!   `poll_ready`), IETF `RateLimit-Policy` / `RateLimit` headers (and
 //!   optionally the legacy trio) on every answer, `Retry-After` on `429`, a
 //!   [`RateLimitDecision`] for handlers, and a shadow mode.
-//!
+//! - [`RateLimitEnv`]: all of it from `RATE_LIMIT_*` and `REDIS_URL`.
 //! - [`RedisStore`] (feature `redis`): the same buckets in Redis for
 //!   services on many instances: one `EVALSHA` of a Lua GCRA on Redis's
 //!   clock per check, a local cache of refusals, and an explicit
@@ -34,6 +34,23 @@
 //! clock.advance(Duration::from_secs(1));
 //! assert!(store.check(key, &plan, 1).is_allowed());
 //! # Ok::<(), portcullis_rate_limit::QuotaError>(())
+//! ```
+//!
+//! Shared by every instance, through Redis (feature `redis`):
+//!
+//! ```no_run
+//! # #[cfg(feature = "redis")]
+//! # async fn shared() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::sync::Arc;
+//! use portcullis_rate_limit::{KeyChain, KeySource, OnStoreError, Quota, RateLimitLayer, RedisStore};
+//!
+//! let store = RedisStore::connect("redis://127.0.0.1:6379/").await?;
+//! let layer = RateLimitLayer::new(Arc::new(store), KeyChain::new([KeySource::Bearer]))
+//!     .default_quota(Quota::per_minute(600, 50)?)
+//!     // Redis down or slower than the store's timeout (50 ms): refuse
+//!     // with 503 rather than let callers through uncounted.
+//!     .on_store_error(OnStoreError::FailClosed);
+//! # let _ = layer; Ok(()) }
 //! ```
 
 #![forbid(unsafe_code)]
