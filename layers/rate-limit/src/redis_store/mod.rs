@@ -115,7 +115,9 @@ impl RedisOptions {
         })?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(self.connect_timeout))
-            .set_response_timeout(Some(self.timeout))
+            // The store's own timeout bounds the whole check, reconnection
+            // included: one timer per check, not two.
+            .set_response_timeout(None)
             .set_max_delay(Duration::from_millis(500));
         let connection = ConnectionManager::new_with_config(client, config)
             .await
@@ -235,14 +237,16 @@ impl RedisStore {
 
     /// The Redis key of `key` under `quota`.
     pub fn redis_key(&self, key: &BucketKey, quota: &Quota) -> String {
-        use std::fmt::Write as _;
-        let mut name = String::with_capacity(self.shared.prefix.len() + 48);
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let mut name = String::with_capacity(self.shared.prefix.len() + 56);
         name.push_str(&self.shared.prefix);
         name.push('{');
         for byte in key.0 {
-            let _ = write!(name, "{byte:02x}");
+            name.push(char::from(HEX[usize::from(byte >> 4)]));
+            name.push(char::from(HEX[usize::from(byte & 0xf)]));
         }
-        let _ = write!(name, "}}:{}", micros(quota.period()));
+        name.push_str("}:");
+        name.push_str(&micros(quota.period()).to_string());
         name
     }
 
@@ -309,32 +313,33 @@ impl RedisStore {
         let shared = &self.shared;
         let sent_at = shared.clock.now_ns();
         let now_arg = if shared.redis_time { 0 } else { sent_at / 1000 };
-        let mut invocation = shared.script.prepare_invoke();
-        invocation.arg(now_arg);
+        // EVALSHA sha numkeys KEYS... ARGV...: the bucket names, then now,
+        // then three numbers per bucket.
+        let mut evalsha = redis::cmd("EVALSHA");
+        evalsha.arg(shared.script.get_hash()).arg(prepared.len());
         for check in &prepared {
-            invocation
-                .key(self.redis_key(&check.key, &check.quota))
+            evalsha.arg(self.redis_key(&check.key, &check.quota));
+        }
+        evalsha.arg(now_arg);
+        for check in &prepared {
+            evalsha
                 .arg(check.interval_us)
                 .arg(check.capacity_us)
                 .arg(check.cost);
         }
-        let mut connection = self.connection.clone();
-        let reply: Vec<i64> =
-            match tokio::time::timeout(shared.timeout, invocation.invoke_async(&mut connection))
-                .await
-            {
-                Ok(Ok(reply)) => reply,
-                Ok(Err(e)) if e.kind() == ErrorKind::UnexpectedReturnType => {
-                    return Err(StoreError::new(StoreErrorKind::Protocol, e.to_string()));
-                }
-                Ok(Err(e)) => return Err(unavailable(&e)),
-                Err(_) => {
-                    return Err(StoreError::new(
-                        StoreErrorKind::Timeout,
-                        format!("no answer from Redis within {:?}", shared.timeout),
-                    ));
-                }
-            };
+        let reply = match tokio::time::timeout(shared.timeout, self.evalsha(&evalsha)).await {
+            Ok(Ok(reply)) => reply,
+            Ok(Err(e)) if e.kind() == ErrorKind::UnexpectedReturnType => {
+                return Err(StoreError::new(StoreErrorKind::Protocol, e.to_string()));
+            }
+            Ok(Err(e)) => return Err(unavailable(&e)),
+            Err(_) => {
+                return Err(StoreError::new(
+                    StoreErrorKind::Timeout,
+                    format!("no answer from Redis within {:?}", shared.timeout),
+                ));
+            }
+        };
         if reply.len() != prepared.len() * 4 {
             return Err(StoreError::new(
                 StoreErrorKind::Protocol,
@@ -383,6 +388,27 @@ impl RedisStore {
             shared.denied.learn(bucket, bound, sent_at, empty);
         }
         Ok(outcomes)
+    }
+}
+
+impl RedisStore {
+    /// Runs the script by its hash; a Redis that has lost it (restarted,
+    /// `SCRIPT FLUSH`, failed over) answers `NOSCRIPT`: load it and run
+    /// it again.
+    async fn evalsha(&self, evalsha: &redis::Cmd) -> Result<Vec<i64>, RedisError> {
+        let mut connection = self.connection.clone();
+        match evalsha.query_async(&mut connection).await {
+            Err(e) if e.kind() == ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
+                let _: String = self
+                    .shared
+                    .script
+                    .prepare_invoke()
+                    .load_async(&mut connection)
+                    .await?;
+                evalsha.query_async(&mut connection).await
+            }
+            answer => answer,
+        }
     }
 }
 
