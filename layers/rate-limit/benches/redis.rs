@@ -13,9 +13,7 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use portcullis_rate_limit::{
-    BucketKey, GCRA_SCRIPT, Limiter, Outcome, Quota, RedisOptions, RedisStore,
-};
+use portcullis_rate_limit::{BucketKey, GCRA_SCRIPT, Limiter, Outcome, Quota, RedisOptions};
 use portcullis_test_support::{TempDir, free_port, redis_server};
 use redis::aio::ConnectionManager;
 
