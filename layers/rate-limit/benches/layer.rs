@@ -3,6 +3,9 @@
 //! (target ≥ 0.95×), in alternating rounds; server and client each on a
 //! single-threaded runtime of their own thread.
 //!
+//! Also the layer's own work per request in process, against the bare
+//! service and against the bearer key's SHA-256 alone.
+//!
 //! Run: `cargo bench -p portcullis-rate-limit --bench layer`
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -35,16 +38,55 @@ async fn server(layer: Option<RateLimitLayer>) -> SocketAddr {
     .await
 }
 
+const TOKEN: &str = "Bearer sk-live-0123456789abcdef0123456789abcdef";
+
+fn layer() -> RateLimitLayer {
+    let store = Arc::new(MemoryStore::new(
+        100_000,
+        WhenFull::default(),
+        SystemClock::new(),
+    ));
+    RateLimitLayer::new(store, KeyChain::new([KeySource::Bearer]))
+        .default_quota(Quota::new(1_000_000_000, Duration::from_secs(1), 1_000_000).unwrap())
+}
+
+fn in_process(c: &mut Criterion) {
+    use std::hint::black_box;
+    use tower::{Service, ServiceExt};
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let request = || {
+        Request::get("/")
+            .header("authorization", TOKEN)
+            .body(())
+            .unwrap()
+    };
+    let noop = tower::service_fn(|_req: Request<()>| async {
+        Ok::<_, Infallible>(Response::new(Empty::<Bytes>::new()))
+    });
+    let mut group = c.benchmark_group("RateLimitLayer work per request, in process");
+    group.bench_function("no layer (baseline)", |b| {
+        let mut svc = noop;
+        b.iter(|| rt.block_on(async { svc.ready().await.unwrap().call(request()).await }))
+    });
+    group.bench_function(
+        "BearerDigest::from_headers alone (SHA-256 of the key)",
+        |b| {
+            let req = request();
+            b.iter(|| portcullis_identity::BearerDigest::from_headers(black_box(req.headers())))
+        },
+    );
+    group.bench_function("RateLimitLayer, bearer key, MemoryStore", |b| {
+        let mut svc = ServiceBuilder::new().layer(layer()).service(noop);
+        b.iter(|| rt.block_on(async { svc.ready().await.unwrap().call(request()).await }))
+    });
+    group.finish();
+}
+
 fn requests(_: &mut Criterion) {
     let (plain, layered) = portcullis_test_support::on_own_thread(|| async {
-        let store = Arc::new(MemoryStore::new(
-            100_000,
-            WhenFull::default(),
-            SystemClock::new(),
-        ));
-        let layer = RateLimitLayer::new(store, KeyChain::new([KeySource::Bearer]))
-            .default_quota(Quota::new(1_000_000_000, Duration::from_secs(1), 1_000_000).unwrap());
-        (server(None).await, server(Some(layer)).await)
+        (server(None).await, server(Some(layer())).await)
     });
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -61,10 +103,7 @@ fn requests(_: &mut Criterion) {
                 || {
                     Request::get("/")
                         .header("host", "bench")
-                        .header(
-                            "authorization",
-                            "Bearer sk-live-0123456789abcdef0123456789abcdef",
-                        )
+                        .header("authorization", TOKEN)
                         .body(Empty::<Bytes>::new())
                         .unwrap()
                 },
@@ -73,5 +112,5 @@ fn requests(_: &mut Criterion) {
     );
 }
 
-criterion_group!(benches, requests);
+criterion_group!(benches, in_process, requests);
 criterion_main!(benches);

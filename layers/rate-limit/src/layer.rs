@@ -304,13 +304,12 @@ impl Shared {
             (Some(value), "default") => value.clone(),
             _ => policy_header(policy, &quota),
         };
-        let mut headers = vec![
-            (HeaderName::from_static("ratelimit-policy"), policy_value),
-            (
-                HeaderName::from_static("ratelimit"),
-                header_value(format!("\"{policy}\";r={remaining};t={}", ceil_secs(reset))),
-            ),
-        ];
+        let mut headers = Vec::with_capacity(if self.legacy_headers { 6 } else { 3 });
+        headers.push((HeaderName::from_static("ratelimit-policy"), policy_value));
+        headers.push((
+            HeaderName::from_static("ratelimit"),
+            rate_limit_value(policy, remaining, ceil_secs(reset)),
+        ));
         if self.legacy_headers {
             headers.push((
                 HeaderName::from_static("x-ratelimit-limit"),
@@ -325,7 +324,8 @@ impl Shared {
                 HeaderValue::from(ceil_secs(reset)),
             ));
         }
-        if let Some(wait) = retry_after {
+        // Retry-After only on a refusal (a shadow-mode pass carries none).
+        if let Some(wait) = retry_after.filter(|_| !self.shadow) {
             headers.push((
                 http::header::RETRY_AFTER,
                 HeaderValue::from(ceil_secs(wait).max(1)),
@@ -385,11 +385,6 @@ impl Shared {
             );
         }
         req.extensions_mut().insert(decision);
-        // The headers of an allowed answer carry no Retry-After.
-        let headers = headers
-            .into_iter()
-            .filter(|(name, _)| name != http::header::RETRY_AFTER)
-            .collect();
         Ok((inner.call(req), headers))
     }
 }
@@ -401,6 +396,38 @@ fn policy_header(policy: &str, quota: &Quota) -> HeaderValue {
         quota.rate(),
         quota.period().as_secs().max(1)
     ))
+}
+
+/// `"<policy>";r=<remaining>;t=<reset>`, written without `format!`: it is
+/// built on every request.
+fn rate_limit_value(policy: &str, remaining: u32, reset_secs: u64) -> HeaderValue {
+    let mut text = [0u8; 64];
+    let mut len = 0;
+    let mut put = |bytes: &[u8]| {
+        let end = (len + bytes.len()).min(text.len());
+        text[len..end].copy_from_slice(&bytes[..end - len]);
+        len = end;
+    };
+    put(b"\"");
+    put(policy.as_bytes());
+    put(b"\";r=");
+    put(digits(u64::from(remaining), &mut [0; 20]));
+    put(b";t=");
+    put(digits(reset_secs, &mut [0; 20]));
+    HeaderValue::from_bytes(&text[..len]).unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+/// `n` in decimal, in the end of `buf`.
+fn digits(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
+    let mut start = buf.len();
+    loop {
+        start -= 1;
+        buf[start] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            return &buf[start..];
+        }
+    }
 }
 
 /// Header values made here are digits, letters and quotes.
