@@ -89,8 +89,12 @@ pub mod prelude {
 
     pub use portcullis_identity::{Quota, Tenant, TenantStatus};
 
+    #[cfg(feature = "redis")]
+    pub use portcullis_rate_limit::RedisStore;
     #[cfg(feature = "rate-limit")]
-    pub use portcullis_rate_limit::{KeyChain, KeySource, RateLimitDecision, RateLimitLayer};
+    pub use portcullis_rate_limit::{
+        KeyChain, KeySource, OnStoreError, RateLimitDecision, RateLimitEnv, RateLimitLayer,
+    };
     #[cfg(feature = "tenant")]
     pub use portcullis_tenant::{
         AuthPolicy, Chain, ControlPlane, ControlPlaneResolver, FileStore, InternalGuardLayer,
