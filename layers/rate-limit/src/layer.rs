@@ -261,20 +261,16 @@ struct Applied {
 }
 
 impl Shared {
-    /// The tenant's plan, else the default; `None`: unlimited.
-    fn applied(&self, source: &'static str, tenant: Option<&Tenant>) -> Option<Applied> {
-        let (policy, quota) = match tenant
+    /// The tenant's plan, else the default, with the policy's name;
+    /// `None`: unlimited.
+    fn quota_for(&self, tenant: Option<&Tenant>) -> Option<(&'static str, Quota)> {
+        match tenant
             .and_then(Tenant::quota)
             .and_then(|q| Quota::per_minute(q.rate_per_min, q.burst).ok())
         {
-            Some(plan) => ("tenant", plan),
-            None => ("default", self.default_quota?),
-        };
-        Some(Applied {
-            source,
-            policy,
-            quota,
-        })
+            Some(plan) => Some(("tenant", plan)),
+            None => Some(("default", self.default_quota?)),
+        }
     }
 
     /// The decision and the headers that report it.
@@ -452,6 +448,14 @@ where
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
         let shared = &self.shared;
         let (parts, body) = req.into_parts();
+        let Some((policy, quota)) = shared.quota_for(parts.extensions.get::<Tenant>()) else {
+            // No quota applies (no plan, no default): unlimited, no key
+            // needed.
+            return ResponseFuture::calling(
+                self.inner.call(Request::from_parts(parts, body)),
+                Vec::new(),
+            );
+        };
         let Some((source, key)) = shared.keys.key(&parts) else {
             return match shared.missing_key {
                 MissingKey::Allow => ResponseFuture::calling(
@@ -464,12 +468,10 @@ where
                 }),
             };
         };
-        let Some(applied) = shared.applied(source, parts.extensions.get::<Tenant>()) else {
-            // No quota applies: unlimited.
-            return ResponseFuture::calling(
-                self.inner.call(Request::from_parts(parts, body)),
-                Vec::new(),
-            );
+        let applied = Applied {
+            source,
+            policy,
+            quota,
         };
         let req = Request::from_parts(parts, body);
         match shared.limiter.check(key, &applied.quota, 1).now() {

@@ -154,6 +154,24 @@ async fn the_key_chain_falls_back_and_no_key_is_401_by_default() {
         .await
         .unwrap();
     assert_eq!(body(res).await, "none");
+    // No quota at all (no default, no plan): nothing to count, so no key is
+    // demanded either.
+    let store = Arc::new(MemoryStore::new(16, WhenFull::default(), clock.clone()));
+    let mut unlimited = ServiceBuilder::new()
+        .layer(RateLimitLayer::new(
+            store,
+            KeyChain::parse("cn", &proxies).unwrap(),
+        ))
+        .service(app());
+    let res = unlimited
+        .ready()
+        .await
+        .unwrap()
+        .call(Request::get("/").body(()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert!(!res.headers().contains_key("ratelimit"));
     assert!(
         KeyChain::parse("cn,token", &proxies)
             .unwrap_err()

@@ -96,6 +96,9 @@ pub struct TenantLayer {
 #[derive(Clone)]
 struct Config {
     resolver: Arc<dyn TenantResolver>,
+    /// `false`: strip the protected headers and stamp nothing
+    /// ([`TenantLayer::strip_only`]).
+    resolve: bool,
     policy: AuthPolicy,
     certificate: CertificatePrincipal,
     tenant_header: HeaderName,
@@ -106,6 +109,7 @@ struct Config {
 impl fmt::Debug for TenantLayer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TenantLayer")
+            .field("resolve", &self.config.resolve)
             .field("policy", &self.config.policy)
             .field("certificate", &self.config.certificate)
             .field("tenant_header", &self.config.tenant_header)
@@ -130,6 +134,7 @@ impl TenantLayer {
         TenantLayer {
             config: Arc::new(Config {
                 resolver: Arc::new(resolver),
+                resolve: true,
                 policy: AuthPolicy::default(),
                 certificate: CertificatePrincipal::default(),
                 tenant_header,
@@ -142,6 +147,14 @@ impl TenantLayer {
     fn edit(mut self, change: impl FnOnce(&mut Config)) -> Self {
         change(Arc::make_mut(&mut self.config));
         self
+    }
+
+    /// For services with no tenants configured: the protected headers are
+    /// still removed from every request (and a `Connection` header naming
+    /// one still refused), so a client can never hand the application a
+    /// tenant of its own making; nothing is authenticated or stamped.
+    pub fn strip_only() -> Self {
+        TenantLayer::new(crate::MemoryStore::new()).edit(|c| c.resolve = false)
     }
 
     /// Which credentials name the caller.
@@ -555,6 +568,13 @@ where
                 TenantRejectionKind::BadRequest,
                 format!("Connection header nominates the protected header {token:?}"),
             )),
+            None if !config.resolve => {
+                return ResponseFuture {
+                    state: State::Calling {
+                        future: self.inner.call(req),
+                    },
+                };
+            }
             None => config.principals(req.headers(), req.extensions().get::<ClientIdentity>()),
         };
         let principals = match principals {

@@ -203,3 +203,26 @@ async fn custom_stamp_headers_are_protected_too() {
     assert_eq!(out.stamped("x-caller"), ["billing"]);
     assert!(out.stamped("x_tenant_id").is_empty());
 }
+
+#[tokio::test]
+async fn strip_only_removes_forgeries_and_stamps_nothing() {
+    let layer = TenantLayer::strip_only();
+    let out = run(
+        &layer,
+        request(&[
+            ("authorization", "Bearer sk-acme"),
+            ("x-llm-router-tenant", "forged"),
+            ("X_LLM_Router_Caller", "forged"),
+            ("x-internal-secret", "guess"),
+        ]),
+    )
+    .await;
+    assert_eq!(out.status, StatusCode::OK, "no credential is demanded");
+    assert!(out.stamped("x-llm-router-tenant").is_empty());
+    assert!(out.stamped("x_llm_router_caller").is_empty());
+    assert!(out.stamped("x-internal-secret").is_empty());
+    assert!(out.seen().tenant.is_none());
+    // A Connection header nominating a protected header is still refused.
+    let out = run(&layer, request(&[("connection", "x-llm-router-tenant")])).await;
+    assert_eq!(out.status, StatusCode::BAD_REQUEST);
+}
