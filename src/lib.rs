@@ -72,6 +72,30 @@ pub use portcullis_tenant as tenant;
 #[cfg_attr(docsrs, doc(cfg(feature = "rate-limit")))]
 pub use portcullis_rate_limit as rate_limit;
 
+#[cfg(all(
+    feature = "client-cert",
+    feature = "xfcc",
+    feature = "tenant",
+    feature = "rate-limit"
+))]
+#[cfg_attr(
+    docsrs,
+    doc(cfg(all(
+        feature = "client-cert",
+        feature = "xfcc",
+        feature = "tenant",
+        feature = "rate-limit"
+    )))
+)]
+pub mod stack;
+#[cfg(all(
+    feature = "client-cert",
+    feature = "xfcc",
+    feature = "tenant",
+    feature = "rate-limit"
+))]
+pub use stack::{Portcullis, PortcullisLayer, StartupError, from_env, from_env_with};
+
 /// The names most services need, for a glob import.
 pub mod prelude {
     pub use portcullis_identity::{

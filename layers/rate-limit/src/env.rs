@@ -164,6 +164,11 @@ impl RateLimitEnv {
         })
     }
 
+    /// The key chain (`RATE_LIMIT_KEY`).
+    pub fn keys(&self) -> &KeyChain {
+        &self.keys
+    }
+
     /// The default quota, if any.
     pub fn default_quota(&self) -> Option<Quota> {
         self.default_quota

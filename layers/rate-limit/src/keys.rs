@@ -165,6 +165,11 @@ impl KeyChain {
         Ok(KeyChain(sources))
     }
 
+    /// The sources, in the order they are tried.
+    pub fn sources(&self) -> impl Iterator<Item = &KeySource> {
+        self.0.iter()
+    }
+
     /// The first source that names a bucket, and the bucket.
     pub fn key(&self, parts: &Parts) -> Option<(&'static str, BucketKey)> {
         self.0

@@ -118,7 +118,10 @@ impl RedisOptions {
             // The store's own timeout bounds the whole check, reconnection
             // included: one timer per check, not two.
             .set_response_timeout(None)
-            .set_max_delay(Duration::from_millis(500));
+            .set_max_delay(Duration::from_millis(500))
+            // A few quick tries: a Redis that is down at start is a start-up
+            // error now, and every failed check triggers a reconnection later.
+            .set_number_of_retries(2);
         let connection = ConnectionManager::new_with_config(client, config)
             .await
             .map_err(|e| unavailable(&e))?;

@@ -1,0 +1,309 @@
+//! The whole stack from the environment: [`from_env`] and [`Portcullis`].
+//!
+//! The order is fixed, because each layer trusts what the one before it
+//! established:
+//!
+//! 1. [`ClientCertLayer`]: the certificate our own TLS acceptor verified;
+//! 2. [`XfccLayer`]: a certificate forwarded by a trusted proxy, and the
+//!    removal of forwarded-certificate headers from everyone else, before
+//!    anything reads them;
+//! 3. [`TenantLayer`]: the protected headers removed, the caller
+//!    authenticated (by bearer digest or by the certificate the first two
+//!    established), and only then the tenant stamped;
+//! 4. [`RateLimitLayer`]: the bucket named by the identity and tenant the
+//!    others established, and the tenant's plan as the quota.
+
+use std::fmt;
+use std::net::SocketAddr;
+
+use portcullis_client_cert::{ClientCert, ClientCertLayer, EnvTls, OutboundTrust, ServerTls};
+use portcullis_identity::TrustedProxies;
+use portcullis_rate_limit::{KeySource, RateLimit, RateLimitEnv, RateLimitLayer};
+use portcullis_tenant::{AuthPolicy, InternalGuardLayer, ResolveTenant, TenantLayer};
+use portcullis_xfcc::{Xfcc, XfccLayer};
+use tower_layer::Layer;
+
+/// Where the examples listen unless `LISTEN_ADDR` says otherwise.
+pub const DEFAULT_LISTEN_ADDR: &str = "127.0.0.1:8443";
+
+/// The environment cannot be served: every problem found, each naming its
+/// variables and the fix, so one restart fixes them all.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StartupError {
+    problems: Vec<String>,
+}
+
+impl StartupError {
+    /// Each problem, one sentence each.
+    pub fn problems(&self) -> &[String] {
+        &self.problems
+    }
+}
+
+impl fmt::Display for StartupError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let count = self.problems.len();
+        write!(
+            f,
+            "portcullis cannot start: {count} problem{} in the environment",
+            if count == 1 { "" } else { "s" }
+        )?;
+        for problem in &self.problems {
+            write!(f, "\n  - {problem}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for StartupError {}
+
+/// The four layers in their fixed order; see the [module docs](self).
+#[derive(Debug, Clone)]
+pub struct PortcullisLayer {
+    client_cert: ClientCertLayer,
+    xfcc: XfccLayer,
+    tenant: TenantLayer,
+    rate_limit: RateLimitLayer,
+}
+
+impl PortcullisLayer {
+    /// The four layers, in the fixed order whatever order they are given.
+    pub fn new(
+        client_cert: ClientCertLayer,
+        xfcc: XfccLayer,
+        tenant: TenantLayer,
+        rate_limit: RateLimitLayer,
+    ) -> Self {
+        PortcullisLayer {
+            client_cert,
+            xfcc,
+            tenant,
+            rate_limit,
+        }
+    }
+}
+
+/// The service [`PortcullisLayer`] makes.
+pub type PortcullisService<S> = ClientCert<Xfcc<ResolveTenant<RateLimit<S>>>>;
+
+impl<S> Layer<S> for PortcullisLayer {
+    type Service = PortcullisService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        self.client_cert.layer(
+            self.xfcc
+                .layer(self.tenant.layer(self.rate_limit.layer(inner))),
+        )
+    }
+}
+
+/// Everything the environment describes: the layers, the TLS
+/// configuration, the internal-route guard and the listen address.
+#[derive(Debug)]
+pub struct Portcullis {
+    layer: PortcullisLayer,
+    tls: Option<EnvTls>,
+    guard: InternalGuardLayer,
+    listen: SocketAddr,
+    proxies: TrustedProxies,
+}
+
+impl Portcullis {
+    /// The four layers, for `.layer(..)`.
+    pub fn layer(&self) -> PortcullisLayer {
+        self.layer.clone()
+    }
+
+    /// The server TLS configuration (`TLS_*`), or `None`: plaintext.
+    pub fn tls(&self) -> Option<&EnvTls> {
+        self.tls.as_ref()
+    }
+
+    /// The guard for `/internal/*` routes (`CONTROL_PLANE_INTERNAL_SECRET`;
+    /// unset: the routes answer 404).
+    pub fn internal_guard(&self) -> InternalGuardLayer {
+        self.guard.clone()
+    }
+
+    /// `LISTEN_ADDR`.
+    pub fn listen_addr(&self) -> SocketAddr {
+        self.listen
+    }
+
+    /// `TRUSTED_PROXY_CIDRS` (with `CLIENT_IP_HEADER`), for a handler's own
+    /// `ClientIp`.
+    pub fn trusted_proxies(&self) -> &TrustedProxies {
+        &self.proxies
+    }
+}
+
+/// The whole stack from the process environment; see [`from_env_with`].
+pub async fn from_env() -> Result<Portcullis, StartupError> {
+    from_env_with(|var| std::env::var(var).ok()).await
+}
+
+/// The whole stack from the variables `lookup` gives (the README's table).
+///
+/// Every problem is reported at once, each naming its variables and the
+/// fix: a bad value, a pair half set, and combinations that cannot work
+/// (a certificate-only rate-limit key with no certificate source, a tenant
+/// setting with no tenants). Connects to Redis when `REDIS_URL` is set.
+///
+/// ```
+/// # tokio_test_block_on(async {
+/// let env = |var: &str| match var {
+///     "TLS_CLIENT_AUTH" => Some("sometimes".to_owned()),
+///     "RATE_LIMIT_BURST" => Some("5".to_owned()),
+///     _ => None,
+/// };
+/// let error = portcullis::from_env_with(env).await.unwrap_err();
+/// assert_eq!(error.problems().len(), 2);
+/// # });
+/// # fn tokio_test_block_on(f: impl std::future::Future<Output = ()>) {
+/// #     tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(f)
+/// # }
+/// ```
+pub async fn from_env_with(
+    lookup: impl Fn(&str) -> Option<String>,
+) -> Result<Portcullis, StartupError> {
+    let get = |var: &str| {
+        lookup(var)
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty())
+    };
+    let mut problems = Vec::new();
+
+    let listen = match get("LISTEN_ADDR") {
+        None => DEFAULT_LISTEN_ADDR.parse().ok(),
+        Some(text) => text.parse().map_or_else(
+            |_| {
+                problems.push(format!(
+                    "LISTEN_ADDR={text:?}: not an address and port; write one such as 127.0.0.1:8443"
+                ));
+                None
+            },
+            Some,
+        ),
+    };
+
+    // The certificate may name the caller behind a proxy too: the TLS
+    // settings are read without it, and it is checked against both below.
+    let use_cert_as_principal = match get("USE_CERT_AS_PRINCIPAL")
+        .map(|v| v.to_ascii_lowercase())
+        .as_deref()
+    {
+        None | Some("false" | "0" | "no" | "off") => false,
+        Some("true" | "1" | "yes" | "on") => true,
+        Some(_) => {
+            problems.push(format!(
+                "USE_CERT_AS_PRINCIPAL={:?}: write true or false",
+                get("USE_CERT_AS_PRINCIPAL").unwrap_or_default()
+            ));
+            false
+        }
+    };
+    let tls = ServerTls::from_env_with(|var| {
+        (var != "USE_CERT_AS_PRINCIPAL")
+            .then(|| lookup(var))
+            .flatten()
+    })
+    .unwrap_or_else(|e| {
+        problems.push(e.to_string());
+        None
+    });
+
+    let xfcc = XfccLayer::from_env_with(&lookup).unwrap_or_else(|e| {
+        problems.push(e.to_string());
+        XfccLayer::new(TrustedProxies::none())
+    });
+    let proxies = xfcc.proxies().clone();
+    let forwarded_certs = !proxies.is_empty();
+    let own_certs = tls
+        .as_ref()
+        .is_some_and(|tls| tls.files.client_ca.is_some());
+    if use_cert_as_principal && !own_certs && !forwarded_certs {
+        problems.push(
+            "USE_CERT_AS_PRINCIPAL=true but no certificate can arrive: set TLS_CLIENT_CA (with \
+             TLS_CERT and TLS_KEY) to verify client certificates here, or TRUSTED_PROXY_CIDRS for \
+             a proxy that forwards them"
+                .to_owned(),
+        );
+    }
+
+    let outbound = OutboundTrust::from_env_with(portcullis_client_cert::DEFAULT_PREFIX, &lookup)
+        .and_then(|trust| trust.client_config())
+        .map_err(|e| problems.push(e.to_string()))
+        .ok();
+    let tenant = match TenantLayer::from_env_with(&lookup, outbound) {
+        Ok(Some(mut layer)) => {
+            if use_cert_as_principal && get("AUTH_POLICY").is_none() {
+                layer = layer.policy(AuthPolicy::Cert);
+            }
+            Some(layer)
+        }
+        Ok(None) => {
+            for var in ["AUTH_POLICY", "TENANT_HEADER", "CALLER_HEADER"] {
+                if get(var).is_some() {
+                    problems.push(format!(
+                        "{var} is set but no tenants are: set TENANTS_FILE or CONTROL_PLANE_URL \
+                         (with CONTROL_PLANE_INTERNAL_SECRET), or unset {var}"
+                    ));
+                }
+            }
+            None
+        }
+        Err(e) => {
+            problems.push(e.to_string());
+            None
+        }
+    };
+    let tenants = tenant.is_some();
+
+    let rate_limit = match RateLimitEnv::from_env_with(&lookup, &proxies) {
+        Ok(env) => {
+            let sources: Vec<&'static str> = env.keys().sources().map(KeySource::name).collect();
+            let certificate_only = sources
+                .iter()
+                .all(|name| matches!(*name, "cn" | "spiffe" | "fingerprint"));
+            if certificate_only && !own_certs && !forwarded_certs {
+                problems.push(format!(
+                    "RATE_LIMIT_KEY={:?} names only certificate keys but no certificate can arrive: \
+                     add bearer or ip to the chain, or set TLS_CLIENT_CA or TRUSTED_PROXY_CIDRS",
+                    sources.join(",")
+                ));
+            }
+            if sources.contains(&"tenant") && !tenants {
+                problems.push(
+                    "RATE_LIMIT_KEY names tenant but no tenants are configured: set TENANTS_FILE \
+                     or CONTROL_PLANE_URL, or key by cn, bearer or ip"
+                        .to_owned(),
+                );
+            }
+            Some(env)
+        }
+        Err(e) => {
+            problems.extend(e.problems().iter().cloned());
+            None
+        }
+    };
+
+    // Connect to Redis last, and only when everything else is right.
+    let (Some(listen), Some(rate_limit), true) = (listen, rate_limit, problems.is_empty()) else {
+        return Err(StartupError { problems });
+    };
+    let rate_limit = rate_limit.layer().await.map_err(|e| StartupError {
+        problems: e.problems().to_vec(),
+    })?;
+    Ok(Portcullis {
+        layer: PortcullisLayer::new(
+            ClientCertLayer::new(),
+            xfcc,
+            tenant.unwrap_or_else(TenantLayer::strip_only),
+            rate_limit,
+        ),
+        tls,
+        guard: InternalGuardLayer::from_env_with(&lookup),
+        listen,
+        proxies,
+    })
+}

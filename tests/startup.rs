@@ -1,0 +1,178 @@
+//! The start-up table: each bad environment → the exact problems reported,
+//! all at once.
+#![cfg(all(
+    feature = "client-cert",
+    feature = "xfcc",
+    feature = "tenant",
+    feature = "rate-limit"
+))]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+async fn problems(vars: &[(&str, &str)]) -> Vec<String> {
+    let vars: Vec<(String, String)> = vars
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    match portcullis::from_env_with(|var| {
+        vars.iter().find(|(k, _)| k == var).map(|(_, v)| v.clone())
+    })
+    .await
+    {
+        Ok(_) => Vec::new(),
+        Err(error) => error.problems().to_vec(),
+    }
+}
+
+/// One bad setting (or pair) per row, and the one problem it must give.
+const TABLE: &[(&[(&str, &str)], &str)] = &[
+    (
+        &[("TLS_CERT", "/srv/tls/cert.pem")],
+        "TLS_CERT is set but TLS_KEY is not: set both (the server certificate chain and its private key), or neither for plaintext",
+    ),
+    (
+        &[("TLS_CERT", "/nope/cert.pem"), ("TLS_KEY", "/nope/key.pem")],
+        "TLS_CERT (/nope/cert.pem): cannot read /nope/cert.pem: No such file or directory (os error 2); check the path and its permissions",
+    ),
+    (
+        &[("TLS_CLIENT_AUTH", "sometimes")],
+        "TLS_CLIENT_AUTH=\"sometimes\" is not valid; expected one of: none, optional, required",
+    ),
+    (
+        &[("USE_CERT_AS_PRINCIPAL", "true")],
+        "USE_CERT_AS_PRINCIPAL=true but no certificate can arrive: set TLS_CLIENT_CA (with TLS_CERT and TLS_KEY) to verify client certificates here, or TRUSTED_PROXY_CIDRS for a proxy that forwards them",
+    ),
+    (
+        &[("USE_CERT_AS_PRINCIPAL", "perhaps")],
+        "USE_CERT_AS_PRINCIPAL=\"perhaps\": write true or false",
+    ),
+    (
+        &[("TRUSTED_PROXY_CIDRS", "10.0.0.1/8")],
+        "TRUSTED_PROXY_CIDRS=\"10.0.0.1/8\": trusted proxy entry 1 (\"10.0.0.1/8\"): host bits are set; write the network address (e.g. 10.0.0.0/8)",
+    ),
+    (
+        &[("FORWARDED_CERT_FORMAT", "haproxy")],
+        "FORWARDED_CERT_FORMAT=\"haproxy\": unknown forwarded-certificate format \"haproxy\"; expected one of envoy, nginx, base64-der, rfc9440, traefik, aws-alb",
+    ),
+    (
+        &[("CONTROL_PLANE_URL", "https://cp.internal")],
+        "CONTROL_PLANE_URL is set but CONTROL_PLANE_INTERNAL_SECRET is not: set both to use a control plane, or neither",
+    ),
+    (
+        &[("TENANTS_FILE", "/nope/tenants.json")],
+        "tenants file /nope/tenants.json: No such file or directory (os error 2); set TENANTS_FILE to a readable JSON file",
+    ),
+    (
+        &[("AUTH_POLICY", "cert")],
+        "AUTH_POLICY is set but no tenants are: set TENANTS_FILE or CONTROL_PLANE_URL (with CONTROL_PLANE_INTERNAL_SECRET), or unset AUTH_POLICY",
+    ),
+    (
+        &[("RATE_LIMIT_BURST", "5")],
+        "RATE_LIMIT_BURST is set but RATE_LIMIT_PER_MIN is not: set the rate too, or unset the burst",
+    ),
+    (
+        &[("RATE_LIMIT_PER_MIN", "lots")],
+        "RATE_LIMIT_PER_MIN=\"lots\": not a whole number above 0; write one such as 600",
+    ),
+    (
+        &[("RATE_LIMIT_KEY", "cn,spiffe")],
+        "RATE_LIMIT_KEY=\"cn,spiffe\" names only certificate keys but no certificate can arrive: add bearer or ip to the chain, or set TLS_CLIENT_CA or TRUSTED_PROXY_CIDRS",
+    ),
+    (
+        &[("RATE_LIMIT_KEY", "tenant")],
+        "RATE_LIMIT_KEY names tenant but no tenants are configured: set TENANTS_FILE or CONTROL_PLANE_URL, or key by cn, bearer or ip",
+    ),
+    (
+        &[("RATE_LIMIT_ON_STORE_ERROR", "maybe")],
+        "RATE_LIMIT_ON_STORE_ERROR=\"maybe\": write open (let requests through uncounted) or closed (refuse them with 503)",
+    ),
+    (
+        &[("LISTEN_ADDR", "nowhere")],
+        "LISTEN_ADDR=\"nowhere\": not an address and port; write one such as 127.0.0.1:8443",
+    ),
+];
+
+#[tokio::test]
+async fn each_bad_setting_gives_its_exact_problem() {
+    for (vars, expected) in TABLE {
+        assert_eq!(problems(vars).await, [*expected], "{vars:?}");
+    }
+}
+
+#[tokio::test]
+async fn every_problem_is_reported_at_once() {
+    let every: Vec<(&str, &str)> = TABLE
+        .iter()
+        .flat_map(|(vars, _)| vars.iter().copied())
+        // One value per variable: the later rows' TLS pair and key chain.
+        .filter(|(var, value)| {
+            !matches!(
+                (*var, *value),
+                ("TLS_CERT", "/srv/tls/cert.pem")
+                    | ("RATE_LIMIT_KEY", "cn,spiffe")
+                    | ("USE_CERT_AS_PRINCIPAL", "true")
+            )
+        })
+        .collect();
+    let found = problems(&every).await;
+    assert_eq!(found.len(), 7, "{found:#?}");
+    // Each layer's reader and every facade check report together. (Within
+    // the TLS, forwarded-certificate and tenant readers, the first problem
+    // of each is reported: TLS_CLIENT_AUTH before the certificate files,
+    // TRUSTED_PROXY_CIDRS before the format, TENANTS_FILE before the
+    // control plane.)
+    for expected in [
+        "LISTEN_ADDR=",
+        "USE_CERT_AS_PRINCIPAL=\"perhaps\"",
+        "TLS_CLIENT_AUTH=",
+        "TRUSTED_PROXY_CIDRS=",
+        "tenants file /nope/tenants.json",
+        "RATE_LIMIT_PER_MIN=\"lots\"",
+        "RATE_LIMIT_ON_STORE_ERROR=",
+    ] {
+        assert!(
+            found.iter().any(|p| p.starts_with(expected)),
+            "{expected} missing from {found:#?}"
+        );
+    }
+    let error = portcullis::from_env_with(|var| {
+        every
+            .iter()
+            .find(|(k, _)| *k == var)
+            .map(|(_, v)| (*v).to_owned())
+    })
+    .await
+    .unwrap_err();
+    assert!(error.to_string().starts_with(&format!(
+        "portcullis cannot start: {} problems in the environment\n  - ",
+        found.len()
+    )));
+}
+
+#[tokio::test]
+async fn redis_that_cannot_be_reached_is_named() {
+    let found = problems(&[("REDIS_URL", "redis://:hunter2@127.0.0.1:1/")]).await;
+    assert_eq!(found.len(), 1);
+    assert!(!found[0].contains("hunter2"), "{found:?}");
+    if cfg!(feature = "redis") {
+        assert!(
+            found[0].starts_with("REDIS_URL: rate-limit store unavailable: ")
+                && found[0].ends_with(
+                    "; check the address and that Redis is running, or unset REDIS_URL to keep limits in memory"
+                ),
+            "{found:?}"
+        );
+    } else {
+        assert_eq!(
+            found[0],
+            "REDIS_URL is set but portcullis was built without the `redis` feature: enable it, or unset REDIS_URL to keep limits in memory"
+        );
+    }
+}
+
+#[tokio::test]
+async fn nothing_set_is_a_plaintext_stack_on_the_default_address() {
+    let stack = portcullis::from_env_with(|_| None).await.unwrap();
+    assert!(stack.tls().is_none());
+    assert_eq!(stack.listen_addr().to_string(), "127.0.0.1:8443");
+    assert!(stack.trusted_proxies().is_empty());
+}
