@@ -96,6 +96,21 @@ pub mod stack;
 ))]
 pub use stack::{Portcullis, PortcullisLayer, StartupError, from_env, from_env_with};
 
+#[cfg(any(
+    feature = "client-cert",
+    feature = "xfcc",
+    feature = "tenant",
+    feature = "rate-limit"
+))]
+mod builder;
+#[cfg(any(
+    feature = "client-cert",
+    feature = "xfcc",
+    feature = "tenant",
+    feature = "rate-limit"
+))]
+pub use builder::ServiceBuilderExt;
+
 /// The names most services need, for a glob import.
 pub mod prelude {
     pub use portcullis_identity::{
