@@ -1,0 +1,124 @@
+//! The whole stack with no framework: hyper-util's automatic HTTP/1.1 and
+//! h2 server, `TowerToHyperService`, and a `service_fn` for the routes.
+//!
+//! ```text
+//! TLS_CERT=server.pem TLS_KEY=server.key TLS_CLIENT_CA=ca.pem \
+//! TENANTS_FILE=tenants.json RATE_LIMIT_PER_MIN=60 cargo run --example hyper
+//! curl --cacert ca.pem --cert client.pem --key client.key \
+//!      -H 'authorization: Bearer sk-...' https://127.0.0.1:8443/whoami
+//! ```
+//!
+//! Without `TLS_CERT` it serves plain HTTP, each request carrying its TCP
+//! peer as `PeerAddr`. Routes: `GET /whoami`, and `GET /internal/usage`
+//! behind the internal-route guard; anything else is 404.
+
+use std::convert::Infallible;
+use std::process::ExitCode;
+
+use http::{Request, Response, StatusCode};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use hyper_util::service::TowerToHyperService;
+use portcullis::ServiceBuilderExt;
+use portcullis::client_cert::{TlsAcceptor, TlsListener, serve};
+use portcullis::identity::{ClientIpLayer, PeerAddr};
+use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
+
+#[path = "../common/whoami.rs"]
+mod whoami;
+
+async fn route(req: Request<Incoming>) -> Result<Response<String>, Infallible> {
+    Ok(match req.uri().path() {
+        "/whoami" => whoami::whoami(&req),
+        "/internal/usage" => whoami::usage(),
+        _ => {
+            let mut res = Response::new("not found\n".to_owned());
+            *res.status_mut() = StatusCode::NOT_FOUND;
+            res
+        }
+    })
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let stack = match portcullis::from_env().await {
+        Ok(stack) => stack,
+        Err(error) => {
+            eprintln!("{error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    // The guard wraps only /internal/*: everything else goes straight on.
+    let guard = stack.internal_guard();
+    let guarded = ServiceBuilder::new().layer(guard).service_fn(route);
+    let routes = service_fn(move |req: Request<Incoming>| {
+        let internal = req.uri().path().starts_with("/internal/");
+        let guarded = guarded.clone();
+        async move {
+            if internal {
+                guarded
+                    .oneshot(req)
+                    .await
+                    .map(|res| res.map(http_body_util::Either::Left))
+            } else {
+                route(req).await.map(|res| {
+                    res.map(|body| http_body_util::Either::Right(http_body_util::Full::from(body)))
+                })
+            }
+        }
+    });
+    let app = ServiceBuilder::new()
+        .portcullis(stack.layer())
+        .layer(ClientIpLayer::new(stack.trusted_proxies().clone()))
+        .service(routes);
+
+    let addr = stack.listen_addr();
+    if let Some(tls) = stack.tls() {
+        let listener = match tls.tls.build() {
+            Ok(config) => TlsListener::bind(addr, TlsAcceptor::new(config)).await,
+            Err(error) => {
+                eprintln!("{error}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let listener = match listener {
+            Ok(listener) => listener,
+            Err(error) => {
+                eprintln!("LISTEN_ADDR={addr}: {error}");
+                return ExitCode::FAILURE;
+            }
+        };
+        println!("listening on https://{addr}");
+        // The listener's own loop: TowerToHyperService over hyper-util auto,
+        // each request carrying its TlsConnectInfo and PeerAddr.
+        serve(listener, app, std::future::pending()).await;
+        return ExitCode::SUCCESS;
+    }
+
+    let listener = match tokio::net::TcpListener::bind(addr).await {
+        Ok(listener) => listener,
+        Err(error) => {
+            eprintln!("LISTEN_ADDR={addr}: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    println!("listening on http://{addr} (no TLS_CERT: plaintext)");
+    loop {
+        let Ok((stream, peer)) = listener.accept().await else {
+            continue;
+        };
+        let app = app.clone();
+        // Tell the layers who connected: the one fact they take from the
+        // server rather than from the request.
+        let service = TowerToHyperService::new(service_fn(move |mut req: Request<Incoming>| {
+            req.extensions_mut().insert(PeerAddr(peer));
+            app.clone().call(req)
+        }));
+        tokio::spawn(async move {
+            let _ = auto::Builder::new(TokioExecutor::new())
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
