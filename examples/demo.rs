@@ -18,7 +18,11 @@
 //! reverse proxy in Envoy's `x-forwarded-client-cert`, through `XfccLayer`,
 //! and the same header from a stranger is removed before the handler runs.
 //!
-//! The tenant and rate-limit layers join this demo as they land.
+//! Then the whole stack, as `portcullis::from_env` assembles it from the
+//! README's variables (here pointed at files the demo wrote): an mTLS call
+//! whose CN keys the rate-limit bucket, the same call until `429` with
+//! `Retry-After`, and a forged tenant header replaced by the one the key
+//! resolves to.
 
 use std::convert::Infallible;
 use std::net::IpAddr;
@@ -226,6 +230,8 @@ async fn main() -> Result<ExitCode, Box<dyn std::error::Error>> {
         );
     }
 
+    whole_stack(&mut steps, &pki, &client).await?;
+
     if steps.failed.is_empty() {
         println!("\nall steps behaved as expected");
         Ok(ExitCode::SUCCESS)
@@ -233,4 +239,136 @@ async fn main() -> Result<ExitCode, Box<dyn std::error::Error>> {
         eprintln!("\nFAILED steps: {}", steps.failed.join("; "));
         Ok(ExitCode::FAILURE)
     }
+}
+
+/// Step 7: `portcullis::from_env_with` over files the demo writes, served on
+/// the TLS listener, driven by a rustls client.
+async fn whole_stack(
+    steps: &mut Steps,
+    pki: &ThrowawayPki,
+    client: &portcullis_test_support::IssuedCert,
+) -> Result<(), Box<dyn std::error::Error>> {
+    println!(
+        "\n7. The whole stack from the environment: client cert -> xfcc -> tenant -> rate limit"
+    );
+    let dir = portcullis_test_support::TempDir::new("demo");
+    let server_cert = pki.server()?;
+    let token = "sk-demo-acme-0123456789";
+    let digest = BearerDigest::from_headers(&{
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            "authorization",
+            HeaderValue::from_str(&format!("Bearer {token}"))?,
+        );
+        headers
+    })?
+    .ok_or("no digest")?;
+    let vars = [
+        ("LISTEN_ADDR", "127.0.0.1:0".to_owned()),
+        ("TLS_CERT", dir.write("server.pem", &server_cert.chain_pem)),
+        ("TLS_KEY", dir.write("server.key", &server_cert.key_pem)),
+        ("TLS_CLIENT_CA", dir.write("ca.pem", pki.ca_pem())),
+        ("TLS_CLIENT_AUTH", "required".to_owned()),
+        (
+            "TENANTS_FILE",
+            dir.write(
+                "tenants.json",
+                format!(
+                    r#"{{"keys": [{{"sha256": "{}", "tenant_id": "acme", "consumer": "billing", "active": true, "rate_per_min": 60, "burst": 3}}]}}"#,
+                    digest.to_hex()
+                ),
+            ),
+        ),
+        ("RATE_LIMIT_KEY", "cn,bearer,ip".to_owned()),
+    ];
+    for (var, value) in &vars {
+        println!("  {var}={value}");
+    }
+    let stack = portcullis::from_env_with(|var| {
+        vars.iter()
+            .find(|(name, _)| *name == var)
+            .map(|(_, value)| value.clone())
+    })
+    .await?;
+    let tls = stack.tls().ok_or("TLS_CERT was set")?;
+    let listener =
+        TlsListener::bind(stack.listen_addr(), TlsAcceptor::new(tls.tls.build()?)).await?;
+    let addr = listener.local_addr();
+    let app = ServiceBuilder::new().layer(stack.layer()).service_fn(
+        |req: Request<hyper::body::Incoming>| async move {
+            let tenant = req
+                .headers()
+                .get_all("x-llm-router-tenant")
+                .iter()
+                .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+                .collect::<Vec<_>>()
+                .join(",");
+            let key = req
+                .extensions()
+                .get::<portcullis::rate_limit::RateLimitDecision>()
+                .map(|d| d.key_source)
+                .unwrap_or("none");
+            Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(format!(
+                "tenant={tenant} key={key}"
+            )))))
+        },
+    );
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(serve(listener, app, async move {
+        let _ = stopped.await;
+    }));
+    println!("  listening on https://{addr}");
+
+    let root = pki.ca_pem();
+    let cert = ClientCert {
+        chain_pem: &client.chain_pem,
+        key_pem: &client.key_pem,
+    };
+    let mut connection =
+        portcullis_test_support::client::connect(addr, &root, Some(cert), Http::H2).await?;
+    let authorization = format!("Bearer {token}");
+    let mut statuses = Vec::new();
+    for n in 1..=4 {
+        let res = connection
+            .send(
+                &[
+                    ("authorization", &authorization),
+                    // A forgery the tenant layer must replace.
+                    ("x-llm-router-tenant", "someone-else"),
+                ],
+                "/",
+            )
+            .await?;
+        let retry_after = res
+            .headers()
+            .get("retry-after")
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+        let rate = res
+            .headers()
+            .get("ratelimit")
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+        println!(
+            "  request {n}: {} {:?} ratelimit={rate:?} retry-after={retry_after:?}",
+            res.status(),
+            res.body().trim()
+        );
+        if n == 1 {
+            steps.check(
+                "the forged tenant header was replaced by the key's tenant, and the CN keyed the bucket",
+                res.status() == StatusCode::OK && res.body() == "tenant=acme key=cn",
+                res.body(),
+            );
+        }
+        statuses.push((res.status(), retry_after));
+    }
+    steps.check(
+        "the plan's burst of 3 passed, then 429 with Retry-After",
+        statuses[..3].iter().all(|(s, _)| *s == StatusCode::OK)
+            && statuses[3].0 == StatusCode::TOO_MANY_REQUESTS
+            && statuses[3].1.as_deref() == Some("1"),
+        format!("{statuses:?}"),
+    );
+    let _ = stop.send(());
+    let _ = server.await;
+    Ok(())
 }

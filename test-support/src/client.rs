@@ -135,11 +135,23 @@ pub async fn connect(
 impl Connection {
     /// GET `path`; the status and the body as text.
     pub async fn get(&mut self, path: &str) -> Result<(StatusCode, String), String> {
-        let req = Request::builder()
+        let res = self.send(&[], path).await?;
+        Ok((res.status(), res.into_body()))
+    }
+
+    /// GET `path` with extra `headers`; the whole response, body as text.
+    pub async fn send(
+        &mut self,
+        headers: &[(&str, &str)],
+        path: &str,
+    ) -> Result<http::Response<String>, String> {
+        let mut req = Request::builder()
             .uri(format!("https://localhost{path}"))
-            .header("host", "localhost")
-            .body(Empty::<Bytes>::new())
-            .map_err(|e| e.to_string())?;
+            .header("host", "localhost");
+        for (name, value) in headers {
+            req = req.header(*name, *value);
+        }
+        let req = req.body(Empty::<Bytes>::new()).map_err(|e| e.to_string())?;
         let result = tokio::time::timeout(Duration::from_secs(10), async {
             let sent = match &mut self.sender {
                 Sender::H1(sender) => sender.send_request(req).await,
@@ -156,14 +168,12 @@ impl Connection {
                     });
                 }
             };
-            let status = res.status();
-            let body = res
-                .into_body()
-                .collect()
-                .await
-                .map_err(error_chain)?
-                .to_bytes();
-            Ok((status, String::from_utf8_lossy(&body).into_owned()))
+            let (parts, body) = res.into_parts();
+            let body = body.collect().await.map_err(error_chain)?.to_bytes();
+            Ok(http::Response::from_parts(
+                parts,
+                String::from_utf8_lossy(&body).into_owned(),
+            ))
         })
         .await;
         result.unwrap_or_else(|_| Err("timed out".to_owned()))
