@@ -121,6 +121,13 @@ impl Portcullis {
 
     /// The guard for `/internal/*` routes (`CONTROL_PLANE_INTERNAL_SECRET`;
     /// unset: the routes answer 404).
+    ///
+    /// Wrap the internal routes with it *beside* [`layer`](Self::layer),
+    /// not inside it: the stack removes `x-internal-secret` from every
+    /// request it handles (so the secret never reaches the application),
+    /// which means a guard behind the stack would never see it. The
+    /// `axum` and `hyper` examples route `/internal/*` to the guard and
+    /// everything else to the stack.
     pub fn internal_guard(&self) -> InternalGuardLayer {
         self.guard.clone()
     }

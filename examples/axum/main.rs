@@ -55,16 +55,12 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let app = Router::new()
+    let public = Router::new()
         .route(
             "/whoami",
             get(|req: Request| async move { whoami::whoami(&req) }),
         )
         .route("/me", get(me))
-        .route(
-            "/internal/usage",
-            get(|| async { whoami::usage() }).layer(stack.internal_guard()),
-        )
         .layer(
             ServiceBuilder::new()
                 // Plain HTTP: axum records the TCP peer as ConnectInfo; the
@@ -80,6 +76,13 @@ async fn main() -> ExitCode {
                 .portcullis(stack.layer())
                 .layer(ClientIpLayer::new(stack.trusted_proxies().clone())),
         );
+    // The internal routes beside the stack, behind the guard alone: the
+    // stack removes x-internal-secret from everything it handles, so a
+    // guard behind it would never see the secret.
+    let internal = Router::new()
+        .route("/internal/usage", get(|| async { whoami::usage() }))
+        .layer(stack.internal_guard());
+    let app = public.merge(internal);
 
     let addr = stack.listen_addr();
     let served = match stack.tls() {

@@ -16,6 +16,7 @@ use std::convert::Infallible;
 use std::process::ExitCode;
 
 use http::{Request, Response, StatusCode};
+use http_body_util::Either;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
@@ -49,29 +50,26 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    // The guard wraps only /internal/*: everything else goes straight on.
-    let guard = stack.internal_guard();
-    let guarded = ServiceBuilder::new().layer(guard).service_fn(route);
-    let routes = service_fn(move |req: Request<Incoming>| {
-        let internal = req.uri().path().starts_with("/internal/");
-        let guarded = guarded.clone();
+    // /internal/* goes to the guard beside the stack: the stack removes
+    // x-internal-secret from everything it handles, so a guard behind it
+    // would never see the secret. Everything else goes through the stack.
+    let guarded = ServiceBuilder::new()
+        .layer(stack.internal_guard())
+        .service_fn(route);
+    let public = ServiceBuilder::new()
+        .portcullis(stack.layer())
+        .layer(ClientIpLayer::new(stack.trusted_proxies().clone()))
+        .service_fn(route);
+    let app = service_fn(move |req: Request<Incoming>| {
+        let (guarded, public) = (guarded.clone(), public.clone());
         async move {
-            if internal {
-                guarded
-                    .oneshot(req)
-                    .await
-                    .map(|res| res.map(http_body_util::Either::Left))
+            if req.uri().path().starts_with("/internal/") {
+                guarded.oneshot(req).await.map(|res| res.map(Either::Left))
             } else {
-                route(req).await.map(|res| {
-                    res.map(|body| http_body_util::Either::Right(http_body_util::Full::from(body)))
-                })
+                public.oneshot(req).await.map(|res| res.map(Either::Right))
             }
         }
     });
-    let app = ServiceBuilder::new()
-        .portcullis(stack.layer())
-        .layer(ClientIpLayer::new(stack.trusted_proxies().clone()))
-        .service(routes);
 
     let addr = stack.listen_addr();
     if let Some(tls) = stack.tls() {
