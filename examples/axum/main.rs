@@ -23,13 +23,15 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 
 use axum::Router;
-use axum::extract::{ConnectInfo, Request};
+use axum::extract::Request;
 use axum::routing::get;
 use portcullis::ServiceBuilderExt;
 use portcullis::client_cert::{TlsAcceptor, TlsListener, WithTlsConnectInfo};
-use portcullis::identity::{ClientIdentity, ClientIp, ClientIpLayer, PeerAddr, Tenant};
+use portcullis::identity::{ClientIdentity, ClientIp, ClientIpLayer, Tenant};
 use tower::ServiceBuilder;
 
+#[path = "../common/peer.rs"]
+mod peer;
 #[path = "../common/whoami.rs"]
 mod whoami;
 
@@ -48,13 +50,17 @@ async fn me(
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let stack = match portcullis::from_env().await {
-        Ok(stack) => stack,
+    match run().await {
+        Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("{error}");
-            return ExitCode::FAILURE;
+            ExitCode::FAILURE
         }
-    };
+    }
+}
+
+async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    let stack = portcullis::from_env().await?;
     let public = Router::new()
         .route(
             "/whoami",
@@ -63,16 +69,7 @@ async fn main() -> ExitCode {
         .route("/me", get(me))
         .layer(
             ServiceBuilder::new()
-                // Plain HTTP: axum records the TCP peer as ConnectInfo; the
-                // layers read PeerAddr. (The TLS listener sets both itself.)
-                .map_request(|mut req: Request| {
-                    if let Some(ConnectInfo(peer)) =
-                        req.extensions().get::<ConnectInfo<SocketAddr>>().copied()
-                    {
-                        req.extensions_mut().insert(PeerAddr(peer));
-                    }
-                    req
-                })
+                .map_request(peer::connect_info_as_peer)
                 .portcullis(stack.layer())
                 .layer(ClientIpLayer::new(stack.trusted_proxies().clone())),
         );
@@ -85,46 +82,23 @@ async fn main() -> ExitCode {
     let app = public.merge(internal);
 
     let addr = stack.listen_addr();
-    let served = match stack.tls() {
-        Some(tls) => {
-            let config = match tls.tls.build() {
-                Ok(config) => config,
-                Err(error) => {
-                    eprintln!("{error}");
-                    return ExitCode::FAILURE;
-                }
-            };
-            let listener = match TlsListener::bind(addr, TlsAcceptor::new(config)).await {
-                Ok(listener) => listener,
-                Err(error) => {
-                    eprintln!("LISTEN_ADDR={addr}: {error}");
-                    return ExitCode::FAILURE;
-                }
-            };
-            println!("listening on https://{addr}");
-            axum::serve(listener, WithTlsConnectInfo::new(app)).await
-        }
-        None => {
-            let listener = match tokio::net::TcpListener::bind(addr).await {
-                Ok(listener) => listener,
-                Err(error) => {
-                    eprintln!("LISTEN_ADDR={addr}: {error}");
-                    return ExitCode::FAILURE;
-                }
-            };
-            println!("listening on http://{addr} (no TLS_CERT: plaintext)");
-            axum::serve(
-                listener,
-                app.into_make_service_with_connect_info::<SocketAddr>(),
-            )
+    let bind_error = |e: std::io::Error| format!("LISTEN_ADDR={addr}: {e}");
+    if let Some(tls) = stack.tls() {
+        let listener = TlsListener::bind(addr, TlsAcceptor::new(tls.tls.build()?))
             .await
-        }
-    };
-    match served {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("serving: {error}");
-            ExitCode::FAILURE
-        }
+            .map_err(bind_error)?;
+        println!("listening on https://{addr}");
+        axum::serve(listener, WithTlsConnectInfo::new(app)).await?;
+    } else {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(bind_error)?;
+        println!("listening on http://{addr} (no TLS_CERT: plaintext)");
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .await?;
     }
+    Ok(())
 }

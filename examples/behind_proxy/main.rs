@@ -18,48 +18,16 @@
 use std::net::SocketAddr;
 
 use axum::Router;
-use axum::extract::{ConnectInfo, Request};
-use axum::http::header::CONTENT_TYPE;
-use axum::response::IntoResponse;
+use axum::extract::Request;
 use axum::routing::get;
-use portcullis::identity::{ClientIdentity, ClientIp, ClientIpLayer, PeerAddr};
+use portcullis::identity::ClientIpLayer;
 use portcullis::xfcc::XfccLayer;
-use serde_json::{Value, json};
 use tower::ServiceBuilder;
 
-/// The `/whoami` contract: identity, client IP, tenant, rate limit, and
-/// every header exactly as the application received it.
-async fn whoami(req: Request) -> impl IntoResponse {
-    let identity = req.extensions().get::<ClientIdentity>().map(|id| {
-        json!({
-            "source": id.source().as_str(),
-            "subject": id.subject(),
-            "common_name": id.common_name(),
-            "spiffe_id": id.spiffe_id().map(|s| s.as_str()),
-            "fingerprint_sha256": id.fingerprint_sha256_hex(),
-            "dns_names": id.dns_names(),
-            "uris": id.uris(),
-        })
-    });
-    let mut headers = serde_json::Map::new();
-    for name in req.headers().keys() {
-        let values: Vec<Value> = req
-            .headers()
-            .get_all(name)
-            .iter()
-            .map(|v| Value::from(String::from_utf8_lossy(v.as_bytes()).into_owned()))
-            .collect();
-        headers.insert(name.as_str().to_owned(), Value::Array(values));
-    }
-    let body = json!({
-        "identity": identity,
-        "client_ip": req.extensions().get::<ClientIp>().map(|ip| ip.0.to_string()),
-        "tenant": null,
-        "rate_limit": null,
-        "headers": headers,
-    });
-    ([(CONTENT_TYPE, "application/json")], format!("{body}\n"))
-}
+#[path = "../common/peer.rs"]
+mod peer;
+#[path = "../common/whoami.rs"]
+mod whoami;
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -76,20 +44,17 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .parse()
         .map_err(|e| format!("LISTEN_ADDR: {e}; write an address such as 127.0.0.1:8080"))?;
 
-    let app = Router::new().route("/whoami", get(whoami)).layer(
-        ServiceBuilder::new()
-            // axum records the TCP peer as ConnectInfo; the layers read PeerAddr.
-            .map_request(|mut req: Request| {
-                if let Some(ConnectInfo(peer)) =
-                    req.extensions().get::<ConnectInfo<SocketAddr>>().copied()
-                {
-                    req.extensions_mut().insert(PeerAddr(peer));
-                }
-                req
-            })
-            .layer(xfcc)
-            .layer(ClientIpLayer::new(proxies.clone())),
-    );
+    let app = Router::new()
+        .route(
+            "/whoami",
+            get(|req: Request| async move { whoami::whoami(&req) }),
+        )
+        .layer(
+            ServiceBuilder::new()
+                .map_request(peer::connect_info_as_peer)
+                .layer(xfcc)
+                .layer(ClientIpLayer::new(proxies.clone())),
+        );
 
     let listener = tokio::net::TcpListener::bind(addr)
         .await

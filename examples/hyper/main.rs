@@ -43,13 +43,17 @@ async fn route(req: Request<Incoming>) -> Result<Response<String>, Infallible> {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let stack = match portcullis::from_env().await {
-        Ok(stack) => stack,
+    match run().await {
+        Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("{error}");
-            return ExitCode::FAILURE;
+            ExitCode::FAILURE
         }
-    };
+    }
+}
+
+async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    let stack = portcullis::from_env().await?;
     // /internal/* goes to the guard beside the stack: the stack removes
     // x-internal-secret from everything it handles, so a guard behind it
     // would never see the secret. Everything else goes through the stack.
@@ -72,35 +76,21 @@ async fn main() -> ExitCode {
     });
 
     let addr = stack.listen_addr();
+    let bind_error = |e: std::io::Error| format!("LISTEN_ADDR={addr}: {e}");
     if let Some(tls) = stack.tls() {
-        let listener = match tls.tls.build() {
-            Ok(config) => TlsListener::bind(addr, TlsAcceptor::new(config)).await,
-            Err(error) => {
-                eprintln!("{error}");
-                return ExitCode::FAILURE;
-            }
-        };
-        let listener = match listener {
-            Ok(listener) => listener,
-            Err(error) => {
-                eprintln!("LISTEN_ADDR={addr}: {error}");
-                return ExitCode::FAILURE;
-            }
-        };
+        let listener = TlsListener::bind(addr, TlsAcceptor::new(tls.tls.build()?))
+            .await
+            .map_err(bind_error)?;
         println!("listening on https://{addr}");
         // The listener's own loop: TowerToHyperService over hyper-util auto,
         // each request carrying its TlsConnectInfo and PeerAddr.
         serve(listener, app, std::future::pending()).await;
-        return ExitCode::SUCCESS;
+        return Ok(());
     }
 
-    let listener = match tokio::net::TcpListener::bind(addr).await {
-        Ok(listener) => listener,
-        Err(error) => {
-            eprintln!("LISTEN_ADDR={addr}: {error}");
-            return ExitCode::FAILURE;
-        }
-    };
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(bind_error)?;
     println!("listening on http://{addr} (no TLS_CERT: plaintext)");
     loop {
         let Ok((stream, peer)) = listener.accept().await else {

@@ -43,12 +43,20 @@ fn bearer(token: &str) -> Request<()> {
         .unwrap()
 }
 
+/// `req` through `svc`.
+async fn send<S, B>(svc: &mut S, req: Request<()>) -> Response<B>
+where
+    S: Service<Request<()>, Response = Response<B>, Error = Infallible>,
+{
+    svc.ready().await.unwrap().call(req).await.unwrap()
+}
+
 /// The status of `req` through `svc`.
 async fn status<S, B>(svc: &mut S, req: Request<()>) -> StatusCode
 where
     S: Service<Request<()>, Response = Response<B>, Error = Infallible>,
 {
-    svc.ready().await.unwrap().call(req).await.unwrap().status()
+    send(svc, req).await.status()
 }
 
 async fn body(res: Response<impl http_body::Body<Data = Bytes, Error = Infallible>>) -> String {
@@ -135,24 +143,12 @@ async fn the_key_chain_falls_back_and_no_key_is_401_by_default() {
     let seen = body(svc.ready().await.unwrap().call(from_peer).await.unwrap()).await;
     assert!(seen.starts_with("ip "), "{seen}");
     // Nothing to count by: refused, not waved through.
-    let res = svc
-        .ready()
-        .await
-        .unwrap()
-        .call(Request::get("/").body(()).unwrap())
-        .await
-        .unwrap();
+    let res = send(&mut svc, Request::get("/").body(()).unwrap()).await;
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
     let mut open = ServiceBuilder::new()
         .layer(limited.missing_key(MissingKey::Allow))
         .service(app());
-    let res = open
-        .ready()
-        .await
-        .unwrap()
-        .call(Request::get("/").body(()).unwrap())
-        .await
-        .unwrap();
+    let res = send(&mut open, Request::get("/").body(()).unwrap()).await;
     assert_eq!(body(res).await, "none");
     // No quota at all (no default, no plan): nothing to count, so no key is
     // demanded either.
@@ -163,13 +159,7 @@ async fn the_key_chain_falls_back_and_no_key_is_401_by_default() {
             KeyChain::parse("cn", &proxies).unwrap(),
         ))
         .service(app());
-    let res = unlimited
-        .ready()
-        .await
-        .unwrap()
-        .call(Request::get("/").body(()).unwrap())
-        .await
-        .unwrap();
+    let res = send(&mut unlimited, Request::get("/").body(()).unwrap()).await;
     assert_eq!(res.status(), StatusCode::OK);
     assert!(!res.headers().contains_key("ratelimit"));
     assert!(
