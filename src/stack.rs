@@ -219,10 +219,14 @@ pub async fn from_env_with(
         None
     });
 
-    let xfcc = XfccLayer::from_env_with(&lookup).unwrap_or_else(|e| {
-        problems.push(e.to_string());
-        XfccLayer::new(TrustedProxies::none())
-    });
+    // Every other known certificate header goes too: the stack hands the
+    // application one identity, never a header a client could have set.
+    let xfcc = XfccLayer::from_env_with(&lookup)
+        .unwrap_or_else(|e| {
+            problems.push(e.to_string());
+            XfccLayer::new(TrustedProxies::none())
+        })
+        .strip_known_cert_headers();
     let proxies = xfcc.proxies().clone();
     let forwarded_certs = !proxies.is_empty();
     let own_certs = tls

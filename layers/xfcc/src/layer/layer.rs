@@ -168,6 +168,29 @@ impl XfccLayer {
         self
     }
 
+    /// Also remove, from every request, the certificate headers of every
+    /// other format and of common proxy set-ups ([`KNOWN_CERT_HEADERS`]),
+    /// so that an application, or a library it uses, that reads one of them
+    /// directly is never handed a client's forgery. The configured
+    /// header (and its companions) still pass from trusted proxies.
+    #[must_use]
+    pub fn strip_known_cert_headers(mut self) -> Self {
+        let formats = CertFormat::ALL.iter().flat_map(|format| {
+            std::iter::once(format.default_header())
+                .chain(format.companion_headers().iter().copied())
+        });
+        for name in formats.chain(KNOWN_CERT_HEADERS.iter().copied()) {
+            let configured = self
+                .upstreams
+                .iter()
+                .any(|u| u.header_name() == name || u.format.companion_headers().contains(&name));
+            if !configured {
+                self.also_strip.push(HeaderName::from_static(name));
+            }
+        }
+        self
+    }
+
     /// The `By` value of the element [`Mode::AppendForward`] and
     /// [`Mode::SanitizeSet`] write (this hop's own identity, e.g. its SPIFFE
     /// ID). Without it the element has no `By`.
@@ -209,6 +232,25 @@ pub(crate) struct Upstream {
     pub(crate) format: CertFormat,
     pub(crate) header: HeaderName,
 }
+
+/// Client-certificate headers seen in common proxy configurations besides
+/// the formats' own ([`CertFormat::default_header`]): nginx, HAProxy,
+/// Apache and F5 recipes, and the verification-result headers that travel
+/// with them. Removed by [`XfccLayer::strip_known_cert_headers`].
+pub const KNOWN_CERT_HEADERS: &[&str] = &[
+    "x-client-cert",
+    "x-ssl-client-cert",
+    "ssl-client-cert",
+    "x-ssl-cert",
+    "x-client-certificate",
+    "x-client-verify",
+    "x-ssl-client-verify",
+    "x-client-dn",
+    "x-ssl-client-dn",
+    "x-ssl-client-s-dn",
+    "x-ssl-client-i-dn",
+    "x-client-cert-fingerprint",
+];
 
 impl XfccLayer {
     fn resolve(&self) -> Config {
