@@ -1,4 +1,4 @@
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use http::HeaderName;
 use portcullis_identity::{ProtectedHeaders, TrustedProxies};
@@ -64,6 +64,11 @@ pub struct XfccLayer {
     by: Option<String>,
     set_cert: bool,
     cache_capacity: usize,
+    /// Worked out once for every service this layer (or a clone) makes:
+    /// `layer` may be called per connection or, by some routers, per
+    /// request, and each call must not rebuild the protected-header set
+    /// and an empty identity cache. Every builder method starts afresh.
+    resolved: Arc<OnceLock<Arc<Config>>>,
 }
 
 /// Values longer than this are decoded every time instead of cached,
@@ -85,6 +90,7 @@ impl XfccLayer {
             by: None,
             set_cert: false,
             cache_capacity: 1024,
+            resolved: Arc::default(),
         }
     }
 
@@ -94,6 +100,7 @@ impl XfccLayer {
     /// connection; values over 8 KiB are never kept.
     #[must_use]
     pub fn cache_capacity(mut self, capacity: usize) -> Self {
+        self.resolved = Arc::default();
         self.cache_capacity = capacity;
         self
     }
@@ -110,6 +117,7 @@ impl XfccLayer {
     /// header unless [`header`](Self::header) names another.
     #[must_use]
     pub fn format(mut self, format: CertFormat) -> Self {
+        self.resolved = Arc::default();
         self.upstreams[0].format = format;
         self
     }
@@ -117,6 +125,7 @@ impl XfccLayer {
     /// The header the proxies of [`new`](Self::new) write.
     #[must_use]
     pub fn header(mut self, header: HeaderName) -> Self {
+        self.resolved = Arc::default();
         self.upstreams[0].header = Some(header);
         self
     }
@@ -125,6 +134,7 @@ impl XfccLayer {
     /// protected from everyone else too.
     #[must_use]
     pub fn also(mut self, upstream: ForwardingProxy) -> Self {
+        self.resolved = Arc::default();
         self.upstreams.push(upstream);
         self
     }
@@ -132,6 +142,7 @@ impl XfccLayer {
     /// The [`Mode`].
     #[must_use]
     pub fn mode(mut self, mode: Mode) -> Self {
+        self.resolved = Arc::default();
         self.mode = mode;
         self
     }
@@ -139,6 +150,7 @@ impl XfccLayer {
     /// What to do with a trusted proxy's malformed header.
     #[must_use]
     pub fn on_malformed(mut self, on_malformed: OnMalformed) -> Self {
+        self.resolved = Arc::default();
         self.on_malformed = on_malformed;
         self
     }
@@ -149,6 +161,7 @@ impl XfccLayer {
     /// A header with fewer elements yields no identity.
     #[must_use]
     pub fn element_from_last(mut self, n: usize) -> Self {
+        self.resolved = Arc::default();
         self.element_from_last = n;
         self
     }
@@ -156,6 +169,7 @@ impl XfccLayer {
     /// Bounds on a trusted proxy's Envoy header.
     #[must_use]
     pub fn limits(mut self, limits: ParseLimits) -> Self {
+        self.resolved = Arc::default();
         self.limits = limits;
         self
     }
@@ -164,6 +178,7 @@ impl XfccLayer {
     /// name), e.g. one an older proxy tier wrote.
     #[must_use]
     pub fn also_strip(mut self, header: HeaderName) -> Self {
+        self.resolved = Arc::default();
         self.also_strip.push(header);
         self
     }
@@ -175,6 +190,7 @@ impl XfccLayer {
     /// header (and its companions) still pass from trusted proxies.
     #[must_use]
     pub fn strip_known_cert_headers(mut self) -> Self {
+        self.resolved = Arc::default();
         let formats = CertFormat::ALL.iter().flat_map(|format| {
             std::iter::once(format.default_header())
                 .chain(format.companion_headers().iter().copied())
@@ -196,6 +212,7 @@ impl XfccLayer {
     /// ID). Without it the element has no `By`.
     #[must_use]
     pub fn by(mut self, by: impl Into<String>) -> Self {
+        self.resolved = Arc::default();
         self.by = Some(by.into());
         self
     }
@@ -206,6 +223,7 @@ impl XfccLayer {
     /// per request.
     #[must_use]
     pub fn set_cert(mut self, set_cert: bool) -> Self {
+        self.resolved = Arc::default();
         self.set_cert = set_cert;
         self
     }
@@ -293,7 +311,8 @@ impl<S> Layer<S> for XfccLayer {
     type Service = Xfcc<S>;
 
     fn layer(&self, inner: S) -> Xfcc<S> {
-        Xfcc::new(inner, Arc::new(self.resolve()))
+        let config = self.resolved.get_or_init(|| Arc::new(self.resolve()));
+        Xfcc::new(inner, config.clone())
     }
 }
 

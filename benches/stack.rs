@@ -1,0 +1,332 @@
+//! The whole stack under load, against what a user would otherwise deploy,
+//! in alternating rounds of the same run:
+//!
+//! - portcullis: the TLS listener and the four layers from `from_env`
+//!   (in-memory stores), against axum-server with the same rustls
+//!   configuration and no layers;
+//! - portcullis in process, against nginx terminating mTLS and proxying to
+//!   the same app behind `XfccLayer` (the `behind_proxy` configuration).
+//!
+//! A load driver that presents client certificates (wrk cannot): 64
+//! concurrent clients on loopback, each on its own keep-alive TLS
+//! connection, or a new TLS connection per request. Requests/s and
+//! latency percentiles; the ratios are what `BENCHMARKS.md` reports.
+//!
+//! Run: `cargo bench -p portcullis --features axum --bench stack`
+//! (nginx must be installed for the third comparison).
+
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::routing::get;
+use portcullis::client_cert::{ClientAuth, ServerTls, TlsAcceptor, TlsListener, serve};
+use portcullis::identity::BearerDigest;
+use portcullis::xfcc::{CertFormat, XfccLayer};
+use portcullis_test_support::client::{ClientCert, Http, connect};
+use portcullis_test_support::{Daemon, TempDir, free_port, interop_binary, pki};
+
+const CONCURRENCY: usize = 64;
+const TOKEN: &str = "sk-bench-acme-0123456789";
+
+fn router() -> Router {
+    Router::new().route("/", get(|| async { "ok" }))
+}
+
+/// The files every server reads: nginx's certificate, the client CA, a
+/// tenants file for the bench's bearer key.
+struct Files {
+    dir: TempDir,
+}
+
+impl Files {
+    fn new() -> Files {
+        let dir = TempDir::new("stack-bench");
+        let pki = pki();
+        dir.write("server.pem", pki.end().chain_pem());
+        dir.write("server.key", pki.end().key_pem());
+        dir.write("ca.pem", pki.ca().cert_pem());
+        let digest = BearerDigest::from_headers(&{
+            let mut h = http::HeaderMap::new();
+            h.insert("authorization", format!("Bearer {TOKEN}").parse().unwrap());
+            h
+        })
+        .unwrap()
+        .unwrap();
+        dir.write(
+            "tenants.json",
+            format!(
+                r#"{{"keys": [{{"sha256": "{}", "tenant_id": "acme", "consumer": "bench", "active": true}}]}}"#,
+                digest.to_hex()
+            ),
+        );
+        Files { dir }
+    }
+
+    fn server_tls(&self) -> Arc<rustls::ServerConfig> {
+        let pki = pki();
+        ServerTls::from_pem(
+            pki.end().chain_pem().as_bytes(),
+            pki.end().key_pem().as_bytes(),
+        )
+        .unwrap()
+        .with_client_ca_pem(pki.ca().cert_pem().as_bytes())
+        .unwrap()
+        .with_client_auth(ClientAuth::Required)
+        .build()
+        .unwrap()
+    }
+}
+
+/// The three servers, on a runtime of their own.
+struct Servers {
+    bare: SocketAddr,
+    stack: SocketAddr,
+    nginx: Option<(SocketAddr, Daemon)>,
+}
+
+fn start_servers(files: &Files) -> Servers {
+    let tls = files.server_tls();
+    let vars = [
+        ("TLS_CERT", files.dir.file("server.pem")),
+        ("TLS_KEY", files.dir.file("server.key")),
+        ("TLS_CLIENT_CA", files.dir.file("ca.pem")),
+        ("TLS_CLIENT_AUTH", "required".to_owned()),
+        ("TENANTS_FILE", files.dir.file("tenants.json")),
+        ("RATE_LIMIT_PER_MIN", "100000000".to_owned()),
+        ("RATE_LIMIT_BURST", "100000000".to_owned()),
+        ("RATE_LIMIT_KEY", "cn".to_owned()),
+        ("LISTEN_ADDR", "127.0.0.1:0".to_owned()),
+    ];
+    let app_port = free_port();
+    let (bare, stack) = portcullis_test_support::on_own_thread(move || async move {
+        // axum-server with the same rustls configuration, no layers.
+        let bare_addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let config = axum_server::tls_rustls::RustlsConfig::from_config(tls.clone());
+        tokio::spawn(
+            axum_server::bind_rustls(bare_addr, config).serve(router().into_make_service()),
+        );
+        // portcullis: the listener and the four layers from the environment.
+        let env = portcullis::from_env_with(|var| {
+            vars.iter().find(|(k, _)| *k == var).map(|(_, v)| v.clone())
+        })
+        .await
+        .unwrap();
+        let listener = TlsListener::bind(env.listen_addr(), TlsAcceptor::new(tls))
+            .await
+            .unwrap();
+        let stack_addr = listener.local_addr();
+        // Around the router, not inside it: layered once, not per route.
+        let service = tower::ServiceBuilder::new()
+            .layer(env.layer())
+            .service(router());
+        tokio::spawn(serve(listener, service, std::future::pending()));
+        // The app nginx proxies to: XfccLayer reading nginx's header.
+        let app = router().layer(
+            XfccLayer::new("127.0.0.1/32".parse().unwrap())
+                .format(CertFormat::Nginx)
+                .header(http::HeaderName::from_static("x-client-cert")),
+        );
+        // (XfccLayer reads the peer from axum's ConnectInfo.)
+        let app_listener = tokio::net::TcpListener::bind(("127.0.0.1", app_port))
+            .await
+            .unwrap();
+        tokio::spawn(async move {
+            axum::serve(
+                app_listener,
+                app.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .await
+        });
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        (bare_addr, stack_addr)
+    });
+    let nginx = interop_binary("nginx").map(|binary| {
+        let port = free_port();
+        let path = files.dir.path().to_str().unwrap().to_owned();
+        let config = include_str!("../examples/behind_proxy/nginx.conf")
+            .replace("/etc/portcullis", &path)
+            .replace("listen 8443", &format!("listen 127.0.0.1:{port}"))
+            .replace("127.0.0.1:8080", &format!("127.0.0.1:{app_port}"))
+            .replace("/var/lib/portcullis/nginx", &path)
+            .replace("worker_connections 64", "worker_connections 1024");
+        let conf = files.dir.write("nginx.conf", config);
+        let mut command = std::process::Command::new(binary);
+        command.args(["-e", "stderr", "-p", &path, "-c", &conf]);
+        let daemon = Daemon::start("nginx", command, port, files.dir.join("nginx.log"));
+        (SocketAddr::from(([127, 0, 0, 1], port)), daemon)
+    });
+    Servers { bare, stack, nginx }
+}
+
+/// One load run: requests/s and every latency.
+struct Run {
+    per_second: f64,
+    latencies: Vec<Duration>,
+}
+
+async fn load(addr: SocketAddr, new_connections: bool, run_for: Duration) -> Run {
+    let pki = pki();
+    let root: &'static str = pki.ca().cert_pem();
+    let cert = ClientCert {
+        chain_pem: pki.client().chain_pem(),
+        key_pem: pki.client().key_pem(),
+    };
+    let authorization: &'static str = Box::leak(format!("Bearer {TOKEN}").into_boxed_str());
+    let start = Instant::now();
+    let deadline = start + run_for;
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..CONCURRENCY {
+        tasks.spawn(async move {
+            let mut latencies = Vec::new();
+            let mut connection = None;
+            while Instant::now() < deadline {
+                let sent = Instant::now();
+                if connection.is_none() || new_connections {
+                    connection = Some(connect(addr, root, Some(cert), Http::H1).await.unwrap());
+                }
+                let res = connection
+                    .as_mut()
+                    .unwrap()
+                    .send(&[("authorization", authorization)], "/")
+                    .await
+                    .unwrap();
+                assert_eq!(res.status(), 200, "{}", res.body());
+                latencies.push(sent.elapsed());
+            }
+            latencies
+        });
+    }
+    let mut latencies = Vec::new();
+    while let Some(done) = tasks.join_next().await {
+        latencies.extend(done.unwrap());
+    }
+    let elapsed = start.elapsed();
+    latencies.sort_unstable();
+    Run {
+        per_second: latencies.len() as f64 / elapsed.as_secs_f64(),
+        latencies,
+    }
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() - 1) as f64 * p) as usize]
+}
+
+/// Alternating rounds of `baseline` and `candidate`: totals, ratio, and
+/// the p50/p99 of each side.
+fn compare(
+    rt: &tokio::runtime::Runtime,
+    name: &str,
+    baseline: (&str, SocketAddr),
+    candidate: (&str, SocketAddr),
+    new_connections: bool,
+) {
+    let rounds = 4;
+    let run_for = Duration::from_secs(if new_connections { 2 } else { 3 });
+    // Warm both.
+    rt.block_on(load(
+        baseline.1,
+        new_connections,
+        Duration::from_millis(500),
+    ));
+    rt.block_on(load(
+        candidate.1,
+        new_connections,
+        Duration::from_millis(500),
+    ));
+    let (mut base_runs, mut cand_runs) = (Vec::new(), Vec::new());
+    for round in 0..rounds {
+        let order = if round % 2 == 0 {
+            [false, true]
+        } else {
+            [true, false]
+        };
+        for is_candidate in order {
+            let addr = if is_candidate {
+                candidate.1
+            } else {
+                baseline.1
+            };
+            let run = rt.block_on(load(addr, new_connections, run_for));
+            if is_candidate {
+                cand_runs.push(run);
+            } else {
+                base_runs.push(run);
+            }
+        }
+    }
+    let summary = |runs: &[Run]| {
+        let rate = runs.iter().map(|r| r.per_second).sum::<f64>() / runs.len() as f64;
+        let mut all: Vec<Duration> = runs
+            .iter()
+            .flat_map(|r| r.latencies.iter().copied())
+            .collect();
+        all.sort_unstable();
+        (rate, percentile(&all, 0.5), percentile(&all, 0.99))
+    };
+    let (b_rate, b_p50, b_p99) = summary(&base_runs);
+    let (c_rate, c_p50, c_p99) = summary(&cand_runs);
+    let ratios: Vec<String> = base_runs
+        .iter()
+        .zip(&cand_runs)
+        .map(|(b, c)| format!("{:.3}", c.per_second / b.per_second))
+        .collect();
+    println!(
+        "{name}: {} {b_rate:.0}/s (p50 {b_p50:?}, p99 {b_p99:?}) -> {} {c_rate:.0}/s (p50 {c_p50:?}, p99 {c_p99:?}); \
+         ratio {:.3} (rounds {}); p99 added {:?}",
+        baseline.0,
+        candidate.0,
+        c_rate / b_rate,
+        ratios.join(", "),
+        c_p99.saturating_sub(b_p99),
+    );
+}
+
+fn main() {
+    // `cargo bench --no-run` builds this; `cargo test --benches` would run
+    // it with --bench absent: only run when asked to bench.
+    if !std::env::args().any(|a| a == "--bench") {
+        return;
+    }
+    let files = Files::new();
+    let servers = start_servers(&files);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    println!(
+        "{CONCURRENCY} concurrent clients with client certificates, HTTP/1.1 over TLS, loopback"
+    );
+    for new_connections in [false, true] {
+        let mode = if new_connections {
+            "new connection per request"
+        } else {
+            "keep-alive"
+        };
+        compare(
+            &rt,
+            &format!(
+                "{mode}: axum-server (same rustls config, no layers) vs portcullis (TLS listener + four layers)"
+            ),
+            ("axum-server", servers.bare),
+            ("portcullis", servers.stack),
+            new_connections,
+        );
+        if let Some((nginx, _)) = &servers.nginx {
+            compare(
+                &rt,
+                &format!(
+                    "{mode}: nginx (mTLS, proxy to the app with XfccLayer) vs portcullis in process"
+                ),
+                ("nginx", *nginx),
+                ("portcullis", servers.stack),
+                new_connections,
+            );
+        }
+    }
+}
