@@ -636,3 +636,50 @@ async fn a_cached_identity_still_names_the_proxy_that_sent_it() {
         assert_eq!(out.status, StatusCode::BAD_REQUEST);
     }
 }
+
+#[tokio::test]
+async fn known_cert_headers_are_stripped_but_the_configured_one_passes() {
+    let layer = XfccLayer::new(proxies()).strip_known_cert_headers();
+    let header = element_for(pki().client().der());
+    for peer in [PROXY, STRANGER] {
+        let out = run(
+            &layer,
+            request(
+                Some(peer),
+                &[
+                    (XFCC, &header),
+                    ("client-cert", ":Zm9yZ2Vk:"),
+                    ("X-SSL-Client-Cert", "forged"),
+                    ("x_amzn_mtls_clientcert", "forged"),
+                ],
+            ),
+        )
+        .await;
+        assert_eq!(out.status, StatusCode::OK);
+        for other in ["client-cert", "x-ssl-client-cert", "x_amzn_mtls_clientcert"] {
+            assert!(out.header(other).is_empty(), "{other} from {peer}");
+        }
+        let from_proxy = peer == PROXY;
+        assert_eq!(
+            out.header(XFCC).len(),
+            usize::from(from_proxy),
+            "from {peer}"
+        );
+        assert_eq!(out.seen().identity.is_some(), from_proxy, "from {peer}");
+    }
+}
+
+#[tokio::test]
+async fn a_builder_after_layer_takes_effect() {
+    // The resolved configuration is shared by every service a layer makes;
+    // changing a copy afterwards must not reuse the old one.
+    let layer = XfccLayer::new(proxies());
+    let _ = run(&layer, request(Some(PROXY), &[])).await;
+    let stricter = layer
+        .clone()
+        .also_strip(http::HeaderName::from_static("x-extra"));
+    let out = run(&stricter, request(Some(STRANGER), &[("x-extra", "forged")])).await;
+    assert!(out.header("x-extra").is_empty());
+    let out = run(&layer, request(Some(STRANGER), &[("x-extra", "kept")])).await;
+    assert_eq!(out.header("x-extra"), ["kept"]);
+}
