@@ -64,6 +64,9 @@ pub struct XfccLayer {
     by: Option<String>,
     set_cert: bool,
     cache_capacity: usize,
+    /// [`strip_known_cert_headers`](Self::strip_known_cert_headers): worked
+    /// out in `resolve`, against the final upstreams.
+    strip_known: bool,
     /// Worked out once for every service this layer (or a clone) makes:
     /// `layer` may be called per connection or, by some routers, per
     /// request, and each call must not rebuild the protected-header set
@@ -90,8 +93,16 @@ impl XfccLayer {
             by: None,
             set_cert: false,
             cache_capacity: 1024,
+            strip_known: false,
             resolved: Arc::default(),
         }
+    }
+
+    /// Applies a builder change; the resolved configuration starts afresh.
+    fn edit(mut self, change: impl FnOnce(&mut Self)) -> Self {
+        change(&mut self);
+        self.resolved = Arc::default();
+        self
     }
 
     /// How many decoded header values to keep (default 1024; `0` turns the
@@ -99,10 +110,8 @@ impl XfccLayer {
     /// identities are cached by the exact header value instead of per
     /// connection; values over 8 KiB are never kept.
     #[must_use]
-    pub fn cache_capacity(mut self, capacity: usize) -> Self {
-        self.resolved = Arc::default();
-        self.cache_capacity = capacity;
-        self
+    pub fn cache_capacity(self, capacity: usize) -> Self {
+        self.edit(|l| l.cache_capacity = capacity)
     }
 
     /// The proxies given to [`new`](Self::new) (for a [`ClientIpLayer`]
@@ -116,43 +125,33 @@ impl XfccLayer {
     /// The format the proxies of [`new`](Self::new) write, in its default
     /// header unless [`header`](Self::header) names another.
     #[must_use]
-    pub fn format(mut self, format: CertFormat) -> Self {
-        self.resolved = Arc::default();
-        self.upstreams[0].format = format;
-        self
+    pub fn format(self, format: CertFormat) -> Self {
+        self.edit(|l| l.upstreams[0].format = format)
     }
 
     /// The header the proxies of [`new`](Self::new) write.
     #[must_use]
-    pub fn header(mut self, header: HeaderName) -> Self {
-        self.resolved = Arc::default();
-        self.upstreams[0].header = Some(header);
-        self
+    pub fn header(self, header: HeaderName) -> Self {
+        self.edit(|l| l.upstreams[0].header = Some(header))
     }
 
     /// More proxies, with their own format and header. Their headers are
     /// protected from everyone else too.
     #[must_use]
-    pub fn also(mut self, upstream: ForwardingProxy) -> Self {
-        self.resolved = Arc::default();
-        self.upstreams.push(upstream);
-        self
+    pub fn also(self, upstream: ForwardingProxy) -> Self {
+        self.edit(|l| l.upstreams.push(upstream))
     }
 
     /// The [`Mode`].
     #[must_use]
-    pub fn mode(mut self, mode: Mode) -> Self {
-        self.resolved = Arc::default();
-        self.mode = mode;
-        self
+    pub fn mode(self, mode: Mode) -> Self {
+        self.edit(|l| l.mode = mode)
     }
 
     /// What to do with a trusted proxy's malformed header.
     #[must_use]
-    pub fn on_malformed(mut self, on_malformed: OnMalformed) -> Self {
-        self.resolved = Arc::default();
-        self.on_malformed = on_malformed;
-        self
+    pub fn on_malformed(self, on_malformed: OnMalformed) -> Self {
+        self.edit(|l| l.on_malformed = on_malformed)
     }
 
     /// Reads the identity from the element `n` places before the last (`0`,
@@ -160,27 +159,21 @@ impl XfccLayer {
     /// trusted proxies that each append, where the client's is further left.
     /// A header with fewer elements yields no identity.
     #[must_use]
-    pub fn element_from_last(mut self, n: usize) -> Self {
-        self.resolved = Arc::default();
-        self.element_from_last = n;
-        self
+    pub fn element_from_last(self, n: usize) -> Self {
+        self.edit(|l| l.element_from_last = n)
     }
 
     /// Bounds on a trusted proxy's Envoy header.
     #[must_use]
-    pub fn limits(mut self, limits: ParseLimits) -> Self {
-        self.resolved = Arc::default();
-        self.limits = limits;
-        self
+    pub fn limits(self, limits: ParseLimits) -> Self {
+        self.edit(|l| l.limits = limits)
     }
 
     /// Another header to remove from every request (matched by canonical
     /// name), e.g. one an older proxy tier wrote.
     #[must_use]
-    pub fn also_strip(mut self, header: HeaderName) -> Self {
-        self.resolved = Arc::default();
-        self.also_strip.push(header);
-        self
+    pub fn also_strip(self, header: HeaderName) -> Self {
+        self.edit(|l| l.also_strip.push(header))
     }
 
     /// Also remove, from every request, the certificate headers of every
@@ -189,32 +182,16 @@ impl XfccLayer {
     /// directly is never handed a client's forgery. The configured
     /// header (and its companions) still pass from trusted proxies.
     #[must_use]
-    pub fn strip_known_cert_headers(mut self) -> Self {
-        self.resolved = Arc::default();
-        let formats = CertFormat::ALL.iter().flat_map(|format| {
-            std::iter::once(format.default_header())
-                .chain(format.companion_headers().iter().copied())
-        });
-        for name in formats.chain(KNOWN_CERT_HEADERS.iter().copied()) {
-            let configured = self
-                .upstreams
-                .iter()
-                .any(|u| u.header_name() == name || u.format.companion_headers().contains(&name));
-            if !configured {
-                self.also_strip.push(HeaderName::from_static(name));
-            }
-        }
-        self
+    pub fn strip_known_cert_headers(self) -> Self {
+        self.edit(|l| l.strip_known = true)
     }
 
     /// The `By` value of the element [`Mode::AppendForward`] and
     /// [`Mode::SanitizeSet`] write (this hop's own identity, e.g. its SPIFFE
     /// ID). Without it the element has no `By`.
     #[must_use]
-    pub fn by(mut self, by: impl Into<String>) -> Self {
-        self.resolved = Arc::default();
-        self.by = Some(by.into());
-        self
+    pub fn by(self, by: impl Into<String>) -> Self {
+        self.edit(|l| l.by = Some(by.into()))
     }
 
     /// Whether the written element carries `Cert` (URL-encoded PEM) besides
@@ -222,10 +199,8 @@ impl XfccLayer {
     /// identity. Off by default, as in Envoy: a certificate is a kilobyte
     /// per request.
     #[must_use]
-    pub fn set_cert(mut self, set_cert: bool) -> Self {
-        self.resolved = Arc::default();
-        self.set_cert = set_cert;
-        self
+    pub fn set_cert(self, set_cert: bool) -> Self {
+        self.edit(|l| l.set_cert = set_cert)
     }
 }
 
@@ -281,13 +256,27 @@ impl XfccLayer {
                 header: u.header_name(),
             })
             .collect();
+        let configured = |name: &str| {
+            upstreams
+                .iter()
+                .any(|u| u.header == name || u.format.companion_headers().contains(&name))
+        };
+        let known = CertFormat::ALL
+            .iter()
+            .flat_map(|format| {
+                std::iter::once(format.default_header())
+                    .chain(format.companion_headers().iter().copied())
+            })
+            .chain(KNOWN_CERT_HEADERS.iter().copied())
+            .filter(|name| self.strip_known && !configured(name));
         let names = upstreams
             .iter()
             .flat_map(|u| {
                 std::iter::once(u.header.as_str())
                     .chain(u.format.companion_headers().iter().copied())
             })
-            .chain(self.also_strip.iter().map(HeaderName::as_str));
+            .chain(self.also_strip.iter().map(HeaderName::as_str))
+            .chain(known);
         let protected = ProtectedHeaders::new(names);
         Config {
             upstreams,

@@ -667,6 +667,23 @@ async fn known_cert_headers_are_stripped_but_the_configured_one_passes() {
         );
         assert_eq!(out.seen().identity.is_some(), from_proxy, "from {peer}");
     }
+    // Whatever the order of the builder calls: a format chosen afterwards
+    // keeps its own header from the proxy.
+    let rfc9440 = XfccLayer::new(proxies())
+        .strip_known_cert_headers()
+        .format(CertFormat::Rfc9440);
+    let value = format!(
+        ":{}:",
+        CertFormat::Base64Der.encode(&[pki().client().der()])
+    );
+    let out = run(
+        &rfc9440,
+        request(Some(PROXY), &[("client-cert", &value), (XFCC, &header)]),
+    )
+    .await;
+    assert_eq!(out.header("client-cert"), [value]);
+    assert!(out.header(XFCC).is_empty());
+    assert!(out.seen().identity.is_some());
 }
 
 #[tokio::test]
