@@ -195,19 +195,18 @@ pub async fn from_env_with(
 
     // The certificate may name the caller behind a proxy too: the TLS
     // settings are read without it, and it is checked against both below.
-    let use_cert_as_principal = match get("USE_CERT_AS_PRINCIPAL")
-        .map(|v| v.to_ascii_lowercase())
-        .as_deref()
-    {
-        None | Some("false" | "0" | "no" | "off") => false,
-        Some("true" | "1" | "yes" | "on") => true,
-        Some(_) => {
-            problems.push(format!(
-                "USE_CERT_AS_PRINCIPAL={:?}: write true or false",
-                get("USE_CERT_AS_PRINCIPAL").unwrap_or_default()
-            ));
-            false
-        }
+    let use_cert_as_principal = match get("USE_CERT_AS_PRINCIPAL") {
+        None => false,
+        Some(value) => match value.to_ascii_lowercase().as_str() {
+            "false" | "0" | "no" | "off" => false,
+            "true" | "1" | "yes" | "on" => true,
+            _ => {
+                problems.push(format!(
+                    "USE_CERT_AS_PRINCIPAL={value:?}: write true or false"
+                ));
+                false
+            }
+        },
     };
     let tls = ServerTls::from_env_with(|var| {
         (var != "USE_CERT_AS_PRINCIPAL")

@@ -240,14 +240,10 @@ impl RedisStore {
 
     /// The Redis key of `key` under `quota`.
     pub fn redis_key(&self, key: &BucketKey, quota: &Quota) -> String {
-        const HEX: &[u8; 16] = b"0123456789abcdef";
         let mut name = String::with_capacity(self.shared.prefix.len() + 56);
         name.push_str(&self.shared.prefix);
         name.push('{');
-        for byte in key.0 {
-            name.push(char::from(HEX[usize::from(byte >> 4)]));
-            name.push(char::from(HEX[usize::from(byte & 0xf)]));
-        }
+        name.push_str(&portcullis_identity::hex::encode(&key.0));
         name.push_str("}:");
         name.push_str(&micros(quota.period()).to_string());
         name
@@ -274,21 +270,20 @@ impl RedisStore {
     /// refusal), or says what to ask Redis.
     fn start(&self, checks: &[(BucketKey, Quota, u32)]) -> Result<Vec<Outcome>, Vec<Prepared>> {
         let now = self.shared.clock.now_ns();
-        let mut local = None;
-        for (index, (key, quota, cost)) in checks.iter().enumerate() {
-            let refusal = if *cost > quota.burst() {
-                Some(Outcome::Never)
-            } else {
-                self.shared
-                    .denied
-                    .refusal(&key.under(quota), quota, now, *cost)
-            };
-            if let Some(refusal) = refusal {
-                local = Some((index, refusal));
-                break;
-            }
-        }
-        if let Some((index, refusal)) = local {
+        let refused = checks
+            .iter()
+            .enumerate()
+            .find_map(|(index, (key, quota, cost))| {
+                let refusal = if *cost > quota.burst() {
+                    Some(Outcome::Never)
+                } else {
+                    self.shared
+                        .denied
+                        .refusal(&key.under(quota), quota, now, *cost)
+                };
+                refusal.map(|refusal| (index, refusal))
+            });
+        if let Some((index, refusal)) = refused {
             // All or nothing: one refusal refuses the request; the others
             // are reported as not charged.
             return Ok(checks
