@@ -214,7 +214,7 @@ pub async fn from_env_with(
             .flatten()
     })
     .unwrap_or_else(|e| {
-        problems.push(e.to_string());
+        problems.extend(e.into_each().iter().map(ToString::to_string));
         None
     });
 
@@ -222,7 +222,7 @@ pub async fn from_env_with(
     // application one identity, never a header a client could have set.
     let xfcc = XfccLayer::from_env_with(&lookup)
         .unwrap_or_else(|e| {
-            problems.push(e.to_string());
+            problems.extend(e.problems());
             XfccLayer::new(TrustedProxies::none())
         })
         .strip_known_cert_headers();
@@ -263,11 +263,12 @@ pub async fn from_env_with(
             None
         }
         Err(e) => {
-            problems.push(e.to_string());
+            problems.extend(e.problems().iter().cloned());
             None
         }
     };
-    let tenants = tenant.is_some();
+    // Configured, even if wrongly: its own problems are reported above.
+    let tenants = tenant.is_some() || get("TENANTS_FILE").is_some() || get("CONTROL_PLANE_URL").is_some();
 
     let rate_limit = match RateLimitEnv::from_env_with(&lookup, &proxies) {
         Ok(env) => {

@@ -78,6 +78,29 @@ pub enum ConfigError {
         /// rustls's reason.
         detail: String,
     },
+    /// More than one of the above, all found in one reading of the
+    /// environment (so one restart fixes them all).
+    Several(Vec<ConfigError>),
+}
+
+impl ConfigError {
+    /// Each problem on its own: the list of [`Several`](Self::Several), or
+    /// this one alone.
+    pub fn into_each(self) -> Vec<ConfigError> {
+        match self {
+            ConfigError::Several(all) => all,
+            one => vec![one],
+        }
+    }
+
+    /// One error for `problems`, `Ok` when there are none.
+    pub(crate) fn from_all(mut problems: Vec<ConfigError>) -> Result<(), ConfigError> {
+        match problems.len() {
+            0 => Ok(()),
+            1 => Err(problems.remove(0)),
+            _ => Err(ConfigError::Several(problems)),
+        }
+    }
 }
 
 impl fmt::Display for ConfigError {
@@ -135,6 +158,15 @@ impl fmt::Display for ConfigError {
                 path.display()
             ),
             ConfigError::Rustls { what, detail } => write!(f, "{what}: {detail}"),
+            ConfigError::Several(all) => {
+                for (i, problem) in all.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str("\n")?;
+                    }
+                    write!(f, "{problem}")?;
+                }
+                Ok(())
+            }
         }
     }
 }

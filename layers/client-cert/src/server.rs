@@ -318,77 +318,82 @@ impl ServerTls {
         lookup: impl Fn(&str) -> Option<String>,
     ) -> Result<Option<EnvTls>, ConfigError> {
         let get = |var: &str| lookup(var).filter(|v| !v.trim().is_empty());
+        let mut problems = Vec::new();
         let cert = get("TLS_CERT");
         let key = get("TLS_KEY");
         let ca = get("TLS_CLIENT_CA");
         let crl = get("TLS_CLIENT_CRL");
-        let mode = get("TLS_CLIENT_AUTH")
-            .map(|value| match value.trim().to_ascii_lowercase().as_str() {
-                "none" => Ok(ClientAuth::None),
-                "optional" => Ok(ClientAuth::Optional),
-                "required" => Ok(ClientAuth::Required),
-                _ => Err(ConfigError::InvalidValue {
-                    var: "TLS_CLIENT_AUTH",
-                    value,
-                    expected: "none, optional, required",
-                }),
-            })
-            .transpose()?;
+        let mode = get("TLS_CLIENT_AUTH").and_then(|value| {
+            match value.trim().to_ascii_lowercase().as_str() {
+                "none" => Some(ClientAuth::None),
+                "optional" => Some(ClientAuth::Optional),
+                "required" => Some(ClientAuth::Required),
+                _ => {
+                    problems.push(ConfigError::InvalidValue {
+                        var: "TLS_CLIENT_AUTH",
+                        value,
+                        expected: "none, optional, required",
+                    });
+                    None
+                }
+            }
+        });
         let use_cert_as_principal = match get("USE_CERT_AS_PRINCIPAL") {
             None => false,
             Some(value) => match value.trim().to_ascii_lowercase().as_str() {
                 "true" | "1" | "yes" | "on" => true,
                 "false" | "0" | "no" | "off" => false,
                 _ => {
-                    return Err(ConfigError::InvalidValue {
+                    problems.push(ConfigError::InvalidValue {
                         var: "USE_CERT_AS_PRINCIPAL",
                         value,
                         expected: "true, false",
                     });
+                    false
                 }
             },
         };
 
         let (cert, key) = match (cert, key) {
             (Some(cert), Some(key)) => (cert, key),
-            (Some(_), None) => {
-                return Err(ConfigError::MissingPair {
-                    set: "TLS_CERT",
-                    missing: "TLS_KEY",
-                });
-            }
-            (None, Some(_)) => {
-                return Err(ConfigError::MissingPair {
-                    set: "TLS_KEY",
-                    missing: "TLS_CERT",
-                });
-            }
             (None, None) => {
-                for (var, set) in [
-                    ("TLS_CLIENT_CA", ca.is_some()),
-                    ("TLS_CLIENT_CRL", crl.is_some()),
-                    (
-                        "TLS_CLIENT_AUTH",
-                        mode.is_some_and(|m| m != ClientAuth::None),
-                    ),
-                    ("USE_CERT_AS_PRINCIPAL", use_cert_as_principal),
-                ] {
-                    if set {
-                        return Err(ConfigError::NeedsServerCertificate { var });
-                    }
-                }
+                problems.extend(
+                    [
+                        ("TLS_CLIENT_CA", ca.is_some()),
+                        ("TLS_CLIENT_CRL", crl.is_some()),
+                        (
+                            "TLS_CLIENT_AUTH",
+                            mode.is_some_and(|m| m != ClientAuth::None),
+                        ),
+                        ("USE_CERT_AS_PRINCIPAL", use_cert_as_principal),
+                    ]
+                    .into_iter()
+                    .filter(|(_, set)| *set)
+                    .map(|(var, _)| ConfigError::NeedsServerCertificate { var }),
+                );
+                ConfigError::from_all(problems)?;
                 #[cfg(feature = "tracing")]
                 tracing::info!("TLS_CERT and TLS_KEY are unset: serving plaintext");
                 return Ok(None);
+            }
+            (cert, key) => {
+                let (set, missing) = if cert.is_some() {
+                    ("TLS_CERT", "TLS_KEY")
+                } else {
+                    ("TLS_KEY", "TLS_CERT")
+                };
+                problems.push(ConfigError::MissingPair { set, missing });
+                (cert.unwrap_or_default(), key.unwrap_or_default())
             }
         };
         let client_auth = match (mode, &ca) {
             (Some(ClientAuth::None), _) => ClientAuth::None,
             (Some(mode), Some(_)) => mode,
             (Some(mode), None) => {
-                return Err(ConfigError::ClientAuthWithoutCa {
+                problems.push(ConfigError::ClientAuthWithoutCa {
                     mode: mode.as_str(),
                 });
+                mode
             }
             (None, Some(_)) => {
                 #[cfg(feature = "tracing")]
@@ -399,16 +404,11 @@ impl ServerTls {
             }
             (None, None) => ClientAuth::None,
         };
-
-        let mut tls = Self::from_pem_with_origin(
-            &read(Path::new(&cert), &format!("TLS_CERT ({cert})"))?,
-            &format!("TLS_CERT ({cert})"),
-            &read(Path::new(&key), &format!("TLS_KEY ({key})"))?,
-            &format!("TLS_KEY ({key})"),
-        )?;
-        if let Some(ca) = &ca {
-            let origin = format!("TLS_CLIENT_CA ({ca})");
-            tls = tls.with_client_ca_origin(&read(Path::new(ca), &origin)?, &origin)?;
+        if crl.is_some() && ca.is_none() {
+            problems.push(ConfigError::MissingPair {
+                set: "TLS_CLIENT_CRL",
+                missing: "TLS_CLIENT_CA",
+            });
         }
         let crl_paths: Vec<PathBuf> = crl
             .iter()
@@ -417,15 +417,41 @@ impl ServerTls {
             .filter(|p| !p.is_empty())
             .map(PathBuf::from)
             .collect();
-        if crl.is_some() && ca.is_none() {
-            return Err(ConfigError::MissingPair {
-                set: "TLS_CLIENT_CRL",
-                missing: "TLS_CLIENT_CA",
-            });
+
+        // Every file is read before any is parsed, so a wrong path among
+        // several is reported with the rest.
+        let mut read_named = |var: &str, path: &Path| {
+            let origin = format!("{var} ({})", path.display());
+            read(path, &origin)
+                .map_err(|e| problems.push(e))
+                .ok()
+                .map(|bytes| (bytes, origin))
+        };
+        let (cert_file, key_file) = if cert.is_empty() || key.is_empty() {
+            (None, None)
+        } else {
+            (
+                read_named("TLS_CERT", Path::new(&cert)),
+                read_named("TLS_KEY", Path::new(&key)),
+            )
+        };
+        let ca_file = ca.as_deref().map(|ca| read_named("TLS_CLIENT_CA", Path::new(ca)));
+        let crl_files: Vec<_> = crl_paths
+            .iter()
+            .map(|path| read_named("TLS_CLIENT_CRL", path))
+            .collect();
+        ConfigError::from_all(problems)?;
+        let (Some((cert_pem, cert_origin)), Some((key_pem, key_origin))) = (cert_file, key_file)
+        else {
+            unreachable!("a missing file or variable is a problem above");
+        };
+
+        let mut tls = Self::from_pem_with_origin(&cert_pem, &cert_origin, &key_pem, &key_origin)?;
+        if let Some(Some((pem, origin))) = ca_file {
+            tls = tls.with_client_ca_origin(&pem, &origin)?;
         }
-        for path in &crl_paths {
-            let origin = format!("TLS_CLIENT_CRL ({})", path.display());
-            tls = tls.with_crl_origin(&read(path, &origin)?, &origin)?;
+        for (pem, origin) in crl_files.into_iter().flatten() {
+            tls = tls.with_crl_origin(&pem, &origin)?;
         }
         let tls = tls.with_client_auth(client_auth);
         // Fail at start-up, not at the first handshake.

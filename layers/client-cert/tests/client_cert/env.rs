@@ -132,3 +132,44 @@ fn bad_combinations_name_the_variables_and_the_fix() {
         );
     }
 }
+
+#[test]
+fn every_tls_problem_is_reported_at_once() {
+    let f = files("several");
+    let err = ServerTls::from_env_with(|var| match var {
+        "TLS_CERT" => Some(f.file("missing-cert.pem")),
+        "TLS_KEY" => Some(f.file("missing-key.pem")),
+        "TLS_CLIENT_CA" => Some(f.file("missing-ca.pem")),
+        "TLS_CLIENT_AUTH" => Some("sometimes".to_owned()),
+        "USE_CERT_AS_PRINCIPAL" => Some("maybe".to_owned()),
+        _ => None,
+    })
+    .unwrap_err();
+    let each: Vec<String> = err.into_each().iter().map(ToString::to_string).collect();
+    let starts = [
+        "TLS_CLIENT_AUTH=\"sometimes\" is not valid",
+        "USE_CERT_AS_PRINCIPAL=\"maybe\" is not valid",
+        "TLS_CERT (",
+        "TLS_KEY (",
+        "TLS_CLIENT_CA (",
+    ];
+    assert_eq!(each.len(), starts.len(), "{each:#?}");
+    for (problem, start) in each.iter().zip(starts) {
+        assert!(problem.starts_with(start), "{problem}");
+    }
+
+    let err = load(&[
+        ("TLS_CLIENT_CA", f.file("ca.pem")),
+        ("TLS_CLIENT_AUTH", "required".to_owned()),
+        ("USE_CERT_AS_PRINCIPAL", "true".to_owned()),
+    ])
+    .unwrap_err();
+    assert_eq!(
+        err.lines().collect::<Vec<_>>(),
+        [
+            "TLS_CLIENT_CA is set but TLS_CERT and TLS_KEY are not: client certificates need TLS; set TLS_CERT and TLS_KEY, or unset TLS_CLIENT_CA",
+            "TLS_CLIENT_AUTH is set but TLS_CERT and TLS_KEY are not: client certificates need TLS; set TLS_CERT and TLS_KEY, or unset TLS_CLIENT_AUTH",
+            "USE_CERT_AS_PRINCIPAL is set but TLS_CERT and TLS_KEY are not: client certificates need TLS; set TLS_CERT and TLS_KEY, or unset USE_CERT_AS_PRINCIPAL",
+        ]
+    );
+}

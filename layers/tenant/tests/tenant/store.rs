@@ -152,10 +152,50 @@ fn the_environment_wires_file_control_plane_and_policy() {
             ],
             "no TLS client configuration",
         ),
+        (
+            vec![
+                ("CONTROL_PLANE_URL", "http://cp".into()),
+                ("CONTROL_PLANE_INTERNAL_SECRET", "s".into()),
+                ("CONTROL_PLANE_STALE_GRACE_SECS", "-1".into()),
+            ],
+            "CONTROL_PLANE_STALE_GRACE_SECS=\"-1\": not a number of seconds",
+        ),
+        (
+            vec![("CONTROL_PLANE_CACHE_TTL_SECS", "5".into())],
+            "CONTROL_PLANE_CACHE_TTL_SECS is set but CONTROL_PLANE_URL is not",
+        ),
     ] {
         let err = TenantLayer::from_env_with(env(pairs), None)
             .unwrap_err()
             .to_string();
         assert!(err.contains(expected), "{err}");
+    }
+}
+
+#[test]
+fn every_tenant_setting_problem_is_reported_at_once() {
+    let dir = TempDir::new("tenants-env-all");
+    let env = [
+        ("TENANTS_FILE", dir.file("missing.json")),
+        ("CONTROL_PLANE_URL", "http://cp".to_owned()),
+        ("CONTROL_PLANE_CACHE_TTL_SECS", "soon".to_owned()),
+        ("AUTH_POLICY", "mtls".to_owned()),
+        ("CALLER_HEADER", "bad header".to_owned()),
+    ];
+    let err = TenantLayer::from_env_with(
+        |var| env.iter().find(|(k, _)| *k == var).map(|(_, v)| v.clone()),
+        None,
+    )
+    .unwrap_err();
+    let problems = err.problems();
+    assert_eq!(problems.len(), 5, "{problems:#?}");
+    for (problem, expected) in problems.iter().zip([
+        "TENANTS_FILE",
+        "CONTROL_PLANE_CACHE_TTL_SECS=\"soon\"",
+        "CONTROL_PLANE_INTERNAL_SECRET is not",
+        "AUTH_POLICY=\"mtls\"",
+        "CALLER_HEADER=\"bad header\"",
+    ]) {
+        assert!(problem.contains(expected), "{problem}");
     }
 }

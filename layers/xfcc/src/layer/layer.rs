@@ -335,62 +335,105 @@ impl XfccLayer {
     /// # Ok::<(), portcullis_xfcc::layer::EnvError>(())
     /// ```
     pub fn from_env_with(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, EnvError> {
-        let get = |var: &str| lookup(var).filter(|v| !v.trim().is_empty());
-        let error = |var: &'static str, value: &str, problem: String| EnvError {
-            var,
-            value: value.to_owned(),
-            problem,
+        let mut problems = Vec::new();
+        // Each setting is parsed alone, so every bad one is reported.
+        let read = |var: &'static str| -> Option<(&'static str, String)> {
+            lookup(var)
+                .filter(|v| !v.trim().is_empty())
+                .map(|value| (var, value))
         };
-        let mut proxies = match get("TRUSTED_PROXY_CIDRS") {
-            None => TrustedProxies::none(),
-            Some(list) => TrustedProxies::parse(&list)
-                .map_err(|e| error("TRUSTED_PROXY_CIDRS", &list, e.to_string()))?,
-        };
-        if let Some(header) = get("CLIENT_IP_HEADER") {
-            proxies = proxies.with_header(header.parse().map_err(
-                |e: portcullis_identity::ConfigError| {
-                    error("CLIENT_IP_HEADER", &header, e.to_string())
-                },
-            )?);
+        let proxies = read("TRUSTED_PROXY_CIDRS").and_then(|setting| {
+            EnvProblem::check(&mut problems, setting, |list| {
+                TrustedProxies::parse(list).map_err(|e| e.to_string())
+            })
+        });
+        let client_ip_header = read("CLIENT_IP_HEADER").and_then(|setting| {
+            EnvProblem::check(&mut problems, setting, |name| {
+                name.parse()
+                    .map_err(|e: portcullis_identity::ConfigError| e.to_string())
+            })
+        });
+        let format = read("FORWARDED_CERT_FORMAT").and_then(|setting| {
+            EnvProblem::check(&mut problems, setting, |text| {
+                text.parse::<CertFormat>().map_err(|e| e.to_string())
+            })
+        });
+        let header = read("FORWARDED_CERT_HEADER").and_then(|setting| {
+            EnvProblem::check(&mut problems, setting, |text| {
+                HeaderName::from_bytes(text.trim().as_bytes()).map_err(|_| {
+                    "not a header name; write one such as x-forwarded-client-cert".to_owned()
+                })
+            })
+        });
+        if !problems.is_empty() {
+            return Err(EnvError { problems });
+        }
+        let mut proxies = proxies.unwrap_or_else(TrustedProxies::none);
+        if let Some(name) = client_ip_header {
+            proxies = proxies.with_header(name);
         }
         let mut layer = XfccLayer::new(proxies);
-        if let Some(format) = get("FORWARDED_CERT_FORMAT") {
-            layer = layer.format(format.parse().map_err(|e: crate::UnknownFormat| {
-                error("FORWARDED_CERT_FORMAT", &format, e.to_string())
-            })?);
+        if let Some(format) = format {
+            layer = layer.format(format);
         }
-        if let Some(header) = get("FORWARDED_CERT_HEADER") {
-            let name = HeaderName::from_bytes(header.trim().as_bytes()).map_err(|_| {
-                error(
-                    "FORWARDED_CERT_HEADER",
-                    &header,
-                    "not a header name; write one such as x-forwarded-client-cert".to_owned(),
-                )
-            })?;
-            layer = layer.header(name);
+        if let Some(header) = header {
+            layer = layer.header(header);
         }
         Ok(layer)
     }
 }
 
-/// A forwarded-certificate setting in the environment that cannot be used.
+/// Forwarded-certificate settings in the environment that cannot be used:
+/// every one found, each naming its variable and the fix.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EnvError {
+    problems: Vec<EnvProblem>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct EnvProblem {
     var: &'static str,
     value: String,
     problem: String,
 }
 
+impl EnvProblem {
+    /// `parse`'s value for `setting`, or `None` with the problem recorded.
+    fn check<T>(
+        problems: &mut Vec<EnvProblem>,
+        (var, value): (&'static str, String),
+        parse: impl FnOnce(&str) -> Result<T, String>,
+    ) -> Option<T> {
+        parse(&value)
+            .map_err(|problem| {
+                problems.push(EnvProblem {
+                    var,
+                    value,
+                    problem,
+                });
+            })
+            .ok()
+    }
+}
+
 impl EnvError {
-    /// The variable.
-    pub fn var(&self) -> &'static str {
-        self.var
+    /// The variables at fault, in the order they were read.
+    pub fn vars(&self) -> impl Iterator<Item = &'static str> + '_ {
+        self.problems.iter().map(|p| p.var)
+    }
+
+    /// Each problem, one line each.
+    pub fn problems(&self) -> Vec<String> {
+        self.problems
+            .iter()
+            .map(|p| format!("{}={:?}: {}", p.var, p.value, p.problem))
+            .collect()
     }
 }
 
 impl std::fmt::Display for EnvError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}={:?}: {}", self.var, self.value, self.problem)
+        f.write_str(&self.problems().join("\n"))
     }
 }
 

@@ -597,9 +597,26 @@ fn configuration_from_the_environment_names_the_variable() {
         let pairs: &'static [(&'static str, &'static str)] =
             Box::leak(pairs.to_vec().into_boxed_slice());
         let err = XfccLayer::from_env_with(env(pairs)).unwrap_err();
-        assert_eq!(err.var(), var);
+        assert_eq!(err.vars().collect::<Vec<_>>(), [var]);
         assert!(err.to_string().starts_with(&format!("{var}=")), "{err}");
     }
+    // Every bad setting at once, in the order they are read.
+    let err = XfccLayer::from_env_with(env(&[
+        ("FORWARDED_CERT_FORMAT", "pem"),
+        ("TRUSTED_PROXY_CIDRS", "0.0.0.0/0"),
+        ("FORWARDED_CERT_HEADER", "bad header"),
+    ]))
+    .unwrap_err();
+    assert_eq!(
+        err.vars().collect::<Vec<_>>(),
+        [
+            "TRUSTED_PROXY_CIDRS",
+            "FORWARDED_CERT_FORMAT",
+            "FORWARDED_CERT_HEADER"
+        ]
+    );
+    assert_eq!(err.problems().len(), 3);
+    assert_eq!(err.to_string().lines().count(), 3);
 }
 
 #[cfg(feature = "axum")]
