@@ -268,7 +268,8 @@ pub async fn from_env_with(
         }
     };
     // Configured, even if wrongly: its own problems are reported above.
-    let tenants = tenant.is_some() || get("TENANTS_FILE").is_some() || get("CONTROL_PLANE_URL").is_some();
+    let tenants =
+        tenant.is_some() || get("TENANTS_FILE").is_some() || get("CONTROL_PLANE_URL").is_some();
 
     let rate_limit = match RateLimitEnv::from_env_with(&lookup, &proxies) {
         Ok(env) => {

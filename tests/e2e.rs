@@ -8,169 +8,10 @@
 ))]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::convert::Infallible;
-use std::net::SocketAddr;
+mod common;
 
-use http::{Request, Response};
-use portcullis::client_cert::{TlsAcceptor, TlsListener, serve};
-use portcullis::identity::{BearerDigest, ClientIdentity, Tenant};
-use portcullis::rate_limit::RateLimitDecision;
-use portcullis_test_support::{TempDir, curl, interop_binary, pki};
-use tower::ServiceBuilder;
-
-const TOKEN: &str = "sk-e2e-acme-0123456789";
-
-/// What the application saw, one line: identity CN, tenant, the tenant
-/// header values, the forwarded-certificate header, the rate-limit key.
-async fn app(req: Request<hyper::body::Incoming>) -> Result<Response<String>, Infallible> {
-    let ext = req.extensions();
-    let header = |name: &str| {
-        req.headers()
-            .get_all(name)
-            .iter()
-            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
-            .collect::<Vec<_>>()
-            .join(",")
-    };
-    Ok(Response::new(format!(
-        "cn={} tenant={} stamped={} xfcc={} key={}",
-        ext.get::<ClientIdentity>()
-            .and_then(ClientIdentity::common_name)
-            .unwrap_or("-"),
-        ext.get::<Tenant>().map_or("-", Tenant::id),
-        header("x-llm-router-tenant"),
-        header("x-forwarded-client-cert"),
-        ext.get::<RateLimitDecision>().map_or("-", |d| d.key_source),
-    )))
-}
-
-struct Served {
-    addr: SocketAddr,
-    dir: TempDir,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-    }
-}
-
-/// The stack the environment `extra` (plus TLS and a tenants file)
-/// describes, served with `/internal/*` behind the guard.
-async fn serve_stack(extra: &[(&str, &str)]) -> Served {
-    let dir = TempDir::new("e2e");
-    let pki = pki();
-    let digest = BearerDigest::from_headers(&{
-        let mut h = http::HeaderMap::new();
-        h.insert("authorization", format!("Bearer {TOKEN}").parse().unwrap());
-        h
-    })
-    .unwrap()
-    .unwrap();
-    let mut vars: Vec<(String, String)> = vec![
-        ("LISTEN_ADDR".into(), "127.0.0.1:0".into()),
-        ("TLS_CERT".into(), dir.write("server.pem", pki.end().chain_pem())),
-        ("TLS_KEY".into(), dir.write("server.key", pki.end().key_pem())),
-        ("TLS_CLIENT_CA".into(), dir.write("ca.pem", pki.ca().cert_pem())),
-        ("TLS_CLIENT_AUTH".into(), "optional".into()),
-        (
-            "TENANTS_FILE".into(),
-            dir.write(
-                "tenants.json",
-                format!(
-                    r#"{{"keys": [{{"sha256": "{}", "tenant_id": "acme", "consumer": "billing", "active": true, "rate_per_min": 60, "burst": 2}}]}}"#,
-                    digest.to_hex()
-                ),
-            ),
-        ),
-    ];
-    for (k, v) in extra {
-        vars.retain(|(name, _)| name != k);
-        vars.push(((*k).into(), (*v).into()));
-    }
-    let stack = portcullis::from_env_with(|var| {
-        vars.iter().find(|(k, _)| k == var).map(|(_, v)| v.clone())
-    })
-    .await
-    .unwrap();
-    let listener = TlsListener::bind(
-        stack.listen_addr(),
-        TlsAcceptor::new(stack.tls().unwrap().tls.build().unwrap()),
-    )
-    .await
-    .unwrap();
-    let addr = listener.local_addr();
-    // /internal/* goes to the guard, beside the stack (which strips the
-    // secret header from everything it handles); the rest through it.
-    let guarded = ServiceBuilder::new()
-        .layer(stack.internal_guard())
-        .service_fn(app);
-    let public = ServiceBuilder::new().layer(stack.layer()).service_fn(app);
-    let service = tower::service_fn(move |req: Request<hyper::body::Incoming>| {
-        let (guarded, public) = (guarded.clone(), public.clone());
-        async move {
-            if req.uri().path().starts_with("/internal/") {
-                tower::ServiceExt::oneshot(guarded, req)
-                    .await
-                    .map(|res| res.map(http_body_util::Either::Left))
-            } else {
-                tower::ServiceExt::oneshot(public, req)
-                    .await
-                    .map(|res| res.map(http_body_util::Either::Right))
-            }
-        }
-    });
-    let (stop, stopped) = tokio::sync::oneshot::channel();
-    tokio::spawn(serve(listener, service, async move {
-        let _ = stopped.await;
-    }));
-    Served {
-        addr,
-        dir,
-        stop: Some(stop),
-    }
-}
-
-/// curl over TLS (h2 or http/1.1) with the test client certificate unless
-/// `no_cert`, and `headers`.
-async fn get(
-    served: &Served,
-    path: &str,
-    headers: &[&str],
-    no_cert: bool,
-    h2: bool,
-) -> (String, String) {
-    let pki = pki();
-    let mut args = vec![
-        "--cacert".to_owned(),
-        served.dir.write("client-ca.pem", pki.ca().cert_pem()),
-        if h2 { "--http2" } else { "--http1.1" }.to_owned(),
-    ];
-    if !no_cert {
-        args.extend([
-            "--cert".to_owned(),
-            served.dir.write("client.pem", pki.client().chain_pem()),
-            "--key".to_owned(),
-            served.dir.write("client.key", pki.client().key_pem()),
-        ]);
-    }
-    for header in headers {
-        args.extend(["-H".to_owned(), (*header).to_owned()]);
-    }
-    args.push(format!("https://localhost:{}{path}", served.addr.port()));
-    args.extend([
-        "--resolve".to_owned(),
-        format!("localhost:{}:127.0.0.1", served.addr.port()),
-    ]);
-    let out = tokio::task::spawn_blocking(move || curl(&args))
-        .await
-        .unwrap();
-    assert_eq!(out.code, 0, "curl failed: {}", out.stderr);
-    (out.status, out.body)
-}
+use common::{Call, bearer, get, serve_stack};
+use portcullis_test_support::interop_binary;
 
 #[tokio::test]
 async fn mtls_principal_keys_the_bucket_and_the_bearer_is_still_required() {
@@ -178,25 +19,70 @@ async fn mtls_principal_keys_the_bucket_and_the_bearer_is_still_required() {
         return;
     }
     let served = serve_stack(&[]).await;
-    let bearer = format!("authorization: Bearer {TOKEN}");
+    let bearer = bearer();
     for h2 in [true, false] {
         // Bearer still required with mTLS (AUTH_POLICY defaults to bearer).
-        let (status, _) = get(&served, "/", &[], false, h2).await;
+        let (status, _) = get(
+            &served,
+            Call {
+                path: "/",
+                headers: &[],
+                cert: true,
+                h2: h2,
+            },
+        )
+        .await;
         assert_eq!(status, "401");
     }
-    let (status, body) = get(&served, "/", &[&bearer], false, true).await;
+    let (status, body) = get(
+        &served,
+        Call {
+            path: "/",
+            headers: &[&bearer],
+            cert: true,
+            h2: true,
+        },
+    )
+    .await;
     assert_eq!(status, "200");
     assert_eq!(
         body,
         "cn=client.example.com tenant=acme stamped=acme xfcc= key=cn"
     );
-    let (status, _) = get(&served, "/", &[&bearer], false, false).await;
+    let (status, _) = get(
+        &served,
+        Call {
+            path: "/",
+            headers: &[&bearer],
+            cert: true,
+            h2: false,
+        },
+    )
+    .await;
     assert_eq!(status, "200");
     // The plan's burst (2) is spent on the CN's bucket.
-    let (status, _) = get(&served, "/", &[&bearer], false, true).await;
+    let (status, _) = get(
+        &served,
+        Call {
+            path: "/",
+            headers: &[&bearer],
+            cert: true,
+            h2: true,
+        },
+    )
+    .await;
     assert_eq!(status, "429");
     // Without the certificate the bearer names the bucket: a fresh one.
-    let (status, body) = get(&served, "/", &[&bearer], true, true).await;
+    let (status, body) = get(
+        &served,
+        Call {
+            path: "/",
+            headers: &[&bearer],
+            cert: false,
+            h2: true,
+        },
+    )
+    .await;
     assert_eq!(status, "200");
     assert_eq!(body, "cn=- tenant=acme stamped=acme xfcc= key=bearer");
 }
@@ -207,22 +93,24 @@ async fn forgeries_from_an_untrusted_peer_never_reach_the_app() {
         return;
     }
     let served = serve_stack(&[]).await;
-    let bearer = format!("authorization: Bearer {TOKEN}");
+    let bearer = bearer();
     let forged_xfcc = format!(
         "x-forwarded-client-cert: Hash={};Subject=\"CN=admin\"",
         "ab".repeat(32)
     );
     let (status, body) = get(
         &served,
-        "/",
-        &[
-            &bearer,
-            "x-llm-router-tenant: someone-else",
-            "X_LLM_Router_Tenant: someone-else",
-            &forged_xfcc,
-        ],
-        true,
-        true,
+        Call {
+            path: "/",
+            headers: &[
+                &bearer,
+                "x-llm-router-tenant: someone-else",
+                "X_LLM_Router_Tenant: someone-else",
+                &forged_xfcc,
+            ],
+            cert: false,
+            h2: true,
+        },
     )
     .await;
     assert_eq!(status, "200");
@@ -230,10 +118,12 @@ async fn forgeries_from_an_untrusted_peer_never_reach_the_app() {
     // A Connection header nominating a protected header is refused.
     let (status, _) = get(
         &served,
-        "/",
-        &[&bearer, "connection: x-llm-router-tenant"],
-        true,
-        false,
+        Call {
+            path: "/",
+            headers: &[&bearer, "connection: x-llm-router-tenant"],
+            cert: false,
+            h2: false,
+        },
     )
     .await;
     assert_eq!(status, "400");
@@ -244,14 +134,16 @@ async fn internal_routes_are_hidden_without_a_secret_and_guarded_with_one() {
     if interop_binary("curl").is_none() {
         return;
     }
-    let bearer = format!("authorization: Bearer {TOKEN}");
+    let bearer = bearer();
     let hidden = serve_stack(&[("RATE_LIMIT_PER_MIN", "600")]).await;
     let (status, _) = get(
         &hidden,
-        "/internal/usage",
-        &[&bearer, "x-internal-secret: guess"],
-        true,
-        true,
+        Call {
+            path: "/internal/usage",
+            headers: &[&bearer, "x-internal-secret: guess"],
+            cert: false,
+            h2: true,
+        },
     )
     .await;
     assert_eq!(status, "404");
@@ -262,20 +154,148 @@ async fn internal_routes_are_hidden_without_a_secret_and_guarded_with_one() {
     .await;
     let (status, _) = get(
         &guarded,
-        "/internal/usage",
-        &[&bearer, "x-internal-secret: guess"],
-        true,
-        true,
+        Call {
+            path: "/internal/usage",
+            headers: &[&bearer, "x-internal-secret: guess"],
+            cert: false,
+            h2: true,
+        },
     )
     .await;
     assert_eq!(status, "403");
     let (status, body) = get(
         &guarded,
-        "/internal/usage",
-        &[&bearer, "x-internal-secret: s3cret"],
-        true,
-        true,
+        Call {
+            path: "/internal/usage",
+            headers: &[&bearer, "x-internal-secret: s3cret"],
+            cert: false,
+            h2: true,
+        },
     )
     .await;
     assert_eq!(status, "200", "{body}");
+}
+
+/// The control plane's key for tenant `globex` (not in the tenants file).
+const CP_TOKEN: &str = "sk-e2e-globex-9876543210";
+const CP_SECRET: &str = "cp-e2e-secret";
+
+/// A control plane on loopback serving the resolve contract: [`CP_TOKEN`]
+/// is `globex`, active; every other key 404. Aborting the task closes its
+/// listener: a real outage (connection refused).
+async fn control_plane() -> (std::net::SocketAddr, tokio::task::JoinHandle<()>) {
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let known = format!(
+        "sha256={}",
+        portcullis::identity::BearerDigest::of_token(CP_TOKEN).to_hex()
+    );
+    let answer = move |req: http::Request<hyper::body::Incoming>| {
+        let found = req.uri().path() == "/internal/keys/resolve"
+            && req.uri().query() == Some(known.as_str())
+            && req
+                .headers()
+                .get("x-internal-secret")
+                .is_some_and(|v| v == CP_SECRET);
+        let mut res = http::Response::new(if found {
+            r#"{"active": true, "consumer": "ops", "tenant_id": "globex", "rate_per_min": 600, "burst": 10}"#.to_owned()
+        } else {
+            String::new()
+        });
+        if !found {
+            *res.status_mut() = http::StatusCode::NOT_FOUND;
+        }
+        async move { Ok::<_, std::convert::Infallible>(res) }
+    };
+    let task = tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            let answer = answer.clone();
+            tokio::spawn(async move {
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(stream), hyper::service::service_fn(answer))
+                    .await;
+            });
+        }
+    });
+    (addr, task)
+}
+
+/// Calls until the status is `want` (a file reload is asynchronous), for
+/// at most 10 s; the last status and body.
+async fn until_status(served: &common::Served, call: Call<'_>, want: &str) -> (String, String) {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let (status, body) = get(served, call).await;
+        if status == want || tokio::time::Instant::now() > deadline {
+            return (status, body);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn control_plane_outage_is_ridden_out_within_grace_and_the_kill_switch_wins() {
+    if interop_binary("curl").is_none() {
+        return;
+    }
+    let (cp, cp_task) = control_plane().await;
+    let url = format!("http://{cp}");
+    let served = serve_stack(&[
+        ("CONTROL_PLANE_URL", &url),
+        ("CONTROL_PLANE_INTERNAL_SECRET", CP_SECRET),
+        ("CONTROL_PLANE_CACHE_TTL_SECS", "0.5"),
+        ("CONTROL_PLANE_STALE_GRACE_SECS", "1.5"),
+    ])
+    .await;
+    let cp_bearer = format!("authorization: Bearer {CP_TOKEN}");
+    let call = Call {
+        headers: &[&cp_bearer],
+        cert: false,
+        ..Call::root()
+    };
+    let served_globex = (
+        "200".to_owned(),
+        "cn=- tenant=globex stamped=globex xfcc= key=bearer".to_owned(),
+    );
+    assert_eq!(get(&served, call).await, served_globex);
+
+    // The operator's kill switch in the tenants file (reloaded on change)
+    // wins while the control plane still says active; and is undone.
+    served.dir.write(
+        "tenants.json",
+        common::tenants_json(r#"{"tenant_id": "globex", "active": false}"#),
+    );
+    assert_eq!(until_status(&served, call, "403").await.0, "403");
+    served.dir.write("tenants.json", common::tenants_json(""));
+    assert_eq!(until_status(&served, call, "200").await, served_globex);
+
+    // A fresh answer, then the control plane goes away.
+    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+    assert_eq!(get(&served, call).await, served_globex);
+    cp_task.abort();
+    let _ = cp_task.await;
+    assert!(std::net::TcpStream::connect(cp).is_err(), "still listening");
+    // Past the 0.5 s freshness, within the 1.5 s grace: the last answer.
+    tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+    assert_eq!(get(&served, call).await, served_globex);
+    // Past the grace: refused as unavailable, never passed.
+    tokio::time::sleep(std::time::Duration::from_millis(1600)).await;
+    let (status, body) = get(&served, call).await;
+    assert_eq!(status, "503", "{body}");
+    assert!(!body.contains(CP_TOKEN), "{body}");
+    // The tenants file's own key never needed the control plane.
+    let bearer = bearer();
+    let (status, _) = get(
+        &served,
+        Call {
+            headers: &[&bearer],
+            ..call
+        },
+    )
+    .await;
+    assert_eq!(status, "200");
 }

@@ -135,7 +135,10 @@ async fn every_problem_is_reported_at_once() {
     ];
     assert_eq!(found.len(), expected.len(), "{found:#?}");
     for (problem, start) in found.iter().zip(expected) {
-        assert!(problem.starts_with(start), "{start} expected, found {problem}");
+        assert!(
+            problem.starts_with(start),
+            "{start} expected, found {problem}"
+        );
     }
     let error = portcullis::from_env_with(|var| {
         every

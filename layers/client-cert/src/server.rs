@@ -435,7 +435,9 @@ impl ServerTls {
                 read_named("TLS_KEY", Path::new(&key)),
             )
         };
-        let ca_file = ca.as_deref().map(|ca| read_named("TLS_CLIENT_CA", Path::new(ca)));
+        let ca_file = ca
+            .as_deref()
+            .map(|ca| read_named("TLS_CLIENT_CA", Path::new(ca)));
         let crl_files: Vec<_> = crl_paths
             .iter()
             .map(|path| read_named("TLS_CLIENT_CRL", path))

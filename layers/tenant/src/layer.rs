@@ -240,7 +240,8 @@ impl TenantLayer {
     /// `TENANTS_FILE` nor a control plane is configured.
     ///
     /// Reads `TENANTS_FILE` (a [`FileStore`](crate::FileStore), asked
-    /// first), `CONTROL_PLANE_URL` with `CONTROL_PLANE_INTERNAL_SECRET`
+    /// first and [reloaded](crate::FileStore::watched) whenever it
+    /// changes), `CONTROL_PLANE_URL` with `CONTROL_PLANE_INTERNAL_SECRET`
     /// (both or neither; `tls` is used for an `https` URL), the cache
     /// durations `CONTROL_PLANE_CACHE_TTL_SECS` (default 60),
     /// `CONTROL_PLANE_NEGATIVE_TTL_SECS` (15) and
@@ -271,6 +272,7 @@ impl TenantLayer {
 
         let file = get("TENANTS_FILE").and_then(|path| {
             crate::FileStore::load(path.trim())
+                .and_then(crate::FileStore::watched)
                 .map_err(|e| problems.push(e.to_string()))
                 .ok()
         });

@@ -339,6 +339,9 @@ fn parse_records(path: &Path, text: &str) -> Result<Records, StoreError> {
 pub struct FileStore {
     path: PathBuf,
     store: MemoryStore,
+    /// The watcher [`watched`](Self::watched) started, stopped with the
+    /// last clone.
+    watcher: Option<Arc<notify::RecommendedWatcher>>,
 }
 
 impl FileStore {
@@ -347,6 +350,7 @@ impl FileStore {
         let store = FileStore {
             path: path.into(),
             store: MemoryStore::new(),
+            watcher: None,
         };
         store.reload()?;
         Ok(store)
@@ -365,6 +369,17 @@ impl FileStore {
         let count = records.by_principal.len();
         self.store.replace(records);
         Ok(count)
+    }
+
+    /// This store, reloading itself whenever its file changes for as long
+    /// as it (or a clone) lives: [`watch`](Self::watch) with the watcher
+    /// held inside. A refused file is logged (feature `tracing`) and the
+    /// last good records stay. `portcullis::from_env` loads
+    /// `TENANTS_FILE` this way.
+    pub fn watched(mut self) -> Result<Self, StoreError> {
+        let watcher = self.watch(|_| {})?;
+        self.watcher = Some(Arc::new(watcher));
+        Ok(self)
     }
 
     /// The file.
