@@ -1,5 +1,7 @@
-//! The whole stack from `portcullis::from_env_with`, on the TLS listener,
-//! driven by real curl: the scenarios the design names, end to end.
+//! The whole stack from `portcullis::from_env_with`, driven by real curl:
+//! the scenarios the design names, end to end. On the TLS listener (h2 and
+//! HTTP/1.1), and plaintext behind a real nginx; with a real control plane
+//! that goes away mid-test, and a real redis-server shared by two stacks.
 #![cfg(all(
     feature = "client-cert",
     feature = "xfcc",
@@ -28,7 +30,7 @@ async fn mtls_principal_keys_the_bucket_and_the_bearer_is_still_required() {
                 path: "/",
                 headers: &[],
                 cert: true,
-                h2: h2,
+                h2,
             },
         )
         .await;
@@ -298,4 +300,158 @@ async fn control_plane_outage_is_ridden_out_within_grace_and_the_kill_switch_win
     )
     .await;
     assert_eq!(status, "200");
+}
+
+#[cfg(feature = "redis")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_stacks_share_limits_through_redis_and_its_outage_is_explicit() {
+    use portcullis_test_support::{TempDir, free_port, redis_server};
+    if interop_binary("curl").is_none() {
+        return;
+    }
+    let dir = TempDir::new("e2e-redis");
+    let port = free_port();
+    let Some(redis) = redis_server(&dir, port) else {
+        return;
+    };
+    let url = format!("redis://127.0.0.1:{port}/");
+    let shared = [("REDIS_URL", url.as_str())];
+    let (one, two) = (serve_stack(&shared).await, serve_stack(&shared).await);
+    let bearer = bearer();
+    let with_cert = Call {
+        headers: &[&bearer],
+        ..Call::root()
+    };
+    // acme's plan has a burst of 2, spent across both instances on one CN.
+    assert_eq!(get(&one, with_cert).await.0, "200");
+    assert_eq!(get(&two, with_cert).await.0, "200");
+    assert_eq!(get(&one, with_cert).await.0, "429");
+    assert_eq!(get(&two, with_cert).await.0, "429");
+
+    // Redis gone: a bucket not known to be empty is refused (503), by
+    // default, and passed uncounted when the operator chose so.
+    let open = serve_stack(&[
+        ("REDIS_URL", url.as_str()),
+        ("RATE_LIMIT_ON_STORE_ERROR", "open"),
+    ])
+    .await;
+    drop(redis);
+    let bearer_only = Call {
+        cert: false,
+        ..with_cert
+    };
+    let (status, body) = get(&one, bearer_only).await;
+    assert_eq!(status, "503", "{body}");
+    let (status, body) = get(&open, bearer_only).await;
+    assert_eq!(status, "200", "{body}");
+    assert_eq!(body, "cn=- tenant=acme stamped=acme xfcc= key=-");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn behind_nginx_the_whole_stack_takes_the_forwarded_certificate_and_nothing_else() {
+    use portcullis_test_support::{Daemon, curl, free_port, pki};
+    let (Some(nginx), Some(_)) = (interop_binary("nginx"), interop_binary("curl")) else {
+        return;
+    };
+    // Plaintext behind nginx, trusting only 127.0.0.1 for its header.
+    let served = serve_stack(&[
+        ("TLS_CERT", ""),
+        ("TLS_KEY", ""),
+        ("TLS_CLIENT_CA", ""),
+        ("TLS_CLIENT_AUTH", ""),
+        ("TRUSTED_PROXY_CIDRS", "127.0.0.1/32"),
+        ("FORWARDED_CERT_FORMAT", "nginx"),
+        ("FORWARDED_CERT_HEADER", "x-client-cert"),
+    ])
+    .await;
+    let dir = &served.dir;
+    let path = dir.path().to_str().unwrap();
+    let pki = pki();
+    dir.write("ca.pem", pki.ca().cert_pem());
+    dir.write("server.pem", pki.end().chain_pem());
+    dir.write("server.key", pki.end().key_pem());
+    let port = free_port();
+    let config = include_str!("../examples/behind_proxy/nginx.conf")
+        .replace("/etc/portcullis", path)
+        .replace("listen 8443", &format!("listen 127.0.0.1:{port}"))
+        .replace("127.0.0.1:8080", &served.addr.to_string())
+        .replace("/var/lib/portcullis/nginx", path);
+    let conf = dir.write("nginx.conf", config);
+    let mut command = std::process::Command::new(nginx);
+    command.args(["-e", "stderr", "-p", path, "-c", &conf]);
+    let _nginx = Daemon::start("nginx", command, port, dir.join("nginx.log"));
+
+    let client_pem = dir.write("client.pem", pki.client().chain_pem());
+    let client_key = dir.write("client.key", pki.client().key_pem());
+    // A forged nginx header carrying a real (other) certificate.
+    let forged_cert = pki
+        .client_spiffe()
+        .cert_pem()
+        .replace('\n', "%0A")
+        .replace(' ', "%20")
+        .replace('+', "%2B")
+        .replace('/', "%2F")
+        .replace('=', "%3D");
+    let forgeries = [
+        bearer(),
+        format!("x-client-cert: {forged_cert}"),
+        "x-llm-router-tenant: someone-else".to_owned(),
+        format!(
+            "x-forwarded-client-cert: Hash={};Subject=\"CN=admin\"",
+            "ab".repeat(32)
+        ),
+    ];
+    let run = |mut args: Vec<String>| {
+        for header in &forgeries {
+            args.extend(["-H".to_owned(), header.clone()]);
+        }
+        async move {
+            tokio::task::spawn_blocking(move || curl(&args))
+                .await
+                .unwrap()
+        }
+    };
+    let through_nginx = || {
+        run(vec![
+            "--resolve".to_owned(),
+            format!("localhost:{port}:127.0.0.1"),
+            "--cacert".to_owned(),
+            dir.file("ca.pem"),
+            "--cert".to_owned(),
+            client_pem.clone(),
+            "--key".to_owned(),
+            client_key.clone(),
+            format!("https://localhost:{port}/"),
+        ])
+    };
+    // Through nginx: the certificate nginx verified names the caller and
+    // keys the bucket; nginx's header (one line, its own) is all that is
+    // left of the certificate headers, and the forgeries are gone.
+    let out = through_nginx().await;
+    assert_eq!(out.status, "200", "{}{}", out.body, out.stderr);
+    let nginx_header = out
+        .body
+        .strip_prefix("cn=client.example.com tenant=acme stamped=acme xfcc=")
+        .and_then(|rest| rest.strip_suffix(" key=cn"))
+        .unwrap_or_else(|| panic!("{}", out.body));
+    assert!(
+        nginx_header.starts_with("-----BEGIN%20CERTIFICATE-----%0A")
+            && !nginx_header.contains(',')
+            && !nginx_header.contains(&forged_cert[40..80]),
+        "{nginx_header}"
+    );
+    assert_eq!(through_nginx().await.status, "200");
+    assert_eq!(through_nginx().await.status, "429", "acme's burst is 2");
+
+    // Straight to the app from 127.0.0.2, not a trusted proxy: the same
+    // forgeries, a real certificate in nginx's header among them, count
+    // for nothing; the bearer keys a bucket of its own.
+    let out = run(vec![
+        "--interface".to_owned(),
+        "127.0.0.2".to_owned(),
+        format!("http://127.0.0.1:{}/", served.addr.port()),
+    ])
+    .await;
+    assert_eq!(out.status, "200", "{}{}", out.body, out.stderr);
+    assert_eq!(out.body, "cn=- tenant=acme stamped=acme xfcc= key=bearer");
 }
