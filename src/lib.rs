@@ -47,7 +47,8 @@
 //! | `rate-limit` | [`rate_limit`]: `RateLimitLayer`, the GCRA `MemoryStore`, key chains | Yes |
 //! | `redis` | `rate_limit::RedisStore`: limits shared by every instance | No |
 //! | `axum` | axum extractors for the identity extensions; `axum::serve` over the TLS listener | No |
-//! | `tracing` | `tracing` events from every layer | No |
+//! | `tracing` | a `portcullis` span per request from [`PortcullisLayer`], with what each layer established (see [`identity::observe`]), and events from every layer | No |
+//! | `metrics` | counters through the `metrics` facade: strips, rejections by reason, control-plane cache results, reloads, rate-limit decisions ([`identity::observe`]) | No |
 //! | `full` | all of the above | No |
 
 #![forbid(unsafe_code)]
@@ -94,7 +95,9 @@ pub mod stack;
     feature = "tenant",
     feature = "rate-limit"
 ))]
-pub use stack::{Portcullis, PortcullisLayer, StartupError, from_env, from_env_with};
+pub use stack::{
+    Portcullis, PortcullisLayer, PortcullisService, StartupError, from_env, from_env_with,
+};
 
 #[cfg(any(
     feature = "client-cert",

@@ -15,6 +15,10 @@
 
 use std::fmt;
 use std::net::SocketAddr;
+use std::task::{Context, Poll};
+
+use http::Request;
+use tower::Service;
 
 use portcullis_client_cert::{ClientCert, ClientCertLayer, EnvTls, OutboundTrust, ServerTls};
 use portcullis_identity::TrustedProxies;
@@ -83,17 +87,72 @@ impl PortcullisLayer {
     }
 }
 
-/// The service [`PortcullisLayer`] makes.
-pub type PortcullisService<S> = ClientCert<Xfcc<ResolveTenant<RateLimit<S>>>>;
+/// The four services, outermost first.
+type Layered<S> = ClientCert<Xfcc<ResolveTenant<RateLimit<S>>>>;
+
+/// The service [`PortcullisLayer`] makes: the four layers in their order
+/// and, with the `tracing` feature, one `portcullis` span per request (at
+/// DEBUG) that each layer records what it established into: `source`,
+/// `principal`, `bearer` (a digest prefix), `tenant`, `key`, `decision` and
+/// `reason` (see [`identity::observe`](crate::identity::observe)).
+#[derive(Debug, Clone)]
+pub struct PortcullisService<S> {
+    inner: Layered<S>,
+}
+
+impl<S, B> Service<Request<B>> for PortcullisService<S>
+where
+    Layered<S>: Service<Request<B>>,
+{
+    type Response = <Layered<S> as Service<Request<B>>>::Response;
+    type Error = <Layered<S> as Service<Request<B>>>::Error;
+    #[cfg(feature = "tracing")]
+    type Future = tracing::instrument::Instrumented<<Layered<S> as Service<Request<B>>>::Future>;
+    #[cfg(not(feature = "tracing"))]
+    type Future = <Layered<S> as Service<Request<B>>>::Future;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    #[cfg(feature = "tracing")]
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        use tracing::field::Empty;
+        // The path without its query: a query may carry a credential.
+        let span = tracing::debug_span!(
+            "portcullis",
+            method = %req.method(),
+            path = req.uri().path(),
+            source = Empty,
+            principal = Empty,
+            bearer = Empty,
+            tenant = Empty,
+            key = Empty,
+            decision = Empty,
+            reason = Empty,
+        );
+        // Each layer decides in `call` and may finish in its future: the
+        // span is current for both.
+        let future = span.in_scope(|| self.inner.call(req));
+        tracing::Instrument::instrument(future, span)
+    }
+
+    #[cfg(not(feature = "tracing"))]
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        self.inner.call(req)
+    }
+}
 
 impl<S> Layer<S> for PortcullisLayer {
     type Service = PortcullisService<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        self.client_cert.layer(
-            self.xfcc
-                .layer(self.tenant.layer(self.rate_limit.layer(inner))),
-        )
+        PortcullisService {
+            inner: self.client_cert.layer(
+                self.xfcc
+                    .layer(self.tenant.layer(self.rate_limit.layer(inner))),
+            ),
+        }
     }
 }
 

@@ -9,6 +9,8 @@
 //!   constant time.
 //! - [`TlsConnectInfo`] and [`PeerAddr`]: what the acceptor learnt about a
 //!   connection.
+//! - [`observe`]: the request span's fields and the counters every layer
+//!   reports.
 //! - [`pem`]: a PEM/DER bundle reader that sees every block, shared by the
 //!   TLS and forwarded-certificate layers.
 //!
@@ -41,7 +43,8 @@
 //! | Name | Description | Default? |
 //! |---|---|---|
 //! | `axum` | `FromRequestParts` / `OptionalFromRequestParts` for [`ClientIdentity`] and [`ClientIp`] (axum-core only) | No |
-//! | `tracing` | debug events when a client-IP walk stops early, a warning when a leaf cannot be parsed | No |
+//! | `tracing` | debug events when a client-IP walk stops early, a warning when a leaf cannot be parsed; [`observe::record`] into the request span | No |
+//! | `metrics` | the counters of [`observe`], through the `metrics` facade | No |
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
@@ -54,6 +57,7 @@ mod connection;
 mod dn;
 mod forwarded;
 pub mod hex;
+pub mod observe;
 pub mod pem;
 pub mod percent;
 mod protected;

@@ -209,11 +209,13 @@ fn reload_loop(
             Ok(config) => {
                 acceptor.set_config(config);
                 stats.succeeded.fetch_add(1, Ordering::Relaxed);
+                portcullis_identity::observe::reloaded("tls", true);
                 #[cfg(feature = "tracing")]
                 tracing::info!(cert = %files.cert.display(), "TLS configuration reloaded");
             }
             Err(error) => {
                 stats.failed.fetch_add(1, Ordering::Relaxed);
+                portcullis_identity::observe::reloaded("tls", false);
                 #[cfg(feature = "tracing")]
                 tracing::warn!(%error, "TLS reload failed; keeping the previous configuration");
                 *stats.last_error.lock().unwrap_or_else(|p| p.into_inner()) =

@@ -13,6 +13,7 @@ use std::time::Duration;
 use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode};
 use pin_project_lite::pin_project;
 use portcullis_identity::Tenant;
+use portcullis_identity::observe;
 use portcullis_identity::response::{Rejection, ResponseBody, rejection_response};
 use tower_layer::Layer;
 use tower_service::Service;
@@ -203,6 +204,17 @@ pub enum RateLimitRejectionKind {
     StoreUnavailable,
 }
 
+impl RateLimitRejectionKind {
+    /// The fixed label counters and the request span use.
+    pub fn label(self) -> &'static str {
+        match self {
+            RateLimitRejectionKind::TooManyRequests => "rate_limited",
+            RateLimitRejectionKind::NoKey => "no_rate_limit_key",
+            RateLimitRejectionKind::StoreUnavailable => "rate_limit_store_unavailable",
+        }
+    }
+}
+
 impl RateLimitRejection {
     /// What went wrong.
     pub fn kind(&self) -> RateLimitRejectionKind {
@@ -347,12 +359,15 @@ impl Shared {
             Err(error) => {
                 return match self.on_store_error {
                     OnStoreError::FailOpen => {
+                        observe::rate_limit("store_error_open");
+                        observe::record("decision", &"allowed");
                         #[cfg(feature = "tracing")]
                         tracing::warn!(%error, key_source = applied.source, "rate limit not counted: failing open");
                         let _ = error;
                         Ok((inner.call(req), Vec::new()))
                     }
                     OnStoreError::FailClosed => {
+                        observe::rate_limit("store_error_closed");
                         #[cfg(feature = "tracing")]
                         tracing::warn!(%error, key_source = applied.source, "rate limit store failed: refusing");
                         let _ = error;
@@ -365,7 +380,9 @@ impl Shared {
             }
         };
         let (decision, headers, retry_after) = self.verdict(applied, outcome);
+        observe::record("key", &applied.source);
         if retry_after.is_some() && !self.shadow {
+            observe::rate_limit("limited");
             #[cfg(feature = "tracing")]
             tracing::debug!(key_source = applied.source, "rate limit exceeded");
             return Err(RateLimitRejection {
@@ -373,6 +390,12 @@ impl Shared {
                 headers,
             });
         }
+        observe::rate_limit(if retry_after.is_some() {
+            "shadow_limited"
+        } else {
+            "allowed"
+        });
+        observe::record("decision", &"allowed");
         #[cfg(feature = "tracing")]
         if retry_after.is_some() {
             tracing::info!(
@@ -580,6 +603,9 @@ where
                     return Poll::Ready(Ok(res.map(ResponseBody::inner)));
                 }
                 StateProj::Rejected { rejection } => {
+                    // Every refusal, decided at once or after the store
+                    // answered, passes here once.
+                    observe::rejected("rate_limit", rejection.kind.label());
                     return Poll::Ready(Ok(rejection_response(rejection)));
                 }
                 StateProj::Checking { waiting } => {

@@ -8,6 +8,7 @@ use std::hash::Hash;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use portcullis_identity::observe;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
@@ -138,8 +139,12 @@ where
             match self.ready(entry, now) {
                 Some(outcome) => Step::Done(outcome),
                 None => match &entry.in_flight {
-                    Some(rx) => Step::Wait(rx.clone()),
+                    Some(rx) => {
+                        observe::tenant_cache("miss");
+                        Step::Wait(rx.clone())
+                    }
                     None => {
+                        observe::tenant_cache("miss");
                         let (tx, rx) = watch::channel(None);
                         entry.in_flight = Some(rx.clone());
                         let this = self.clone();
@@ -176,6 +181,7 @@ where
         match &entry.answer {
             Some((value, fresh_until, _)) if now < *fresh_until => {
                 entry.last_used = now;
+                observe::tenant_cache("hit");
                 Some(value.clone())
             }
             _ => None,
@@ -187,6 +193,7 @@ where
         if let Some((value, fresh_until, _)) = &entry.answer
             && now < *fresh_until
         {
+            observe::tenant_cache("hit");
             return Some(Outcome::Value(value.clone()));
         }
         match entry.retry_at {
@@ -205,14 +212,20 @@ where
         retry_after: Duration,
     ) -> Outcome<V> {
         match &entry.answer {
-            Some((value, _, usable_until)) if now < *usable_until => Outcome::Value(value.clone()),
-            _ => Outcome::Unavailable {
-                reason: entry
-                    .last_failure
-                    .clone()
-                    .unwrap_or_else(|| "the source is unavailable".to_owned()),
-                retry_after,
-            },
+            Some((value, _, usable_until)) if now < *usable_until => {
+                observe::tenant_cache("stale");
+                Outcome::Value(value.clone())
+            }
+            _ => {
+                observe::tenant_cache("unavailable");
+                Outcome::Unavailable {
+                    reason: entry
+                        .last_failure
+                        .clone()
+                        .unwrap_or_else(|| "the source is unavailable".to_owned()),
+                    retry_after,
+                }
+            }
         }
     }
 

@@ -13,7 +13,7 @@ use std::time::Duration;
 use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode};
 use pin_project_lite::pin_project;
 use portcullis_identity::response::{Rejection, ResponseBody, rejection_response};
-use portcullis_identity::{BearerDigest, ClientIdentity, ProtectedHeaders, Tenant};
+use portcullis_identity::{BearerDigest, ClientIdentity, ProtectedHeaders, Tenant, observe};
 use tower_layer::Layer;
 use tower_service::Service;
 
@@ -408,6 +408,19 @@ pub enum TenantRejectionKind {
     Internal,
 }
 
+impl TenantRejectionKind {
+    /// The fixed label counters and the request span use.
+    pub fn label(self) -> &'static str {
+        match self {
+            TenantRejectionKind::BadRequest => "bad_request",
+            TenantRejectionKind::Unauthenticated => "unauthenticated",
+            TenantRejectionKind::Forbidden => "forbidden",
+            TenantRejectionKind::Unavailable => "tenant_unavailable",
+            TenantRejectionKind::Internal => "internal",
+        }
+    }
+}
+
 impl TenantRejection {
     fn new(kind: TenantRejectionKind, reason: impl Into<Cow<'static, str>>) -> Self {
         TenantRejection {
@@ -619,6 +632,7 @@ fn stamp<B>(
     tenant_header: &HeaderName,
     caller_header: &HeaderName,
 ) {
+    observe::record("tenant", &stamp.tenant.id());
     let headers = req.headers_mut();
     headers.insert(tenant_header.clone(), stamp.tenant_value);
     if let Some(caller) = stamp.caller_value {
@@ -643,7 +657,10 @@ where
         let config = &self.config;
         // Strip before anything else, on every request.
         let nominated = config.protected.nominated_by_connection(req.headers());
-        config.protected.strip(req.headers_mut(), |_| false);
+        observe::stripped(
+            "tenant",
+            config.protected.strip(req.headers_mut(), |_| false),
+        );
         let principals = match nominated {
             Some(token) => Err(TenantRejection::new(
                 TenantRejectionKind::BadRequest,
@@ -668,6 +685,7 @@ where
             Principal::Bearer(digest) => Some(*digest),
             Principal::Certificate(_) => None,
         }) {
+            observe::bearer(&digest);
             req.extensions_mut().insert(digest);
         }
         // Every answer at hand: decide now, no future to box.
@@ -738,8 +756,6 @@ where
     S: Service<Request<B>>,
 {
     fn rejected(rejection: TenantRejection) -> Self {
-        #[cfg(feature = "tracing")]
-        tracing::debug!(reason = %rejection, "tenant layer refused the request");
         ResponseFuture {
             state: State::Rejected { rejection },
         }
@@ -760,6 +776,11 @@ where
                     return Poll::Ready(Ok(res.map(ResponseBody::inner)));
                 }
                 StateProj::Rejected { rejection } => {
+                    // Here, not where it was decided: decided now or after
+                    // resolving, every refusal passes this point once.
+                    observe::rejected("tenant", rejection.kind.label());
+                    #[cfg(feature = "tracing")]
+                    tracing::debug!(reason = %rejection, "tenant layer refused the request");
                     return Poll::Ready(Ok(rejection_response(rejection)));
                 }
                 StateProj::Resolving { waiting } => {

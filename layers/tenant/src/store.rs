@@ -404,12 +404,16 @@ impl FileStore {
         let store = self.clone();
         let mut watcher =
             notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-                if event.is_ok()
-                    && let Err(error) = store.reload()
-                {
-                    #[cfg(feature = "tracing")]
-                    tracing::warn!(%error, "tenants file refused; the last good records stay");
-                    on_error(error);
+                if event.is_ok() {
+                    match store.reload() {
+                        Ok(_) => portcullis_identity::observe::reloaded("tenants", true),
+                        Err(error) => {
+                            portcullis_identity::observe::reloaded("tenants", false);
+                            #[cfg(feature = "tracing")]
+                            tracing::warn!(%error, "tenants file refused; the last good records stay");
+                            on_error(error);
+                        }
+                    }
                 }
             })
             .map_err(|e| StoreError::new(&self.path, format!("cannot watch: {e}")))?;

@@ -89,6 +89,17 @@ pub enum RejectionKind {
     NotAllowed,
 }
 
+impl RejectionKind {
+    /// The fixed label counters and the request span use.
+    pub fn label(self) -> &'static str {
+        match self {
+            RejectionKind::Missing => "certificate_missing",
+            RejectionKind::Unreadable => "certificate_unreadable",
+            RejectionKind::NotAllowed => "certificate_not_allowed",
+        }
+    }
+}
+
 impl ClientCertRejection {
     pub(crate) fn new(kind: RejectionKind) -> Self {
         ClientCertRejection { kind }

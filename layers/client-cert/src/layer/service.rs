@@ -1,7 +1,7 @@
 use std::task::{Context, Poll};
 
 use http::{Request, Response};
-use portcullis_identity::{ClientIdentity, TlsConnectInfo};
+use portcullis_identity::{ClientIdentity, TlsConnectInfo, observe};
 use tower_service::Service;
 
 use super::{ClientCertLayer, ClientCertRejection, RejectionKind, ResponseBody, ResponseFuture};
@@ -72,11 +72,13 @@ where
         match self.check(req.extensions().get::<TlsConnectInfo>()) {
             Ok(identity) => {
                 if let Some(identity) = identity {
+                    observe::identity(&identity);
                     req.extensions_mut().insert(identity);
                 }
                 ResponseFuture::future(self.inner.call(req))
             }
             Err(rejection) => {
+                observe::rejected("client_cert", rejection.kind().label());
                 #[cfg(feature = "tracing")]
                 tracing::debug!(reason = %rejection, "client certificate check refused the request");
                 ResponseFuture::rejected(rejection)

@@ -163,6 +163,16 @@ pub enum RejectionKind {
     ConnectionNominatesProtected,
 }
 
+impl RejectionKind {
+    /// The fixed label counters and the request span use.
+    pub fn label(self) -> &'static str {
+        match self {
+            RejectionKind::Malformed => "forwarded_certificate_malformed",
+            RejectionKind::ConnectionNominatesProtected => "connection_nominates_protected",
+        }
+    }
+}
+
 impl XfccRejection {
     pub(crate) fn new(kind: RejectionKind, reason: String) -> Self {
         XfccRejection { kind, reason }

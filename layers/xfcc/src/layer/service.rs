@@ -3,7 +3,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use http::{HeaderMap, HeaderValue, Request, Response};
-use portcullis_identity::{ClientIdentity, PeerAddr, Source, TlsConnectInfo};
+use portcullis_identity::{ClientIdentity, PeerAddr, Source, TlsConnectInfo, observe};
 use tower_service::Service;
 
 use super::layer::{Config, Upstream};
@@ -65,6 +65,7 @@ where
             match apply(&self.config, &mut parts) {
                 Ok(()) => (parts, body),
                 Err(rejection) => {
+                    observe::rejected("xfcc", rejection.kind().label());
                     #[cfg(feature = "tracing")]
                     tracing::debug!(reason = %rejection, "forwarded client certificate refused");
                     return ResponseFuture::rejected(rejection);
@@ -119,6 +120,7 @@ pub(crate) fn apply(
         }
         match read_identity(config, upstream_index, proxy, &parts.headers) {
             Ok(Some(identity)) => {
+                observe::identity(&identity);
                 parts.extensions.insert(identity);
             }
             Ok(None) => {}
@@ -127,6 +129,7 @@ pub(crate) fn apply(
                     return Err(XfccRejection::new(RejectionKind::Malformed, reason));
                 }
                 OnMalformed::StripAndContinue => {
+                    observe::stripped("xfcc", 1);
                     #[cfg(feature = "tracing")]
                     tracing::debug!(%proxy, %reason, "malformed forwarded certificate removed");
                     parts
@@ -165,6 +168,7 @@ fn strip(config: &Config, headers: &mut HeaderMap, keep: Option<&Upstream>, peer
             *name == upstream.header || upstream.format.companion_headers().contains(&name.as_str())
         })
     });
+    observe::stripped("xfcc", removed);
     #[cfg(feature = "tracing")]
     if removed > 0 {
         tracing::debug!(peer = ?peer, removed, "forwarded client certificate headers removed");

@@ -1,0 +1,323 @@
+//! What the stack reports: the `portcullis` request span's fields (as each
+//! layer records them) and the `metrics` counters, captured by a real
+//! subscriber and a real recorder, for allowed and refused requests. No
+//! secret appears in either.
+#![cfg(all(
+    feature = "tracing",
+    feature = "metrics",
+    feature = "client-cert",
+    feature = "xfcc",
+    feature = "tenant",
+    feature = "rate-limit"
+))]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::{BTreeMap, HashMap};
+use std::convert::Infallible;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use http::{Request, Response, StatusCode};
+use portcullis::identity::{BearerDigest, PeerAddr};
+use portcullis_test_support::{TempDir, pki};
+use tower::{ServiceBuilder, ServiceExt};
+use tracing::span::{Attributes, Id, Record};
+use tracing::{Metadata, Subscriber};
+
+const TOKEN: &str = "sk-observe-acme-0123456789";
+
+/// Every `portcullis` span's fields, as recorded.
+#[derive(Default)]
+struct Spans {
+    next: AtomicU64,
+    fields: Mutex<HashMap<u64, BTreeMap<String, String>>>,
+    meta: Mutex<HashMap<u64, &'static Metadata<'static>>>,
+    order: Mutex<Vec<u64>>,
+}
+
+thread_local! {
+    static ENTERED: std::cell::RefCell<Vec<u64>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+struct Fields<'a>(&'a mut BTreeMap<String, String>);
+
+impl tracing::field::Visit for Fields<'_> {
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        self.0.insert(field.name().to_owned(), format!("{value:?}"));
+    }
+    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+        self.0.insert(field.name().to_owned(), value.to_owned());
+    }
+}
+
+#[derive(Clone, Default)]
+struct Capture(Arc<Spans>);
+
+impl Subscriber for Capture {
+    fn enabled(&self, _: &Metadata<'_>) -> bool {
+        true
+    }
+    fn new_span(&self, attrs: &Attributes<'_>) -> Id {
+        let id = self.0.next.fetch_add(1, Ordering::Relaxed) + 1;
+        let mut fields = BTreeMap::new();
+        attrs.record(&mut Fields(&mut fields));
+        self.0.fields.lock().unwrap().insert(id, fields);
+        self.0.meta.lock().unwrap().insert(id, attrs.metadata());
+        if attrs.metadata().name() == "portcullis" {
+            self.0.order.lock().unwrap().push(id);
+        }
+        Id::from_u64(id)
+    }
+    fn record(&self, span: &Id, values: &Record<'_>) {
+        let mut all = self.0.fields.lock().unwrap();
+        values.record(&mut Fields(all.entry(span.into_u64()).or_default()));
+    }
+    fn record_follows_from(&self, _: &Id, _: &Id) {}
+    fn event(&self, _: &tracing::Event<'_>) {}
+    fn enter(&self, span: &Id) {
+        ENTERED.with(|e| e.borrow_mut().push(span.into_u64()));
+    }
+    fn exit(&self, _: &Id) {
+        ENTERED.with(|e| e.borrow_mut().pop());
+    }
+    fn current_span(&self) -> tracing_core::span::Current {
+        match ENTERED.with(|e| e.borrow().last().copied()) {
+            Some(id) => {
+                let meta = self.0.meta.lock().unwrap()[&id];
+                tracing_core::span::Current::new(Id::from_u64(id), meta)
+            }
+            None => tracing_core::span::Current::none(),
+        }
+    }
+}
+
+/// Counters by `name{label=value,...}`.
+#[derive(Clone, Default)]
+struct Counters(Arc<Mutex<BTreeMap<String, u64>>>);
+
+struct Handle(String, Counters);
+
+impl metrics::CounterFn for Handle {
+    fn increment(&self, value: u64) {
+        *self.1.0.lock().unwrap().entry(self.0.clone()).or_default() += value;
+    }
+    fn absolute(&self, value: u64) {
+        self.1.0.lock().unwrap().insert(self.0.clone(), value);
+    }
+}
+
+impl metrics::Recorder for Counters {
+    fn describe_counter(
+        &self,
+        _: metrics::KeyName,
+        _: Option<metrics::Unit>,
+        _: metrics::SharedString,
+    ) {
+    }
+    fn describe_gauge(
+        &self,
+        _: metrics::KeyName,
+        _: Option<metrics::Unit>,
+        _: metrics::SharedString,
+    ) {
+    }
+    fn describe_histogram(
+        &self,
+        _: metrics::KeyName,
+        _: Option<metrics::Unit>,
+        _: metrics::SharedString,
+    ) {
+    }
+    fn register_counter(&self, key: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Counter {
+        let labels: Vec<String> = key
+            .labels()
+            .map(|l| format!("{}={}", l.key(), l.value()))
+            .collect();
+        let name = format!("{}{{{}}}", key.name(), labels.join(","));
+        metrics::Counter::from_arc(Arc::new(Handle(name, self.clone())))
+    }
+    fn register_gauge(&self, _: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Gauge {
+        metrics::Gauge::noop()
+    }
+    fn register_histogram(
+        &self,
+        _: &metrics::Key,
+        _: &metrics::Metadata<'_>,
+    ) -> metrics::Histogram {
+        metrics::Histogram::noop()
+    }
+}
+
+/// The client certificate as nginx forwards it (URL-encoded PEM).
+fn nginx_header() -> String {
+    pki()
+        .client()
+        .cert_pem()
+        .replace('\n', "%0A")
+        .replace(' ', "%20")
+        .replace('+', "%2B")
+        .replace('/', "%2F")
+        .replace('=', "%3D")
+}
+
+#[test]
+fn the_request_span_and_the_counters_say_who_which_tenant_and_what_was_decided() {
+    let spans = Capture::default();
+    let counters = Counters::default();
+    metrics::set_global_recorder(counters.clone()).unwrap();
+    let dir = TempDir::new("observe");
+    let tenants = dir.write(
+        "tenants.json",
+        format!(
+            r#"{{"keys": [{{"sha256": "{}", "tenant_id": "acme", "rate_per_min": 60, "burst": 2}}]}}"#,
+            BearerDigest::of_token(TOKEN).to_hex()
+        ),
+    );
+    let env = [
+        ("TENANTS_FILE", tenants.as_str()),
+        ("TRUSTED_PROXY_CIDRS", "10.0.0.0/8"),
+        ("FORWARDED_CERT_FORMAT", "nginx"),
+        ("FORWARDED_CERT_HEADER", "x-client-cert"),
+    ];
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let statuses = tracing::subscriber::with_default(spans.clone(), || {
+        runtime.block_on(async {
+            let stack = portcullis::from_env_with(|var| {
+                env.iter()
+                    .find(|(k, _)| *k == var)
+                    .map(|(_, v)| (*v).to_owned())
+            })
+            .await
+            .unwrap();
+            let service = ServiceBuilder::new().layer(stack.layer()).service_fn(
+                |_req: Request<String>| async { Ok::<_, Infallible>(Response::new(String::new())) },
+            );
+            let mut statuses = Vec::new();
+            for (peer, headers) in [
+                // Through the proxy with the certificate, a forged tenant.
+                (
+                    "10.0.0.1:4000",
+                    vec![
+                        ("authorization", format!("Bearer {TOKEN}")),
+                        ("x-client-cert", nginx_header()),
+                        ("x-llm-router-tenant", "someone-else".to_owned()),
+                    ],
+                ),
+                // An unknown key.
+                (
+                    "192.0.2.7:4000",
+                    vec![("authorization", "Bearer sk-nobody".to_owned())],
+                ),
+                // The bearer's own bucket, until the burst of 2 is spent.
+                (
+                    "192.0.2.7:4000",
+                    vec![("authorization", format!("Bearer {TOKEN}"))],
+                ),
+                (
+                    "192.0.2.7:4000",
+                    vec![("authorization", format!("Bearer {TOKEN}"))],
+                ),
+                (
+                    "192.0.2.7:4000",
+                    vec![("authorization", format!("Bearer {TOKEN}"))],
+                ),
+            ] {
+                let mut req = Request::get("/v1/chat?api_key=should-not-be-logged");
+                for (name, value) in headers {
+                    req = req.header(name, value);
+                }
+                let mut req = req.body(String::new()).unwrap();
+                req.extensions_mut().insert(PeerAddr(peer.parse().unwrap()));
+                statuses.push(service.clone().oneshot(req).await.unwrap().status());
+            }
+            statuses
+        })
+    });
+    assert_eq!(
+        statuses,
+        [
+            StatusCode::OK,
+            StatusCode::UNAUTHORIZED,
+            StatusCode::OK,
+            StatusCode::OK,
+            StatusCode::TOO_MANY_REQUESTS
+        ]
+    );
+
+    let fields = spans.0.fields.lock().unwrap();
+    let requests: Vec<&BTreeMap<String, String>> = spans
+        .0
+        .order
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|id| &fields[id])
+        .collect();
+    let digest = &BearerDigest::of_token(TOKEN).to_hex()[..16];
+    let span = |i: usize| -> Vec<(&str, &str)> {
+        requests[i]
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect()
+    };
+    assert_eq!(requests.len(), 5);
+    assert_eq!(
+        span(0),
+        [
+            ("bearer", digest),
+            ("decision", "allowed"),
+            ("key", "cn"),
+            ("method", "GET"),
+            ("path", "/v1/chat"),
+            ("principal", "client.example.com"),
+            ("source", "forwarded"),
+            ("tenant", "acme"),
+        ]
+    );
+    assert_eq!(
+        span(1),
+        [
+            (
+                "bearer",
+                &BearerDigest::of_token("sk-nobody").to_hex()[..16]
+            ),
+            ("decision", "refused"),
+            ("method", "GET"),
+            ("path", "/v1/chat"),
+            ("reason", "unauthenticated"),
+        ]
+    );
+    assert_eq!(span(3)[..2], [("bearer", digest), ("decision", "allowed")]);
+    assert!(span(3).contains(&("key", "bearer")), "{:?}", span(3));
+    assert!(
+        span(4).contains(&("reason", "rate_limited")),
+        "{:?}",
+        span(4)
+    );
+    for (id, fields) in fields.iter() {
+        for value in fields.values() {
+            assert!(
+                !value.contains("sk-") && !value.contains("should-not-be-logged"),
+                "span {id} leaks {value}"
+            );
+        }
+    }
+
+    let counters = counters.0.lock().unwrap();
+    let count = |name: &str| counters.get(name).copied().unwrap_or(0);
+    assert_eq!(count("portcullis_headers_stripped_total{layer=tenant}"), 1);
+    assert_eq!(
+        count("portcullis_rejections_total{layer=tenant,reason=unauthenticated}"),
+        1
+    );
+    assert_eq!(
+        count("portcullis_rejections_total{layer=rate_limit,reason=rate_limited}"),
+        1
+    );
+    assert_eq!(count("portcullis_rate_limit_total{decision=allowed}"), 3);
+    assert_eq!(count("portcullis_rate_limit_total{decision=limited}"), 1);
+    assert!(counters.keys().all(|k| !k.contains("sk-")), "{counters:#?}");
+}
