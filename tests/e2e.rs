@@ -22,66 +22,34 @@ async fn mtls_principal_keys_the_bucket_and_the_bearer_is_still_required() {
     }
     let served = serve_stack(&[]).await;
     let bearer = bearer();
+    let with_bearer = Call {
+        headers: &[&bearer],
+        ..Call::root()
+    };
     for h2 in [true, false] {
         // Bearer still required with mTLS (AUTH_POLICY defaults to bearer).
-        let (status, _) = get(
-            &served,
-            Call {
-                path: "/",
-                headers: &[],
-                cert: true,
-                h2,
-            },
-        )
-        .await;
+        let (status, _) = get(&served, Call { h2, ..Call::root() }).await;
         assert_eq!(status, "401");
     }
-    let (status, body) = get(
-        &served,
-        Call {
-            path: "/",
-            headers: &[&bearer],
-            cert: true,
-            h2: true,
-        },
-    )
-    .await;
+    let (status, body) = get(&served, with_bearer).await;
     assert_eq!(status, "200");
     assert_eq!(
         body,
         "cn=client.example.com tenant=acme stamped=acme xfcc= key=cn"
     );
-    let (status, _) = get(
-        &served,
-        Call {
-            path: "/",
-            headers: &[&bearer],
-            cert: true,
-            h2: false,
-        },
-    )
-    .await;
-    assert_eq!(status, "200");
+    let http1 = Call {
+        h2: false,
+        ..with_bearer
+    };
+    assert_eq!(get(&served, http1).await.0, "200");
     // The plan's burst (2) is spent on the CN's bucket.
-    let (status, _) = get(
-        &served,
-        Call {
-            path: "/",
-            headers: &[&bearer],
-            cert: true,
-            h2: true,
-        },
-    )
-    .await;
-    assert_eq!(status, "429");
+    assert_eq!(get(&served, with_bearer).await.0, "429");
     // Without the certificate the bearer names the bucket: a fresh one.
     let (status, body) = get(
         &served,
         Call {
-            path: "/",
-            headers: &[&bearer],
             cert: false,
-            h2: true,
+            ..with_bearer
         },
     )
     .await;
@@ -100,35 +68,27 @@ async fn forgeries_from_an_untrusted_peer_never_reach_the_app() {
         "x-forwarded-client-cert: Hash={};Subject=\"CN=admin\"",
         "ab".repeat(32)
     );
-    let (status, body) = get(
-        &served,
-        Call {
-            path: "/",
-            headers: &[
-                &bearer,
-                "x-llm-router-tenant: someone-else",
-                "X_LLM_Router_Tenant: someone-else",
-                &forged_xfcc,
-            ],
-            cert: false,
-            h2: true,
-        },
-    )
-    .await;
+    let headers = [
+        bearer.as_str(),
+        "x-llm-router-tenant: someone-else",
+        "X_LLM_Router_Tenant: someone-else",
+        &forged_xfcc,
+    ];
+    let no_cert = Call {
+        headers: &headers,
+        cert: false,
+        ..Call::root()
+    };
+    let (status, body) = get(&served, no_cert).await;
     assert_eq!(status, "200");
     assert_eq!(body, "cn=- tenant=acme stamped=acme xfcc= key=bearer");
     // A Connection header nominating a protected header is refused.
-    let (status, _) = get(
-        &served,
-        Call {
-            path: "/",
-            headers: &[&bearer, "connection: x-llm-router-tenant"],
-            cert: false,
-            h2: false,
-        },
-    )
-    .await;
-    assert_eq!(status, "400");
+    let nominating = Call {
+        headers: &[&bearer, "connection: x-llm-router-tenant"],
+        h2: false,
+        ..no_cert
+    };
+    assert_eq!(get(&served, nominating).await.0, "400");
 }
 
 #[tokio::test]
@@ -137,44 +97,27 @@ async fn internal_routes_are_hidden_without_a_secret_and_guarded_with_one() {
         return;
     }
     let bearer = bearer();
+    let guess = [bearer.as_str(), "x-internal-secret: guess"];
+    let right = [bearer.as_str(), "x-internal-secret: s3cret"];
+    let wrong_secret = Call {
+        path: "/internal/usage",
+        headers: &guess,
+        cert: false,
+        h2: true,
+    };
     let hidden = serve_stack(&[("RATE_LIMIT_PER_MIN", "600")]).await;
-    let (status, _) = get(
-        &hidden,
-        Call {
-            path: "/internal/usage",
-            headers: &[&bearer, "x-internal-secret: guess"],
-            cert: false,
-            h2: true,
-        },
-    )
-    .await;
-    assert_eq!(status, "404");
+    assert_eq!(get(&hidden, wrong_secret).await.0, "404");
     let guarded = serve_stack(&[
         ("CONTROL_PLANE_INTERNAL_SECRET", "s3cret"),
         ("CONTROL_PLANE_URL", "http://127.0.0.1:9/"),
     ])
     .await;
-    let (status, _) = get(
-        &guarded,
-        Call {
-            path: "/internal/usage",
-            headers: &[&bearer, "x-internal-secret: guess"],
-            cert: false,
-            h2: true,
-        },
-    )
-    .await;
-    assert_eq!(status, "403");
-    let (status, body) = get(
-        &guarded,
-        Call {
-            path: "/internal/usage",
-            headers: &[&bearer, "x-internal-secret: s3cret"],
-            cert: false,
-            h2: true,
-        },
-    )
-    .await;
+    assert_eq!(get(&guarded, wrong_secret).await.0, "403");
+    let right_secret = Call {
+        headers: &right,
+        ..wrong_secret
+    };
+    let (status, body) = get(&guarded, right_secret).await;
     assert_eq!(status, "200", "{body}");
 }
 
@@ -186,7 +129,6 @@ const CP_SECRET: &str = "cp-e2e-secret";
 /// is `globex`, active; every other key 404. Aborting the task closes its
 /// listener: a real outage (connection refused).
 async fn control_plane() -> (std::net::SocketAddr, tokio::task::JoinHandle<()>) {
-    use hyper_util::rt::{TokioExecutor, TokioIo};
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let known = format!(
@@ -210,19 +152,9 @@ async fn control_plane() -> (std::net::SocketAddr, tokio::task::JoinHandle<()>) 
         }
         async move { Ok::<_, std::convert::Infallible>(res) }
     };
-    let task = tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                return;
-            };
-            let answer = answer.clone();
-            tokio::spawn(async move {
-                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(stream), hyper::service::service_fn(answer))
-                    .await;
-            });
-        }
-    });
+    let task = tokio::spawn(portcullis_test_support::serve_plain(listener, move |_| {
+        tower::service_fn(answer.clone())
+    }));
     (addr, task)
 }
 

@@ -17,16 +17,8 @@ const VARS: [&str; 5] = [
 ];
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(text) = std::str::from_utf8(data) else {
+    let Some(lookup) = portcullis_fuzz::environment(&VARS, data) else {
         return;
-    };
-    // One value per variable, separated by newlines.
-    let values: Vec<&str> = text.splitn(VARS.len(), '\n').collect();
-    let lookup = |var: &str| {
-        VARS.iter()
-            .position(|v| *v == var)
-            .and_then(|i| values.get(i))
-            .map(|v| (*v).to_owned())
     };
     match RateLimitEnv::from_env_with(lookup, &TrustedProxies::none()) {
         Ok(env) => {

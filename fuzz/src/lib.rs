@@ -18,3 +18,21 @@ pub fn decode_round_trip(format: CertFormat, input: &str) {
         assert_eq!(again[0], chain[0]);
     }
 }
+
+/// An environment from fuzz input: one value per variable of `vars`, in
+/// order, separated by newlines; an empty line (or a missing one) leaves
+/// the variable unset. `None` when the input is not UTF-8.
+pub fn environment<'a>(
+    vars: &'a [&'a str],
+    data: &'a [u8],
+) -> Option<impl Fn(&str) -> Option<String> + 'a> {
+    let text = std::str::from_utf8(data).ok()?;
+    let values: Vec<&str> = text.splitn(vars.len(), '\n').collect();
+    Some(move |var: &str| {
+        vars.iter()
+            .position(|v| *v == var)
+            .and_then(|i| values.get(i))
+            .filter(|v| !v.is_empty())
+            .map(|v| (*v).to_owned())
+    })
+}

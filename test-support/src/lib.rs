@@ -880,3 +880,31 @@ where
     rx.recv()
         .unwrap_or_else(|e| panic!("the server thread ended before its set-up: {e}"))
 }
+
+/// Serves HTTP/1.1 and h2 in plaintext on every connection `listener`
+/// accepts, with `service_for(peer)` (which stamps the peer as the
+/// listener under test would), until the task running this is dropped.
+pub async fn serve_plain<S, B>(
+    listener: tokio::net::TcpListener,
+    service_for: impl Fn(std::net::SocketAddr) -> S,
+) where
+    S: tower_service::Service<http::Request<hyper::body::Incoming>, Response = http::Response<B>>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    while let Ok((stream, peer)) = listener.accept().await {
+        let service = hyper_util::service::TowerToHyperService::new(service_for(peer));
+        tokio::spawn(async move {
+            let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}

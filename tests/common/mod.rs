@@ -8,8 +8,6 @@ use std::net::SocketAddr;
 
 use http::{Request, Response};
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::service::TowerToHyperService;
 use portcullis::client_cert::{TlsAcceptor, TlsListener, serve};
 use portcullis::identity::{BearerDigest, ClientIdentity, PeerAddr, Tenant};
 use portcullis::rate_limit::RateLimitDecision;
@@ -150,29 +148,15 @@ pub async fn serve_stack(extra: &[(&str, &str)]) -> Served {
                 .await
                 .unwrap();
             let addr = listener.local_addr().unwrap();
+            let accept = portcullis_test_support::serve_plain(listener, move |peer| {
+                ServiceBuilder::new()
+                    .map_request(move |mut req: Request<Incoming>| {
+                        req.extensions_mut().insert(PeerAddr(peer));
+                        req
+                    })
+                    .service(service.clone())
+            });
             tokio::spawn(async move {
-                let accept = async {
-                    loop {
-                        let Ok((stream, peer)) = listener.accept().await else {
-                            return;
-                        };
-                        let service = ServiceBuilder::new()
-                            .map_request(move |mut req: Request<Incoming>| {
-                                req.extensions_mut().insert(PeerAddr(peer));
-                                req
-                            })
-                            .service(service.clone());
-                        tokio::spawn(async move {
-                            let _ =
-                                hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                                    .serve_connection(
-                                        TokioIo::new(stream),
-                                        TowerToHyperService::new(service),
-                                    )
-                                    .await;
-                        });
-                    }
-                };
                 tokio::select! {
                     () = accept => {}
                     _ = stopped => {}

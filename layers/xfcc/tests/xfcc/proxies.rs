@@ -12,10 +12,10 @@ use bytes::Bytes;
 use http::{Request, Response};
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::service::TowerToHyperService;
 use portcullis_identity::{ClientIdentity, PeerAddr, TrustedProxies};
-use portcullis_test_support::{CurlOutput, Daemon, TempDir, curl, free_port, interop_binary, pki};
+use portcullis_test_support::{
+    CurlOutput, Daemon, TempDir, curl, free_port, interop_binary, pki, serve_plain,
+};
 use portcullis_xfcc::{CertFormat, XfccLayer};
 use tower::ServiceBuilder;
 
@@ -44,25 +44,15 @@ async fn whoami(req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infalli
 async fn app(layer: XfccLayer) -> SocketAddr {
     let listener = tokio::net::TcpListener::bind("0.0.0.0:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        loop {
-            let Ok((stream, peer)) = listener.accept().await else {
-                return;
-            };
-            let service = ServiceBuilder::new()
-                .map_request(move |mut req: Request<Incoming>| {
-                    req.extensions_mut().insert(PeerAddr(peer));
-                    req
-                })
-                .layer(layer.clone())
-                .service_fn(whoami);
-            tokio::spawn(async move {
-                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(stream), TowerToHyperService::new(service))
-                    .await;
-            });
-        }
-    });
+    tokio::spawn(serve_plain(listener, move |peer| {
+        ServiceBuilder::new()
+            .map_request(move |mut req: Request<Incoming>| {
+                req.extensions_mut().insert(PeerAddr(peer));
+                req
+            })
+            .layer(layer.clone())
+            .service_fn(whoami)
+    }));
     addr
 }
 
