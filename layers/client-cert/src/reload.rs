@@ -126,11 +126,12 @@ impl TlsReloader {
         let mut watcher =
             notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
                 let relevant = event.is_ok_and(|event| {
-                    event.paths.iter().any(|path| {
-                        path.file_name().is_some_and(|name| {
-                            names.contains(name) || name.to_string_lossy().starts_with("..")
+                    is_change(&event.kind)
+                        && event.paths.iter().any(|path| {
+                            path.file_name().is_some_and(|name| {
+                                names.contains(name) || name.to_string_lossy().starts_with("..")
+                            })
                         })
-                    })
                 });
                 if relevant {
                     let _ = events.send(());
@@ -222,5 +223,18 @@ fn reload_loop(
                     Some(error.to_string());
             }
         }
+    }
+}
+
+/// Whether an event says a file changed. Our own reads of the files (open,
+/// read, close) are events too on Linux, and reacting to them would reload
+/// forever.
+pub(crate) fn is_change(kind: &notify::EventKind) -> bool {
+    use notify::EventKind;
+    use notify::event::{MetadataKind, ModifyKind};
+    match kind {
+        EventKind::Access(_) | EventKind::Other => false,
+        EventKind::Modify(ModifyKind::Metadata(MetadataKind::AccessTime)) => false,
+        EventKind::Any | EventKind::Create(_) | EventKind::Modify(_) | EventKind::Remove(_) => true,
     }
 }

@@ -339,6 +339,8 @@ fn parse_records(path: &Path, text: &str) -> Result<Records, StoreError> {
 pub struct FileStore {
     path: PathBuf,
     store: MemoryStore,
+    /// Successful loads, the first included; shared by every clone.
+    loads: Arc<std::sync::atomic::AtomicU64>,
     /// The watcher [`watched`](Self::watched) started, stopped with the
     /// last clone.
     watcher: Option<Arc<notify::RecommendedWatcher>>,
@@ -350,6 +352,7 @@ impl FileStore {
         let store = FileStore {
             path: path.into(),
             store: MemoryStore::new(),
+            loads: Arc::default(),
             watcher: None,
         };
         store.reload()?;
@@ -368,7 +371,15 @@ impl FileStore {
         let records = parse_records(&self.path, &text)?;
         let count = records.by_principal.len();
         self.store.replace(records);
+        self.loads
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Ok(count)
+    }
+
+    /// How many times the file has been read and taken (the first load
+    /// included); a refused file does not count.
+    pub fn loads(&self) -> u64 {
+        self.loads.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// This store, reloading itself whenever its file changes for as long
@@ -402,9 +413,22 @@ impl FileStore {
             .unwrap_or(Path::new("."))
             .to_owned();
         let store = self.clone();
+        let name = self.path.file_name().map(std::ffi::OsString::from);
         let mut watcher =
             notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-                if event.is_ok() {
+                // Changes to this file, or a Kubernetes `..data` swap; not
+                // the reload's own reads (which would reload forever), nor
+                // other files in the directory.
+                let relevant = event.is_ok_and(|event| {
+                    is_change(&event.kind)
+                        && event.paths.iter().any(|path| {
+                            path.file_name().is_some_and(|file| {
+                                Some(file) == name.as_deref()
+                                    || file.to_string_lossy().starts_with("..")
+                            })
+                        })
+                });
+                if relevant {
                     match store.reload() {
                         Ok(_) => portcullis_identity::observe::reloaded("tenants", true),
                         Err(error) => {
@@ -438,6 +462,18 @@ impl TenantResolver for FileStore {
 
     fn tenant_status(&self, tenant_id: &str) -> Option<TenantStatus> {
         self.store.tenant_status(tenant_id)
+    }
+}
+
+/// Whether an event says a file changed: our own reads (open, read,
+/// close) are events too on Linux.
+fn is_change(kind: &notify::EventKind) -> bool {
+    use notify::EventKind;
+    use notify::event::{MetadataKind, ModifyKind};
+    match kind {
+        EventKind::Access(_) | EventKind::Other => false,
+        EventKind::Modify(ModifyKind::Metadata(MetadataKind::AccessTime)) => false,
+        EventKind::Any | EventKind::Create(_) | EventKind::Modify(_) | EventKind::Remove(_) => true,
     }
 }
 

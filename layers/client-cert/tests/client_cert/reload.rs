@@ -59,6 +59,16 @@ async fn a_rotated_certificate_is_served_to_new_clients_and_garbage_keeps_it() {
     replace(&files.key, &new.key_pem);
     replace(&files.cert, &new.chain_pem);
     wait_for(reloader.stats(), |s| s.succeeded() >= 1).await;
+    // A reload reads the files; those reads are not changes to reload for
+    // (else it would reload forever), and neither is a file beside them.
+    let settled = reloader.stats().succeeded();
+    std::fs::write(dir.join("unrelated.log"), "a line").unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(1000)).await;
+    assert_eq!(
+        reloader.stats().succeeded(),
+        settled,
+        "reloaded without a change"
+    );
     assert_eq!(
         get(server.addr, &new_pki.ca_pem(), None, Http::H2)
             .await

@@ -90,6 +90,34 @@ async fn the_watcher_sees_a_kubernetes_style_swap() {
     );
 }
 
+#[tokio::test]
+async fn a_watched_store_reloads_for_changes_only_not_its_own_reads_or_other_files() {
+    let dir = TempDir::new("tenants-watched");
+    let path = dir.write("tenants.json", file(&[("sk-1", "acme", true)]));
+    let store = FileStore::load(&path).unwrap().watched().unwrap();
+    assert_eq!(store.loads(), 1);
+    dir.write("access.log", "a line");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(store.loads(), 1, "reloaded for another file");
+
+    dir.write("tenants.json", file(&[("sk-2", "globex", true)]));
+    for _ in 0..100 {
+        if store.loads() > 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // One write is a truncation and a write: one or two reloads, then
+    // quiet; reading the file must not count as a change to it.
+    let settled = store.loads();
+    assert!((2..=3).contains(&settled), "{settled} loads");
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert_eq!(store.loads(), settled, "reloading without a change");
+    let layer = TenantLayer::new(store);
+    let out = run(&layer, request(&[("authorization", "Bearer sk-2")])).await;
+    assert_eq!(out.stamped("x-llm-router-tenant"), ["globex"]);
+}
+
 #[test]
 fn the_environment_wires_file_control_plane_and_policy() {
     let dir = TempDir::new("tenants-env");

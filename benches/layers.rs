@@ -1,0 +1,148 @@
+//! The four layers' own work per request, in process: the stack from
+//! `from_env` (in-memory stores, the certificate's CN as the rate key, a
+//! bearer resolved by the tenants file) on a request as the TLS listener
+//! hands it over, against the bare service, and each layer alone against
+//! the same bare service. Where the whole-stack load bench (`stack`) says
+//! how much slower, this says which layer it is.
+//!
+//! Run: `cargo bench -p portcullis --bench layers`
+
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use std::convert::Infallible;
+use std::hint::black_box;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use http::{Request, Response};
+use portcullis::client_cert::ClientCertLayer;
+use portcullis::identity::{BearerDigest, PeerAddr, TlsConnectInfo};
+use portcullis::xfcc::XfccLayer;
+use portcullis_test_support::{TempDir, pki};
+use rustls_pki_types::CertificateDer;
+use tower::{Layer, Service, ServiceExt};
+
+const TOKEN: &str = "sk-bench-acme-0123456789";
+
+async fn app(_req: Request<()>) -> Result<Response<&'static str>, Infallible> {
+    Ok(Response::new("ok"))
+}
+
+fn request(connection: &TlsConnectInfo) -> Request<()> {
+    let mut req = Request::get("/v1/chat")
+        .header("host", "api.example.com")
+        .header("user-agent", "bench/1.0")
+        .header("accept", "*/*")
+        .header("authorization", format!("Bearer {TOKEN}"))
+        .body(())
+        .unwrap();
+    req.extensions_mut().insert(connection.clone());
+    req.extensions_mut()
+        .insert(PeerAddr(connection.remote_addr()));
+    req
+}
+
+fn run<S>(c: &mut Criterion, rt: &tokio::runtime::Runtime, name: &str, service: S)
+where
+    S: Service<Request<()>, Error = Infallible> + Clone,
+    S::Future: 'static,
+{
+    let connection = TlsConnectInfo::builder(
+        "192.0.2.7:50000".parse().unwrap(),
+        "127.0.0.1:8443".parse().unwrap(),
+    )
+    .peer_chain(vec![CertificateDer::from(pki().client().der().to_vec())])
+    .build();
+    c.bench_function(name, |b| {
+        b.iter(|| {
+            rt.block_on(async {
+                let mut service = service.clone();
+                black_box(
+                    service
+                        .ready()
+                        .await
+                        .unwrap()
+                        .call(request(&connection))
+                        .await
+                        .unwrap(),
+                );
+            })
+        })
+    });
+}
+
+fn layers(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let dir = TempDir::new("layers-bench");
+    let pki = pki();
+    let vars = [
+        ("TLS_CERT", dir.write("server.pem", pki.end().chain_pem())),
+        ("TLS_KEY", dir.write("server.key", pki.end().key_pem())),
+        ("TLS_CLIENT_CA", dir.write("ca.pem", pki.ca().cert_pem())),
+        ("TLS_CLIENT_AUTH", "required".to_owned()),
+        (
+            "TENANTS_FILE",
+            dir.write(
+                "tenants.json",
+                format!(
+                    r#"{{"keys": [{{"sha256": "{}", "tenant_id": "acme", "consumer": "bench", "active": true}}]}}"#,
+                    BearerDigest::of_token(TOKEN).to_hex()
+                ),
+            ),
+        ),
+        ("RATE_LIMIT_PER_MIN", "100000000".to_owned()),
+        ("RATE_LIMIT_BURST", "100000000".to_owned()),
+        ("RATE_LIMIT_KEY", "cn".to_owned()),
+    ];
+    let lookup = |var: &str| vars.iter().find(|(k, _)| *k == var).map(|(_, v)| v.clone());
+    let stack = rt.block_on(portcullis::from_env_with(lookup)).unwrap();
+    let bare = tower::service_fn(app);
+
+    run(c, &rt, "bare service", bare);
+    run(c, &rt, "four layers (from_env)", stack.layer().layer(bare));
+    run(
+        c,
+        &rt,
+        "client-cert alone",
+        ClientCertLayer::new().layer(bare),
+    );
+    run(
+        c,
+        &rt,
+        "xfcc alone (no trusted proxy, known headers stripped)",
+        XfccLayer::from_env_with(lookup)
+            .unwrap()
+            .strip_known_cert_headers()
+            .layer(bare),
+    );
+    let tenant = portcullis::tenant::TenantLayer::from_env_with(lookup, None)
+        .unwrap()
+        .unwrap();
+    run(c, &rt, "tenant alone (bearer)", tenant.layer(bare));
+    let rate_limit = rt
+        .block_on(
+            portcullis::rate_limit::RateLimitEnv::from_env_with(
+                lookup,
+                &portcullis::identity::TrustedProxies::none(),
+            )
+            .unwrap()
+            .layer(),
+        )
+        .unwrap();
+    // Behind the client-cert layer, which supplies the CN it keys by.
+    run(
+        c,
+        &rt,
+        "client-cert + rate-limit (cn)",
+        ClientCertLayer::new().layer(rate_limit.layer(bare)),
+    );
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().measurement_time(std::time::Duration::from_secs(3));
+    targets = layers
+}
+criterion_main!(benches);
