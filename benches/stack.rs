@@ -225,8 +225,10 @@ fn compare(
     candidate: (&str, SocketAddr),
     new_connections: bool,
 ) {
-    let rounds = 4;
-    let run_for = Duration::from_secs(if new_connections { 2 } else { 3 });
+    // Many short alternating rounds: on two shared vCPUs one round can be
+    // 25% off either way, so the median of paired ratios is reported too.
+    let rounds = if new_connections { 8 } else { 12 };
+    let run_for = Duration::from_millis(if new_connections { 2000 } else { 1500 });
     // Warm both.
     rt.block_on(load(
         baseline.1,
@@ -270,18 +272,22 @@ fn compare(
     };
     let (b_rate, b_p50, b_p99) = summary(&base_runs);
     let (c_rate, c_p50, c_p99) = summary(&cand_runs);
-    let ratios: Vec<String> = base_runs
+    let mut ratios: Vec<f64> = base_runs
         .iter()
         .zip(&cand_runs)
-        .map(|(b, c)| format!("{:.3}", c.per_second / b.per_second))
+        .map(|(b, c)| c.per_second / b.per_second)
         .collect();
+    ratios.sort_by(f64::total_cmp);
+    let median = (ratios[(ratios.len() - 1) / 2] + ratios[ratios.len() / 2]) / 2.0;
     println!(
         "{name}: {} {b_rate:.0}/s (p50 {b_p50:?}, p99 {b_p99:?}) -> {} {c_rate:.0}/s (p50 {c_p50:?}, p99 {c_p99:?}); \
-         ratio {:.3} (rounds {}); p99 added {:?}",
+         ratio of means {:.3}, median of {} paired rounds {median:.3} (range {:.3}-{:.3}); p99 added {:?}",
         baseline.0,
         candidate.0,
         c_rate / b_rate,
-        ratios.join(", "),
+        ratios.len(),
+        ratios[0],
+        ratios[ratios.len() - 1],
         c_p99.saturating_sub(b_p99),
     );
 }

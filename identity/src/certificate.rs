@@ -88,6 +88,10 @@ struct Certificate {
     /// SHA-256 is most of the cost of reading a leaf on CPUs without SHA
     /// instructions.
     fingerprint_sha256: OnceLock<[u8; 32]>,
+    /// SHA-256 of the CN and of the SPIFFE ID, on first use: the rate
+    /// limiter keys buckets by them on every request of a connection.
+    common_name_sha256: OnceLock<Option<[u8; 32]>>,
+    spiffe_id_sha256: OnceLock<Option<[u8; 32]>>,
     dns_names: Vec<String>,
     uris: Vec<String>,
     emails: Vec<String>,
@@ -205,6 +209,8 @@ impl ClientIdentity {
             common_names,
             serial_hex: serial_hex(tbs.raw_serial()),
             fingerprint_sha256: OnceLock::new(),
+            common_name_sha256: OnceLock::new(),
+            spiffe_id_sha256: OnceLock::new(),
             dns_names,
             uris,
             emails,
@@ -274,6 +280,8 @@ impl ClientIdentity {
             issuer: String::new(),
             serial_hex: String::new(),
             fingerprint_sha256: OnceLock::from(fingerprint_sha256),
+            common_name_sha256: OnceLock::new(),
+            spiffe_id_sha256: OnceLock::new(),
             dns_names,
             uris,
             emails: Vec::new(),
@@ -346,6 +354,25 @@ impl ClientIdentity {
             .certificate
             .fingerprint_sha256
             .get_or_init(|| Sha256::digest(&self.certificate.der).into())
+    }
+
+    /// SHA-256 of [`common_name`](Self::common_name), computed on first use
+    /// and kept with the certificate (so once per connection, or per
+    /// forwarded header value).
+    pub fn common_name_sha256(&self) -> Option<[u8; 32]> {
+        *self
+            .certificate
+            .common_name_sha256
+            .get_or_init(|| self.common_name().map(|cn| Sha256::digest(cn).into()))
+    }
+
+    /// SHA-256 of the [SPIFFE ID](Self::spiffe_id), computed on first use
+    /// and kept with the certificate.
+    pub fn spiffe_id_sha256(&self) -> Option<[u8; 32]> {
+        *self.certificate.spiffe_id_sha256.get_or_init(|| {
+            self.spiffe_id()
+                .map(|id| Sha256::digest(id.as_str()).into())
+        })
     }
 
     /// [`fingerprint_sha256`](Self::fingerprint_sha256) as 64 lower-case hex

@@ -33,6 +33,15 @@ use http::{HeaderMap, HeaderName};
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ProtectedHeaders {
     canonical: Vec<Box<[u8]>>,
+    /// Bit `n` set when a protected name has `n` canonical bytes (63: 63
+    /// or more): most header names are refused by their length alone,
+    /// without comparing against each protected name.
+    lengths: u64,
+}
+
+/// The bit of [`ProtectedHeaders::lengths`] for a canonical length.
+fn length_bit(len: usize) -> u64 {
+    1 << len.min(63)
 }
 
 impl ProtectedHeaders {
@@ -49,6 +58,7 @@ impl ProtectedHeaders {
     pub fn add(&mut self, name: &str) {
         let name = canonical(name.as_bytes());
         if !name.is_empty() && !self.canonical.contains(&name) {
+            self.lengths |= length_bit(name.len());
             self.canonical.push(name);
         }
     }
@@ -60,7 +70,8 @@ impl ProtectedHeaders {
 
     /// Whether `name` is a spelling of a protected name.
     pub fn matches(&self, name: &[u8]) -> bool {
-        self.canonical.iter().any(|c| canonical_eq(name, c))
+        let len = name.iter().filter(|b| b.is_ascii_alphanumeric()).count();
+        self.lengths & length_bit(len) != 0 && self.canonical.iter().any(|c| canonical_eq(name, c))
     }
 
     /// Removes every line of every header that is a spelling of a protected

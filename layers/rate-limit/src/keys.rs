@@ -77,12 +77,20 @@ impl KeySource {
             KeySource::Fingerprint => {
                 return Some(from_digest(&identity()?.fingerprint_sha256(), 0xF0));
             }
+            // Hashed once per certificate, not per request.
+            KeySource::CommonName => {
+                return Some(from_digest(&identity()?.common_name_sha256()?, 0xC0));
+            }
+            KeySource::SpiffeId => {
+                return Some(from_digest(&identity()?.spiffe_id_sha256()?, 0x5F));
+            }
             _ => {}
         }
         let material: Vec<u8> = match self {
-            KeySource::CommonName => identity()?.common_name()?.as_bytes().to_vec(),
-            KeySource::SpiffeId => identity()?.spiffe_id()?.as_str().as_bytes().to_vec(),
-            KeySource::Fingerprint | KeySource::Bearer => return None,
+            KeySource::Fingerprint
+            | KeySource::Bearer
+            | KeySource::CommonName
+            | KeySource::SpiffeId => return None,
             KeySource::Tenant => parts.extensions.get::<Tenant>()?.id().as_bytes().to_vec(),
             KeySource::ClientIp(proxies) => {
                 let peer = PeerAddr::from_extensions(&parts.extensions)?.0.ip();

@@ -211,3 +211,50 @@ fn a_key_spray_stays_under_the_cap() {
     assert!(peak <= cap * 64 * 2, "{peak} bytes");
     assert!(store.approximate_bytes() <= cap * 64 * 2);
 }
+
+#[test]
+fn a_common_name_is_one_bucket_across_certificates_and_no_other_source_meets_it() {
+    let parts = |identity: Option<ClientIdentity>, headers: &[(&str, &str)]| {
+        let mut req = Request::get("/");
+        for (name, value) in headers {
+            req = req.header(*name, *value);
+        }
+        let mut req = req.body(()).unwrap();
+        if let Some(identity) = identity {
+            req.extensions_mut().insert(identity);
+        }
+        req.into_parts().0
+    };
+    let issued = ClientIdentity::from_der(pki().client().der()).unwrap();
+    let cn = issued.common_name().unwrap().to_owned();
+    // The same CN in a certificate with another fingerprint (rotated).
+    let rotated = ClientIdentity::from_forwarded_fields(
+        [7; 32],
+        Some(&format!("CN={cn}")),
+        Vec::new(),
+        Vec::new(),
+    );
+    let key = |source: &KeySource, identity: &ClientIdentity| {
+        source.key(&parts(Some(identity.clone()), &[])).unwrap()
+    };
+    assert_eq!(
+        key(&KeySource::CommonName, &issued),
+        key(&KeySource::CommonName, &rotated)
+    );
+    assert_ne!(
+        key(&KeySource::Fingerprint, &issued),
+        key(&KeySource::Fingerprint, &rotated)
+    );
+    // The CN's text as a bearer token or a header value is another bucket.
+    let as_bearer = KeySource::Bearer
+        .key(&parts(None, &[("authorization", &format!("Bearer {cn}"))]))
+        .unwrap();
+    let as_header = KeySource::Header(http::HeaderName::from_static("x-caller"))
+        .key(&parts(None, &[("x-caller", &cn)]))
+        .unwrap();
+    let by_cn = key(&KeySource::CommonName, &issued);
+    assert_ne!(by_cn, as_bearer);
+    assert_ne!(by_cn, as_header);
+    // A certificate without a SPIFFE ID names no SPIFFE bucket.
+    assert!(KeySource::SpiffeId.key(&parts(Some(issued), &[])).is_none());
+}
