@@ -70,8 +70,19 @@ impl ProtectedHeaders {
 
     /// Whether `name` is a spelling of a protected name.
     pub fn matches(&self, name: &[u8]) -> bool {
-        let len = name.iter().filter(|b| b.is_ascii_alphanumeric()).count();
-        self.lengths & length_bit(len) != 0 && self.canonical.iter().any(|c| canonical_eq(name, c))
+        // Canonicalised once into a buffer on the stack, then compared
+        // whole; names too long for it take the slow path.
+        let mut buffer = [0u8; 64];
+        let mut len = 0;
+        for &byte in name.iter().filter(|b| b.is_ascii_alphanumeric()) {
+            let Some(slot) = buffer.get_mut(len) else {
+                return self.canonical.iter().any(|c| canonical_eq(name, c));
+            };
+            *slot = byte.to_ascii_lowercase();
+            len += 1;
+        }
+        let canonical = &buffer[..len];
+        self.lengths & length_bit(len) != 0 && self.canonical.iter().any(|c| **c == *canonical)
     }
 
     /// Removes every line of every header that is a spelling of a protected
@@ -163,6 +174,20 @@ mod tests {
                 spelled.push_str(&if upper { part.to_uppercase() } else { part.clone() });
             }
             prop_assert!(protected.matches(spelled.as_bytes()));
+        }
+
+        #[test]
+        fn matching_is_equality_of_canonical_forms(
+            a in "[A-Za-z0-9_.-]{0,90}",
+            b in "[A-Za-z0-9_.-]{0,90}",
+        ) {
+            // Up to 90 bytes: past the 64-byte buffer too.
+            let protected = ProtectedHeaders::new([a.as_str()]);
+            let (ca, cb) = (canonical(a.as_bytes()), canonical(b.as_bytes()));
+            prop_assert_eq!(protected.matches(b.as_bytes()), !ca.is_empty() && ca == cb);
+            prop_assert_eq!(protected.matches(a.as_bytes()), !ca.is_empty());
+            let upper = a.to_uppercase().replace('-', "_");
+            prop_assert_eq!(protected.matches(upper.as_bytes()), !ca.is_empty());
         }
     }
 }
