@@ -3,7 +3,8 @@
 //!
 //! - portcullis: the TLS listener and the four layers from `from_env`
 //!   (in-memory stores), against axum-server with the same rustls
-//!   configuration and no layers;
+//!   configuration and no layers; and, to tell the two costs apart, our
+//!   listener with no layers against each;
 //! - portcullis in process, against nginx terminating mTLS and proxying to
 //!   the same app behind `XfccLayer` (the `behind_proxy` configuration).
 //!
@@ -84,6 +85,8 @@ impl Files {
 /// The three servers, on a runtime of their own.
 struct Servers {
     bare: SocketAddr,
+    /// Our listener and `serve`, with no layers.
+    listener: SocketAddr,
     stack: SocketAddr,
     nginx: Option<(SocketAddr, Daemon)>,
 }
@@ -102,7 +105,7 @@ fn start_servers(files: &Files) -> Servers {
         ("LISTEN_ADDR", "127.0.0.1:0".to_owned()),
     ];
     let app_port = free_port();
-    let (bare, stack) = portcullis_test_support::on_own_thread(move || async move {
+    let (bare, listener, stack) = portcullis_test_support::on_own_thread(move || async move {
         // axum-server with the same rustls configuration, no layers.
         let bare_addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let config = axum_server::tls_rustls::RustlsConfig::from_config(tls.clone());
@@ -115,6 +118,12 @@ fn start_servers(files: &Files) -> Servers {
         })
         .await
         .unwrap();
+        // The same listener and `serve`, with no layers.
+        let plain = TlsListener::bind("127.0.0.1:0", TlsAcceptor::new(tls.clone()))
+            .await
+            .unwrap();
+        let plain_addr = plain.local_addr();
+        tokio::spawn(serve(plain, router(), std::future::pending()));
         let listener = TlsListener::bind(env.listen_addr(), TlsAcceptor::new(tls))
             .await
             .unwrap();
@@ -142,7 +151,7 @@ fn start_servers(files: &Files) -> Servers {
             .await
         });
         tokio::time::sleep(Duration::from_millis(200)).await;
-        (bare_addr, stack_addr)
+        (bare_addr, plain_addr, stack_addr)
     });
     let nginx = interop_binary("nginx").map(|binary| {
         let port = free_port();
@@ -159,7 +168,12 @@ fn start_servers(files: &Files) -> Servers {
         let daemon = Daemon::start("nginx", command, port, files.dir.join("nginx.log"));
         (SocketAddr::from(([127, 0, 0, 1], port)), daemon)
     });
-    Servers { bare, stack, nginx }
+    Servers {
+        bare,
+        listener,
+        stack,
+        nginx,
+    }
 }
 
 /// One load run: requests/s and every latency.
@@ -314,6 +328,22 @@ fn main() {
         } else {
             "keep-alive"
         };
+        compare(
+            &rt,
+            &format!(
+                "{mode}: axum-server vs portcullis's TLS listener and serve, neither with layers"
+            ),
+            ("axum-server", servers.bare),
+            ("listener", servers.listener),
+            new_connections,
+        );
+        compare(
+            &rt,
+            &format!("{mode}: portcullis's listener without layers vs with the four layers"),
+            ("listener", servers.listener),
+            ("portcullis", servers.stack),
+            new_connections,
+        );
         compare(
             &rt,
             &format!(
