@@ -474,6 +474,7 @@ where
         let Some((policy, quota)) = shared.quota_for(parts.extensions.get::<Tenant>()) else {
             // No quota applies (no plan, no default): unlimited, no key
             // needed.
+            observe::record("decision", &"allowed");
             return ResponseFuture::calling(
                 self.inner.call(Request::from_parts(parts, body)),
                 Vec::new(),
@@ -481,10 +482,13 @@ where
         };
         let Some((source, key)) = shared.keys.key(&parts) else {
             return match shared.missing_key {
-                MissingKey::Allow => ResponseFuture::calling(
-                    self.inner.call(Request::from_parts(parts, body)),
-                    Vec::new(),
-                ),
+                MissingKey::Allow => {
+                    observe::record("decision", &"allowed");
+                    ResponseFuture::calling(
+                        self.inner.call(Request::from_parts(parts, body)),
+                        Vec::new(),
+                    )
+                }
                 MissingKey::Reject => ResponseFuture::rejected(RateLimitRejection {
                     kind: RateLimitRejectionKind::NoKey,
                     headers: Vec::new(),
