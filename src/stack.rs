@@ -299,10 +299,20 @@ pub async fn from_env_with(
         );
     }
 
-    let outbound = OutboundTrust::from_env_with(portcullis_client_cert::DEFAULT_PREFIX, &lookup)
-        .and_then(|trust| trust.client_config())
-        .map_err(|e| problems.push(e.to_string()))
-        .ok();
+    // Outbound trust (the platform's roots, SSL_CERT_FILE, ...) is read
+    // only for an https control plane, the one outbound call the stack
+    // makes.
+    let https_control_plane =
+        get("CONTROL_PLANE_URL").is_some_and(|url| url.to_ascii_lowercase().starts_with("https:"));
+    let outbound = https_control_plane
+        .then(|| {
+            OutboundTrust::from_env_with(portcullis_client_cert::DEFAULT_PREFIX, &lookup)
+                .and_then(|trust| trust.client_config())
+                .map_err(|e| problems.push(e.to_string()))
+                .ok()
+        })
+        .flatten();
+    let outbound_failed = outbound.is_none();
     let tenant = match TenantLayer::from_env_with(&lookup, outbound) {
         Ok(Some(mut layer)) => {
             if use_cert_as_principal && get("AUTH_POLICY").is_none() {
@@ -322,7 +332,16 @@ pub async fn from_env_with(
             None
         }
         Err(e) => {
-            problems.extend(e.problems().iter().cloned());
+            // Without outbound trust the tenant reader also says an https
+            // control plane has no TLS configuration: the trust problem
+            // above is the one to fix.
+            let trust_failed = https_control_plane && outbound_failed;
+            problems.extend(
+                e.problems()
+                    .iter()
+                    .filter(|p| !(trust_failed && p.contains("no TLS client configuration")))
+                    .cloned(),
+            );
             None
         }
     };

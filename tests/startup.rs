@@ -62,6 +62,14 @@ const TABLE: &[(&[(&str, &str)], &str)] = &[
         "CONTROL_PLANE_URL is set but CONTROL_PLANE_INTERNAL_SECRET is not: set both to use a control plane, or neither",
     ),
     (
+        &[
+            ("CONTROL_PLANE_URL", "https://cp.internal"),
+            ("CONTROL_PLANE_INTERNAL_SECRET", "s3cret"),
+            ("SSL_CERT_FILE", "/nope/ca.pem"),
+        ],
+        "SSL_CERT_FILE (/nope/ca.pem): cannot read /nope/ca.pem: No such file or directory (os error 2); check the path and its permissions",
+    ),
+    (
         &[("TENANTS_FILE", "/nope/tenants.json")],
         "tenants file /nope/tenants.json: No such file or directory (os error 2); set TENANTS_FILE to a readable JSON file",
     ),
@@ -114,6 +122,7 @@ async fn every_problem_is_reported_at_once() {
                 ("TLS_CERT", "/srv/tls/cert.pem")
                     | ("RATE_LIMIT_KEY", "cn,spiffe")
                     | ("USE_CERT_AS_PRINCIPAL", "true")
+                    | ("CONTROL_PLANE_INTERNAL_SECRET", _)
             )
         })
         .collect();
@@ -128,6 +137,7 @@ async fn every_problem_is_reported_at_once() {
         "TLS_KEY (/nope/key.pem)",
         "TRUSTED_PROXY_CIDRS=",
         "FORWARDED_CERT_FORMAT=",
+        "SSL_CERT_FILE (/nope/ca.pem)",
         "tenants file /nope/tenants.json",
         "CONTROL_PLANE_URL is set",
         "RATE_LIMIT_PER_MIN=\"lots\"",

@@ -29,15 +29,19 @@ const VARS: [&str; 21] = [
     "TLS_CLIENT_CRL",
 ];
 
+/// One runtime for every input: building one is most of an input's cost.
+static RUNTIME: std::sync::LazyLock<tokio::runtime::Runtime> = std::sync::LazyLock::new(|| {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime")
+});
+
 fuzz_target!(|data: &[u8]| {
     let Some(lookup) = portcullis_fuzz::environment(&VARS, data) else {
         return;
     };
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("a runtime");
-    if let Err(error) = runtime.block_on(portcullis::from_env_with(lookup)) {
+    if let Err(error) = RUNTIME.block_on(portcullis::from_env_with(lookup)) {
         for problem in error.problems() {
             assert!(
                 VARS.iter().any(|var| problem.contains(var)),
