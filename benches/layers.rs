@@ -9,19 +9,20 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
+mod common;
+
 use std::convert::Infallible;
 use std::hint::black_box;
 
+use common::{StackFiles, TOKEN};
 use criterion::{Criterion, criterion_group, criterion_main};
 use http::{Request, Response};
 use portcullis::client_cert::ClientCertLayer;
-use portcullis::identity::{BearerDigest, PeerAddr, TlsConnectInfo};
+use portcullis::identity::{PeerAddr, TlsConnectInfo};
 use portcullis::xfcc::XfccLayer;
-use portcullis_test_support::{TempDir, pki};
+use portcullis_test_support::pki;
 use rustls_pki_types::CertificateDer;
 use tower::{Layer, Service, ServiceExt};
-
-const TOKEN: &str = "sk-bench-acme-0123456789";
 
 async fn app(_req: Request<()>) -> Result<Response<&'static str>, Infallible> {
     Ok(Response::new("ok"))
@@ -75,27 +76,8 @@ fn layers(c: &mut Criterion) {
         .enable_all()
         .build()
         .unwrap();
-    let dir = TempDir::new("layers-bench");
-    let pki = pki();
-    let vars = [
-        ("TLS_CERT", dir.write("server.pem", pki.end().chain_pem())),
-        ("TLS_KEY", dir.write("server.key", pki.end().key_pem())),
-        ("TLS_CLIENT_CA", dir.write("ca.pem", pki.ca().cert_pem())),
-        ("TLS_CLIENT_AUTH", "required".to_owned()),
-        (
-            "TENANTS_FILE",
-            dir.write(
-                "tenants.json",
-                format!(
-                    r#"{{"keys": [{{"sha256": "{}", "tenant_id": "acme", "consumer": "bench", "active": true}}]}}"#,
-                    BearerDigest::of_token(TOKEN).to_hex()
-                ),
-            ),
-        ),
-        ("RATE_LIMIT_PER_MIN", "100000000".to_owned()),
-        ("RATE_LIMIT_BURST", "100000000".to_owned()),
-        ("RATE_LIMIT_KEY", "cn".to_owned()),
-    ];
+    let files = StackFiles::new("layers-bench");
+    let vars = files.env();
     let lookup = |var: &str| vars.iter().find(|(k, _)| *k == var).map(|(_, v)| v.clone());
     let stack = rt.block_on(portcullis::from_env_with(lookup)).unwrap();
     let bare = tower::service_fn(app);

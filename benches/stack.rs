@@ -18,68 +18,23 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
+mod common;
+
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::routing::get;
-use portcullis::client_cert::{ClientAuth, ServerTls, TlsAcceptor, TlsListener, serve};
-use portcullis::identity::BearerDigest;
+use common::{StackFiles, TOKEN};
+use portcullis::client_cert::{TlsAcceptor, TlsListener, serve};
 use portcullis::xfcc::{CertFormat, XfccLayer};
 use portcullis_test_support::client::{ClientCert, Http, connect};
-use portcullis_test_support::{Daemon, TempDir, free_port, interop_binary, pki};
+use portcullis_test_support::{Daemon, free_port, interop_binary, pki};
 
 const CONCURRENCY: usize = 64;
-const TOKEN: &str = "sk-bench-acme-0123456789";
 
 fn router() -> Router {
     Router::new().route("/", get(|| async { "ok" }))
-}
-
-/// The files every server reads: nginx's certificate, the client CA, a
-/// tenants file for the bench's bearer key.
-struct Files {
-    dir: TempDir,
-}
-
-impl Files {
-    fn new() -> Files {
-        let dir = TempDir::new("stack-bench");
-        let pki = pki();
-        dir.write("server.pem", pki.end().chain_pem());
-        dir.write("server.key", pki.end().key_pem());
-        dir.write("ca.pem", pki.ca().cert_pem());
-        let digest = BearerDigest::from_headers(&{
-            let mut h = http::HeaderMap::new();
-            h.insert("authorization", format!("Bearer {TOKEN}").parse().unwrap());
-            h
-        })
-        .unwrap()
-        .unwrap();
-        dir.write(
-            "tenants.json",
-            format!(
-                r#"{{"keys": [{{"sha256": "{}", "tenant_id": "acme", "consumer": "bench", "active": true}}]}}"#,
-                digest.to_hex()
-            ),
-        );
-        Files { dir }
-    }
-
-    fn server_tls(&self) -> Arc<rustls::ServerConfig> {
-        let pki = pki();
-        ServerTls::from_pem(
-            pki.end().chain_pem().as_bytes(),
-            pki.end().key_pem().as_bytes(),
-        )
-        .unwrap()
-        .with_client_ca_pem(pki.ca().cert_pem().as_bytes())
-        .unwrap()
-        .with_client_auth(ClientAuth::Required)
-        .build()
-        .unwrap()
-    }
 }
 
 /// The three servers, on a runtime of their own.
@@ -91,33 +46,26 @@ struct Servers {
     nginx: Option<(SocketAddr, Daemon)>,
 }
 
-fn start_servers(files: &Files) -> Servers {
-    let tls = files.server_tls();
-    let vars = [
-        ("TLS_CERT", files.dir.file("server.pem")),
-        ("TLS_KEY", files.dir.file("server.key")),
-        ("TLS_CLIENT_CA", files.dir.file("ca.pem")),
-        ("TLS_CLIENT_AUTH", "required".to_owned()),
-        ("TENANTS_FILE", files.dir.file("tenants.json")),
-        ("RATE_LIMIT_PER_MIN", "100000000".to_owned()),
-        ("RATE_LIMIT_BURST", "100000000".to_owned()),
-        ("RATE_LIMIT_KEY", "cn".to_owned()),
-        ("LISTEN_ADDR", "127.0.0.1:0".to_owned()),
-    ];
+fn start_servers(files: &StackFiles) -> Servers {
+    let mut vars = files.env();
+    vars.push(("LISTEN_ADDR", "127.0.0.1:0".to_owned()));
     let app_port = free_port();
     let (bare, listener, stack) = portcullis_test_support::on_own_thread(move || async move {
-        // axum-server with the same rustls configuration, no layers.
-        let bare_addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let config = axum_server::tls_rustls::RustlsConfig::from_config(tls.clone());
-        tokio::spawn(
-            axum_server::bind_rustls(bare_addr, config).serve(router().into_make_service()),
-        );
         // portcullis: the listener and the four layers from the environment.
         let env = portcullis::from_env_with(|var| {
             vars.iter().find(|(k, _)| *k == var).map(|(_, v)| v.clone())
         })
         .await
         .unwrap();
+        // The rustls configuration the environment describes, for every
+        // server here.
+        let tls = env.tls().unwrap().tls.build().unwrap();
+        // axum-server with the same rustls configuration, no layers.
+        let bare_addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let config = axum_server::tls_rustls::RustlsConfig::from_config(tls.clone());
+        tokio::spawn(
+            axum_server::bind_rustls(bare_addr, config).serve(router().into_make_service()),
+        );
         // The same listener and `serve`, with no layers.
         let plain = TlsListener::bind("127.0.0.1:0", TlsAcceptor::new(tls.clone()))
             .await
@@ -312,7 +260,7 @@ fn main() {
     if !std::env::args().any(|a| a == "--bench") {
         return;
     }
-    let files = Files::new();
+    let files = StackFiles::new("stack-bench");
     let servers = start_servers(&files);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
