@@ -316,14 +316,8 @@ async fn behind_nginx_the_whole_stack_takes_the_forwarded_certificate_and_nothin
     let client_pem = dir.write("client.pem", pki.client().chain_pem());
     let client_key = dir.write("client.key", pki.client().key_pem());
     // A forged nginx header carrying a real (other) certificate.
-    let forged_cert = pki
-        .client_spiffe()
-        .cert_pem()
-        .replace('\n', "%0A")
-        .replace(' ', "%20")
-        .replace('+', "%2B")
-        .replace('/', "%2F")
-        .replace('=', "%3D");
+    let forged_cert =
+        portcullis::identity::percent::encode_component(pki.client_spiffe().cert_pem());
     let forgeries = [
         bearer(),
         format!("x-client-cert: {forged_cert}"),

@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use http::{Request, Response, StatusCode};
-use portcullis::identity::{BearerDigest, PeerAddr};
+use portcullis::identity::{BearerDigest, PeerAddr, percent};
 use portcullis_test_support::{TempDir, pki};
 use tower::{ServiceBuilder, ServiceExt};
 use tracing::span::{Attributes, Id, Record};
@@ -148,18 +148,6 @@ impl metrics::Recorder for Counters {
     }
 }
 
-/// The client certificate as nginx forwards it (URL-encoded PEM).
-fn nginx_header() -> String {
-    pki()
-        .client()
-        .cert_pem()
-        .replace('\n', "%0A")
-        .replace(' ', "%20")
-        .replace('+', "%2B")
-        .replace('/', "%2F")
-        .replace('=', "%3D")
-}
-
 #[test]
 fn the_request_span_and_the_counters_say_who_which_tenant_and_what_was_decided() {
     let spans = Capture::default();
@@ -202,7 +190,11 @@ fn the_request_span_and_the_counters_say_who_which_tenant_and_what_was_decided()
                     "10.0.0.1:4000",
                     vec![
                         ("authorization", format!("Bearer {TOKEN}")),
-                        ("x-client-cert", nginx_header()),
+                        (
+                            "x-client-cert",
+                            // As nginx forwards it: URL-encoded PEM.
+                            percent::encode_component(pki().client().cert_pem()),
+                        ),
                         ("x-llm-router-tenant", "someone-else".to_owned()),
                     ],
                 ),
