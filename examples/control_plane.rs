@@ -2,7 +2,8 @@
 //! contract documented in `portcullis::tenant::control_plane` from a
 //! tenants file:
 //!
-//! - `GET /internal/keys/resolve?sha256=<hex>` (or `?principal=<name>`):
+//! - `GET /internal/keys/resolve?sha256=<hex>` (or a certificate principal
+//!   by its kind: `?spiffe_id=`, `?cn=` or `?fingerprint_sha256=`):
 //!   `200 {"active", "consumer", "tenant_id", "rate_per_min", "burst"}`, or
 //!   `404`.
 //! - `GET /internal/tenants/<id>/provider-env`: `200 {"env": {...}}` from
@@ -30,9 +31,7 @@ use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::service::TowerToHyperService;
-use portcullis::client_cert::{ServerTls, TlsAcceptor, TlsListener, serve};
+use portcullis::client_cert::{ServerTls, TlsAcceptor, TlsListener, serve, serve_tcp};
 use portcullis::identity::BearerDigest;
 use portcullis::tenant::{InternalGuardLayer, MemoryStore, Principal, Resolution, TenantResolver};
 use serde_json::json;
@@ -53,7 +52,7 @@ fn reply(status: StatusCode, body: String) -> Response<Full<Bytes>> {
     res
 }
 
-/// Percent-decoding for the `principal` query value.
+/// Percent-decoding for a certificate principal's query value.
 fn decode(text: &str) -> Option<String> {
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
@@ -78,18 +77,23 @@ async fn answer(
     let path = req.uri().path();
     if path == "/internal/keys/resolve" {
         let query = req.uri().query().unwrap_or("");
-        let principal = if let Some(hex) = query.strip_prefix("sha256=") {
-            BearerDigest::from_hex(hex).ok().map(Principal::Bearer)
-        } else {
-            query
-                .strip_prefix("principal=")
-                .and_then(decode)
-                .map(|name| Principal::Certificate(name.into()))
-        };
+        // Each kind of principal is a parameter of its own: a CN that reads
+        // like a SPIFFE ID is still only a CN.
+        let principal = query.split_once('=').and_then(|(kind, value)| {
+            let value = decode(value)?;
+            Some(match kind {
+                "sha256" => Principal::Bearer(BearerDigest::from_hex(&value).ok()?),
+                "spiffe_id" => Principal::SpiffeId(value.into()),
+                "cn" => Principal::CommonName(value.into()),
+                "fingerprint_sha256" => Principal::Fingerprint(value.to_ascii_lowercase().into()),
+                _ => return None,
+            })
+        });
         let Some(principal) = principal else {
             return Ok(reply(
                 StatusCode::BAD_REQUEST,
-                json!({"error": "give sha256=<64 hex> or principal=<name>"}).to_string(),
+                json!({"error": "give one of sha256, spiffe_id, cn or fingerprint_sha256"})
+                    .to_string(),
             ));
         };
         let resolution = state
@@ -160,19 +164,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .map_err(|e| format!("LISTEN_ADDR: {e}"))?;
     if let Some(env) = ServerTls::from_env()? {
         let listener = TlsListener::bind(addr, TlsAcceptor::new(env.tls.build()?)).await?;
-        println!("control plane on https://{addr}");
+        println!("control plane on https://{}", listener.local_addr());
         serve(listener, service, std::future::pending()).await;
         return Ok(());
     }
     let listener = tokio::net::TcpListener::bind(addr).await?;
-    println!("control plane on http://{addr}");
-    loop {
-        let (stream, _) = listener.accept().await?;
-        let service = TowerToHyperService::new(service.clone());
-        tokio::spawn(async move {
-            let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
-        });
-    }
+    println!("control plane on http://{}", listener.local_addr()?);
+    serve_tcp(listener, service, std::future::pending()).await;
+    Ok(())
 }

@@ -16,14 +16,17 @@
 use std::fmt;
 use std::net::SocketAddr;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use http::Request;
 use tower::Service;
 
-use portcullis_client_cert::{ClientCert, ClientCertLayer, EnvTls, OutboundTrust, ServerTls};
+use portcullis_client_cert::{
+    ClientCert, ClientCertLayer, EnvTls, OutboundTrust, ServeOptions, ServerTls,
+};
 use portcullis_identity::TrustedProxies;
 use portcullis_rate_limit::{KeySource, RateLimit, RateLimitEnv, RateLimitLayer};
-use portcullis_tenant::{AuthPolicy, InternalGuardLayer, ResolveTenant, TenantLayer};
+use portcullis_tenant::{InternalGuardLayer, ResolveTenant, TenantLayer};
 use portcullis_xfcc::{Xfcc, XfccLayer};
 use tower_layer::Layer;
 
@@ -165,6 +168,7 @@ pub struct Portcullis {
     guard: InternalGuardLayer,
     listen: SocketAddr,
     proxies: TrustedProxies,
+    serve_options: ServeOptions,
 }
 
 impl Portcullis {
@@ -189,6 +193,17 @@ impl Portcullis {
     /// everything else to the stack.
     pub fn internal_guard(&self) -> InternalGuardLayer {
         self.guard.clone()
+    }
+
+    /// How to serve connections: `HEADER_READ_TIMEOUT_SECS` (default 30;
+    /// it also closes an HTTP/1.1 keep-alive connection idle that long) and
+    /// `MAX_CONNECTIONS` (default 10,000), with h2 keep-alive pings. Use
+    /// its [`serve`](ServeOptions::serve) (TLS) or
+    /// [`serve_tcp`](ServeOptions::serve_tcp) (plaintext) for an axum
+    /// router too: `axum::serve` sets no timer, so hyper's header-read
+    /// timeout is off there.
+    pub fn serve_options(&self) -> ServeOptions {
+        self.serve_options
     }
 
     /// `LISTEN_ADDR`.
@@ -252,6 +267,26 @@ pub async fn from_env_with(
         ),
     };
 
+    let mut serve_options = ServeOptions::default();
+    if let Some(text) = get("HEADER_READ_TIMEOUT_SECS") {
+        match text.parse::<f64>() {
+            Ok(secs) if secs.is_finite() && secs > 0.0 && secs <= 86_400.0 => {
+                serve_options = serve_options.header_read_timeout(Duration::from_secs_f64(secs));
+            }
+            _ => problems.push(format!(
+                "HEADER_READ_TIMEOUT_SECS={text:?}: not a number of seconds above 0; write one such as 30 or 0.5"
+            )),
+        }
+    }
+    if let Some(text) = get("MAX_CONNECTIONS") {
+        match text.parse::<usize>() {
+            Ok(max) if max > 0 => serve_options = serve_options.max_connections(max),
+            _ => problems.push(format!(
+                "MAX_CONNECTIONS={text:?}: not a whole number above 0; write one such as 10000"
+            )),
+        }
+    }
+
     // The certificate may name the caller behind a proxy too: the TLS
     // settings are read without it, and it is checked against both below.
     let use_cert_as_principal = match get("USE_CERT_AS_PRINCIPAL") {
@@ -290,6 +325,14 @@ pub async fn from_env_with(
     let own_certs = tls
         .as_ref()
         .is_some_and(|tls| tls.files.client_ca.is_some());
+    if get("TRUSTED_PROXY_IDENTITIES").is_some() && !own_certs {
+        problems.push(
+            "TRUSTED_PROXY_IDENTITIES is set but no client certificate can be verified here: a \
+             proxy proves its identity with its own TLS client certificate; set TLS_CLIENT_CA \
+             (with TLS_CERT and TLS_KEY), or unset TRUSTED_PROXY_IDENTITIES"
+                .to_owned(),
+        );
+    }
     if use_cert_as_principal && !own_certs && !forwarded_certs {
         problems.push(
             "USE_CERT_AS_PRINCIPAL=true but no certificate can arrive: set TLS_CLIENT_CA (with \
@@ -313,13 +356,10 @@ pub async fn from_env_with(
         })
         .flatten();
     let outbound_failed = outbound.is_none();
+    // USE_CERT_AS_PRINCIPAL never changes who must authenticate (the bearer
+    // still selects the tenant): only the rate-limit bucket, below.
     let tenant = match TenantLayer::from_env_with(&lookup, outbound) {
-        Ok(Some(mut layer)) => {
-            if use_cert_as_principal && get("AUTH_POLICY").is_none() {
-                layer = layer.policy(AuthPolicy::Cert);
-            }
-            Some(layer)
-        }
+        Ok(Some(layer)) => Some(layer),
         Ok(None) => {
             for var in ["AUTH_POLICY", "TENANT_HEADER", "CALLER_HEADER"] {
                 if get(var).is_some() {
@@ -350,7 +390,10 @@ pub async fn from_env_with(
         tenant.is_some() || get("TENANTS_FILE").is_some() || get("CONTROL_PLANE_URL").is_some();
 
     let rate_limit = match RateLimitEnv::from_env_with(&lookup, &proxies) {
-        Ok(env) => {
+        Ok(mut env) => {
+            if use_cert_as_principal {
+                env = env.certificate_as_principal(&proxies);
+            }
             let sources: Vec<&'static str> = env.keys().sources().map(KeySource::name).collect();
             let certificate_only = sources
                 .iter()
@@ -395,5 +438,6 @@ pub async fn from_env_with(
         guard: InternalGuardLayer::from_env_with(&lookup),
         listen,
         proxies,
+        serve_options,
     })
 }

@@ -175,6 +175,15 @@ fn inputs() -> Vec<Input> {
             trusted_may_set: false,
         });
     }
+    // Side headers (verify status, DNs, fingerprint): the trusted proxy's
+    // own statements pass; anyone else's are removed.
+    for name in portcullis::xfcc::CERT_SIDE_HEADERS {
+        inputs.push(Input {
+            name,
+            value: "FORGED".to_owned(),
+            trusted_may_set: true,
+        });
+    }
     inputs
 }
 

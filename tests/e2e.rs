@@ -20,7 +20,8 @@ async fn mtls_principal_keys_the_bucket_and_the_bearer_is_still_required() {
     if interop_binary("curl").is_none() {
         return;
     }
-    let served = serve_stack(&[]).await;
+    // USE_CERT_AS_PRINCIPAL only moves the bucket to the certificate.
+    let served = serve_stack(&[("USE_CERT_AS_PRINCIPAL", "true")]).await;
     let bearer = bearer();
     let with_bearer = Call {
         headers: &[&bearer],
@@ -247,7 +248,10 @@ async fn two_stacks_share_limits_through_redis_and_its_outage_is_explicit() {
         return;
     };
     let url = format!("redis://127.0.0.1:{port}/");
-    let shared = [("REDIS_URL", url.as_str())];
+    let shared = [
+        ("REDIS_URL", url.as_str()),
+        ("USE_CERT_AS_PRINCIPAL", "true"),
+    ];
     let (one, two) = (serve_stack(&shared).await, serve_stack(&shared).await);
     let bearer = bearer();
     let with_cert = Call {
@@ -264,6 +268,7 @@ async fn two_stacks_share_limits_through_redis_and_its_outage_is_explicit() {
     // default, and passed uncounted when the operator chose so.
     let open = serve_stack(&[
         ("REDIS_URL", url.as_str()),
+        ("USE_CERT_AS_PRINCIPAL", "true"),
         ("RATE_LIMIT_ON_STORE_ERROR", "open"),
     ])
     .await;
@@ -294,6 +299,7 @@ async fn behind_nginx_the_whole_stack_takes_the_forwarded_certificate_and_nothin
         ("TRUSTED_PROXY_CIDRS", "127.0.0.1/32"),
         ("FORWARDED_CERT_FORMAT", "nginx"),
         ("FORWARDED_CERT_HEADER", "x-client-cert"),
+        ("USE_CERT_AS_PRINCIPAL", "true"),
     ])
     .await;
     let dir = &served.dir;

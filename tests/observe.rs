@@ -166,6 +166,8 @@ fn the_request_span_and_the_counters_say_who_which_tenant_and_what_was_decided()
         ("TRUSTED_PROXY_CIDRS", "10.0.0.0/8"),
         ("FORWARDED_CERT_FORMAT", "nginx"),
         ("FORWARDED_CERT_HEADER", "x-client-cert"),
+        // The certificate's CN keys the bucket, the bearer still names the tenant.
+        ("USE_CERT_AS_PRINCIPAL", "true"),
     ];
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

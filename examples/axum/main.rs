@@ -1,6 +1,11 @@
-//! The whole stack under plain `axum::serve`, configured from the
+//! The whole stack around an axum `Router`, configured from the
 //! environment (the README's table), with handlers reading the extensions
 //! through axum extractors.
+//!
+//! The router is served by portcullis's `serve` (`ServeOptions`), not by
+//! `axum::serve`: axum's sets no timer, so hyper's header-read timeout is
+//! off under it, and a client sending one header byte every few seconds
+//! holds its connection open for as long as it likes.
 //!
 //! With TLS (`TLS_CERT`, `TLS_KEY`, and `TLS_CLIENT_CA` for client
 //! certificates) it serves on portcullis's `TlsListener`; without, plain
@@ -19,19 +24,16 @@
 //! `GET /internal/usage` behind the internal-route guard
 //! (`CONTROL_PLANE_INTERNAL_SECRET`; unset, it answers 404).
 
-use std::net::SocketAddr;
 use std::process::ExitCode;
 
 use axum::Router;
 use axum::extract::Request;
 use axum::routing::get;
 use portcullis::ServiceBuilderExt;
-use portcullis::client_cert::{TlsAcceptor, TlsListener, WithTlsConnectInfo};
+use portcullis::client_cert::{TlsAcceptor, TlsListener};
 use portcullis::identity::{ClientIdentity, ClientIp, ClientIpLayer, Tenant};
 use tower::ServiceBuilder;
 
-#[path = "../common/peer.rs"]
-mod peer;
 #[path = "../common/whoami.rs"]
 mod whoami;
 
@@ -69,7 +71,6 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         .route("/me", get(me))
         .layer(
             ServiceBuilder::new()
-                .map_request(peer::connect_info_as_peer)
                 .portcullis(stack.layer())
                 .layer(ClientIpLayer::new(stack.trusted_proxies().clone())),
         );
@@ -87,18 +88,24 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         let listener = TlsListener::bind(addr, TlsAcceptor::new(tls.tls.build()?))
             .await
             .map_err(bind_error)?;
-        println!("listening on https://{addr}");
-        axum::serve(listener, WithTlsConnectInfo::new(app)).await?;
+        // The bound address (LISTEN_ADDR may name port 0).
+        println!("listening on https://{}", listener.local_addr());
+        stack
+            .serve_options()
+            .serve(listener, app, std::future::pending())
+            .await;
     } else {
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .map_err(bind_error)?;
-        println!("listening on http://{addr} (no TLS_CERT: plaintext)");
-        axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .await?;
+        println!(
+            "listening on http://{} (no TLS_CERT: plaintext)",
+            listener.local_addr().map_err(bind_error)?
+        );
+        stack
+            .serve_options()
+            .serve_tcp(listener, app, std::future::pending())
+            .await;
     }
     Ok(())
 }

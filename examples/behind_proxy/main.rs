@@ -20,12 +20,11 @@ use std::net::SocketAddr;
 use axum::Router;
 use axum::extract::Request;
 use axum::routing::get;
+use portcullis::client_cert::serve_tcp;
 use portcullis::identity::ClientIpLayer;
 use portcullis::xfcc::XfccLayer;
 use tower::ServiceBuilder;
 
-#[path = "../common/peer.rs"]
-mod peer;
 #[path = "../common/whoami.rs"]
 mod whoami;
 
@@ -51,7 +50,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         )
         .layer(
             ServiceBuilder::new()
-                .map_request(peer::connect_info_as_peer)
                 .layer(xfcc)
                 .layer(ClientIpLayer::new(proxies.clone())),
         );
@@ -59,11 +57,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| format!("LISTEN_ADDR={addr}: {e}"))?;
-    println!("listening on http://{addr}; trusting {:?}", proxies.nets());
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .await?;
+    println!(
+        "listening on http://{}; trusting {:?}",
+        listener.local_addr()?,
+        proxies.nets()
+    );
+    // portcullis's serve: each request carries its TCP peer (which the
+    // layer trusts or not), and slow clients are cut off (axum::serve sets
+    // no header-read timeout).
+    serve_tcp(listener, app, std::future::pending()).await;
     Ok(())
 }

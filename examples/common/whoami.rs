@@ -2,7 +2,7 @@
 //! (Shared by the examples through `#[path]`; not an example itself.)
 
 use http::{HeaderMap, HeaderValue, Request, Response};
-use portcullis::identity::{ClientIdentity, ClientIp, Tenant};
+use portcullis::identity::{ClientIdentity, ClientIp, KnownFields, Tenant};
 use portcullis::rate_limit::RateLimitDecision;
 use serde_json::{Value, json};
 
@@ -16,7 +16,11 @@ pub(crate) fn whoami<B>(req: &Request<B>) -> Response<String> {
             "subject": id.subject(),
             "common_name": id.common_name(),
             "spiffe_id": id.spiffe_id().map(|s| s.as_str()),
-            "fingerprint_sha256": id.fingerprint_sha256_hex(),
+            // Unknown when a proxy forwarded only a SHA-1 fingerprint.
+            "fingerprint_sha256": id
+                .known_fields()
+                .contains(KnownFields::FINGERPRINT)
+                .then(|| id.fingerprint_sha256_hex()),
             "dns_names": id.dns_names(),
             "uris": id.uris(),
         })

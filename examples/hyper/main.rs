@@ -18,13 +18,10 @@ use std::process::ExitCode;
 use http::{Request, Response, StatusCode};
 use http_body_util::Either;
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
-use hyper_util::service::TowerToHyperService;
 use portcullis::ServiceBuilderExt;
-use portcullis::client_cert::{TlsAcceptor, TlsListener, serve};
-use portcullis::identity::{ClientIpLayer, PeerAddr};
-use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
+use portcullis::client_cert::{TlsAcceptor, TlsListener};
+use portcullis::identity::ClientIpLayer;
+use tower::{ServiceBuilder, ServiceExt, service_fn};
 
 #[path = "../common/whoami.rs"]
 mod whoami;
@@ -81,32 +78,30 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         let listener = TlsListener::bind(addr, TlsAcceptor::new(tls.tls.build()?))
             .await
             .map_err(bind_error)?;
-        println!("listening on https://{addr}");
-        // The listener's own loop: TowerToHyperService over hyper-util auto,
+        // The bound address (LISTEN_ADDR may name port 0).
+        println!("listening on https://{}", listener.local_addr());
+        // The listener's own loop: TowerToHyperService over hyper-util auto
+        // with a timer (header-read timeout, h2 pings, a connection cap),
         // each request carrying its TlsConnectInfo and PeerAddr.
-        serve(listener, app, std::future::pending()).await;
+        stack
+            .serve_options()
+            .serve(listener, app, std::future::pending())
+            .await;
         return Ok(());
     }
 
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(bind_error)?;
-    println!("listening on http://{addr} (no TLS_CERT: plaintext)");
-    loop {
-        let Ok((stream, peer)) = listener.accept().await else {
-            continue;
-        };
-        let app = app.clone();
-        // Tell the layers who connected: the one fact they take from the
-        // server rather than from the request.
-        let service = TowerToHyperService::new(service_fn(move |mut req: Request<Incoming>| {
-            req.extensions_mut().insert(PeerAddr(peer));
-            app.clone().call(req)
-        }));
-        tokio::spawn(async move {
-            let _ = auto::Builder::new(TokioExecutor::new())
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
-        });
-    }
+    println!(
+        "listening on http://{} (no TLS_CERT: plaintext)",
+        listener.local_addr().map_err(bind_error)?
+    );
+    // The same loop in plaintext, each request carrying its TCP peer as
+    // PeerAddr: the one fact the layers take from the server.
+    stack
+        .serve_options()
+        .serve_tcp(listener, app, std::future::pending())
+        .await;
+    Ok(())
 }

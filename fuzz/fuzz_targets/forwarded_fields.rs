@@ -4,11 +4,21 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use portcullis_identity::ClientIdentity;
+use portcullis_identity::{ClientIdentity, Fingerprint, Source};
 
 fuzz_target!(|input: (&str, Vec<String>, Vec<String>)| {
     let (subject, uris, dns_names) = input;
-    let id = ClientIdentity::from_forwarded_fields([0; 32], Some(subject), uris.clone(), dns_names);
+    let proxy = std::net::IpAddr::from([10, 0, 0, 2]);
+    let header = http::HeaderName::from_static("x-forwarded-client-cert");
+    let id = ClientIdentity::from_forwarded_fields(
+        proxy,
+        header.clone(),
+        Fingerprint::Sha256([0; 32]),
+        Some(subject),
+        uris.clone(),
+        dns_names,
+    );
+    assert_eq!(id.source(), &Source::Forwarded { proxy, header });
     assert_eq!(id.subject(), subject);
     assert_eq!(id.uris(), uris.as_slice());
     if let Some(spiffe) = id.spiffe_id() {

@@ -18,6 +18,16 @@ use x509_parser::time::ASN1Time;
 use crate::SpiffeId;
 use crate::dn;
 
+/// A certificate fingerprint as a proxy forwards it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Fingerprint {
+    /// SHA-256 of the DER certificate (Envoy's XFCC `Hash`, Caddy).
+    Sha256([u8; 32]),
+    /// SHA-1 of the DER certificate (nginx's `$ssl_client_fingerprint`).
+    Sha1([u8; 20]),
+}
+
 /// How an identity was learnt.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -88,6 +98,8 @@ struct Certificate {
     /// SHA-256 is most of the cost of reading a leaf on CPUs without SHA
     /// instructions.
     fingerprint_sha256: OnceLock<[u8; 32]>,
+    /// The SHA-1 fingerprint a proxy forwarded instead of a SHA-256 one.
+    fingerprint_sha1: Option<[u8; 20]>,
     /// SHA-256 of the CN and of the SPIFFE ID, on first use: the rate
     /// limiter keys buckets by them on every request of a connection.
     common_name_sha256: OnceLock<Option<[u8; 32]>>,
@@ -123,6 +135,9 @@ impl KnownFields {
     pub const URIS: KnownFields = KnownFields(1 << 3);
     /// The DNS SANs.
     pub const DNS_NAMES: KnownFields = KnownFields(1 << 4);
+    /// A SHA-1 fingerprint, forwarded instead of the SHA-256 one (nginx's
+    /// `$ssl_client_fingerprint`).
+    pub const FINGERPRINT_SHA1: KnownFields = KnownFields(1 << 5);
     const ALL: KnownFields = KnownFields(0b1_1111);
 
     /// Whether every field of `other` is known.
@@ -209,6 +224,7 @@ impl ClientIdentity {
             common_names,
             serial_hex: serial_hex(tbs.raw_serial()),
             fingerprint_sha256: OnceLock::new(),
+            fingerprint_sha1: None,
             common_name_sha256: OnceLock::new(),
             spiffe_id_sha256: OnceLock::new(),
             dns_names,
@@ -227,38 +243,55 @@ impl ClientIdentity {
     }
 
     /// An identity a trusted proxy forwarded as fields, without the
-    /// certificate: its SHA-256 fingerprint, and whichever of subject, URI
-    /// and DNS SANs it sent.
+    /// certificate: its fingerprint, and whichever of subject, URI and DNS
+    /// SANs it sent. The source is always [`Source::Forwarded`], from
+    /// `proxy` through `header`: such an identity can never pass for one
+    /// this process's own handshake verified.
     ///
     /// The fingerprint is required: it is what Envoy always sends, and it
-    /// keys the identity when nothing else does. The subject is kept as the
-    /// proxy wrote it; the common name is read from it when it is an
-    /// RFC 4514 string (Envoy writes that form) and is `None` otherwise. The
-    /// SPIFFE ID comes from the URIs under the same one-URI rule as a
-    /// certificate's. [`known_fields`](Self::known_fields) says what is
-    /// known; the rest answers empty.
+    /// keys the identity when nothing else does. It is a SHA-256 (Envoy,
+    /// Caddy) or, from nginx's `$ssl_client_fingerprint`, a SHA-1, recorded
+    /// as one ([`fingerprint_sha1`](Self::fingerprint_sha1)) and never as
+    /// the SHA-256. The subject is kept as the proxy wrote it; the common
+    /// name is read from it when it is an RFC 4514 string (Envoy and nginx
+    /// write that form) and is `None` otherwise. The SPIFFE ID comes from
+    /// the URIs under the same one-URI rule as a certificate's.
+    /// [`known_fields`](Self::known_fields) says what is known; the rest
+    /// answers empty.
     ///
     /// ```
-    /// use portcullis_identity::{ClientIdentity, KnownFields};
+    /// use portcullis_identity::{ClientIdentity, Fingerprint, KnownFields, Source};
     ///
+    /// let proxy = "10.0.0.2".parse()?;
+    /// let header = http::HeaderName::from_static("x-forwarded-client-cert");
     /// let id = ClientIdentity::from_forwarded_fields(
-    ///     [7; 32],
+    ///     proxy,
+    ///     header.clone(),
+    ///     Fingerprint::Sha256([7; 32]),
     ///     Some("CN=client.example.com,O=Acme"),
     ///     vec!["spiffe://example.org/ns/a".into()],
     ///     vec![],
     /// );
     /// assert_eq!(id.common_name(), Some("client.example.com"));
     /// assert_eq!(id.spiffe_id().map(|s| s.as_str()), Some("spiffe://example.org/ns/a"));
+    /// assert_eq!(id.source(), &Source::Forwarded { proxy, header });
     /// assert!(!id.known_fields().contains(KnownFields::CERTIFICATE));
     /// assert!(id.der().is_empty());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn from_forwarded_fields(
-        fingerprint_sha256: [u8; 32],
+        proxy: IpAddr,
+        header: HeaderName,
+        fingerprint: Fingerprint,
         subject: Option<&str>,
         uris: Vec<String>,
         dns_names: Vec<String>,
     ) -> Self {
-        let mut known = KnownFields::FINGERPRINT;
+        let (mut known, sha256, sha1) = match fingerprint {
+            Fingerprint::Sha256(digest) => (KnownFields::FINGERPRINT, digest, None),
+            // No SHA-256 is known: zeros, never a value a certificate has.
+            Fingerprint::Sha1(digest) => (KnownFields::FINGERPRINT_SHA1, [0; 32], Some(digest)),
+        };
         if subject.is_some() {
             known = known | KnownFields::SUBJECT;
         }
@@ -279,7 +312,8 @@ impl ClientIdentity {
             subject: subject.to_owned(),
             issuer: String::new(),
             serial_hex: String::new(),
-            fingerprint_sha256: OnceLock::from(fingerprint_sha256),
+            fingerprint_sha256: OnceLock::from(sha256),
+            fingerprint_sha1: sha1,
             common_name_sha256: OnceLock::new(),
             spiffe_id_sha256: OnceLock::new(),
             dns_names,
@@ -293,7 +327,7 @@ impl ClientIdentity {
         };
         ClientIdentity {
             certificate: Arc::new(certificate),
-            source: Source::Tls,
+            source: Source::Forwarded { proxy, header },
         }
     }
 
@@ -348,12 +382,21 @@ impl ClientIdentity {
 
     /// SHA-256 of the certificate's DER encoding.
     ///
-    /// Computed on first use and kept.
+    /// Computed on first use and kept. All zeros for an identity a proxy
+    /// forwarded with only a SHA-1 fingerprint: check
+    /// [`known_fields`](Self::known_fields) for
+    /// [`KnownFields::FINGERPRINT`] before keying anything by it.
     pub fn fingerprint_sha256(&self) -> [u8; 32] {
         *self
             .certificate
             .fingerprint_sha256
             .get_or_init(|| Sha256::digest(&self.certificate.der).into())
+    }
+
+    /// The SHA-1 fingerprint a proxy forwarded in place of the SHA-256 one
+    /// (nginx's `$ssl_client_fingerprint`); `None` otherwise.
+    pub fn fingerprint_sha1(&self) -> Option<[u8; 20]> {
+        self.certificate.fingerprint_sha1
     }
 
     /// SHA-256 of [`common_name`](Self::common_name), computed on first use
@@ -445,6 +488,7 @@ impl PartialEq for ClientIdentity {
             && a.der == b.der
             && (a.known.contains(KnownFields::CERTIFICATE)
                 || (self.fingerprint_sha256() == other.fingerprint_sha256()
+                    && a.fingerprint_sha1 == b.fingerprint_sha1
                     && a.subject == b.subject
                     && a.uris == b.uris
                     && a.dns_names == b.dns_names))
@@ -513,13 +557,20 @@ fn ip_from_san(bytes: &[u8]) -> Option<IpAddr> {
 }
 
 fn system_time(time: &ASN1Time) -> SystemTime {
-    let seconds = time.timestamp();
+    from_unix_seconds(time.timestamp())
+}
+
+/// Seconds since the epoch as a `SystemTime`; a time the platform cannot
+/// represent (checked, never a panic on a stranger's certificate) is the
+/// epoch itself, a period that never was.
+fn from_unix_seconds(seconds: i64) -> SystemTime {
     let magnitude = Duration::from_secs(seconds.unsigned_abs());
-    if seconds >= 0 {
-        SystemTime::UNIX_EPOCH + magnitude
+    let time = if seconds >= 0 {
+        SystemTime::UNIX_EPOCH.checked_add(magnitude)
     } else {
-        SystemTime::UNIX_EPOCH - magnitude
-    }
+        SystemTime::UNIX_EPOCH.checked_sub(magnitude)
+    };
+    time.unwrap_or(SystemTime::UNIX_EPOCH)
 }
 
 /// Why bytes are not a usable certificate.
@@ -601,6 +652,28 @@ mod tests {
         assert_eq!(
             system_time(&t),
             SystemTime::UNIX_EPOCH - Duration::from_secs(86_400)
+        );
+    }
+
+    #[test]
+    fn times_at_the_ends_of_the_range_do_not_panic() {
+        // Whether the platform holds them or not, the answer is the time
+        // itself or the epoch, never a panic.
+        for seconds in [i64::MIN, i64::MIN + 1, i64::MAX] {
+            let magnitude = Duration::from_secs(seconds.unsigned_abs());
+            let exact = if seconds >= 0 {
+                SystemTime::UNIX_EPOCH.checked_add(magnitude)
+            } else {
+                SystemTime::UNIX_EPOCH.checked_sub(magnitude)
+            };
+            assert_eq!(
+                from_unix_seconds(seconds),
+                exact.unwrap_or(SystemTime::UNIX_EPOCH)
+            );
+        }
+        assert_eq!(
+            from_unix_seconds(86_400),
+            SystemTime::UNIX_EPOCH + Duration::from_secs(86_400)
         );
     }
 

@@ -21,11 +21,17 @@ pub fn encode(bytes: &[u8]) -> String {
 /// assert_eq!(hex::decode_sha256("abc"), None);
 /// ```
 pub fn decode_sha256(text: &str) -> Option<[u8; 32]> {
+    decode_array(text)
+}
+
+/// `2 × N` hex digits (either case) as `N` bytes, e.g. a SHA-1 fingerprint
+/// (`N` = 20); `None` for any other length or a non-hex digit.
+pub fn decode_array<const N: usize>(text: &str) -> Option<[u8; N]> {
     let bytes = text.as_bytes();
-    if bytes.len() != 64 {
+    if bytes.len() != 2 * N {
         return None;
     }
-    let mut digest = [0u8; 32];
+    let mut digest = [0u8; N];
     for (out, pair) in digest.iter_mut().zip(bytes.chunks_exact(2)) {
         *out = digit(pair[0])? << 4 | digit(pair[1])?;
     }

@@ -72,7 +72,7 @@ pub mod extract;
 
 pub use bearer::{BearerDigest, BearerError, BearerErrorKind};
 pub use certificate::{
-    CertificateError, CertificateErrorKind, ClientIdentity, KnownFields, Source,
+    CertificateError, CertificateErrorKind, ClientIdentity, Fingerprint, KnownFields, Source,
 };
 pub use client_ip::{ClientIp, ClientIpLayer, SetClientIp};
 pub use connection::{PeerAddr, TlsConnectInfo, TlsConnectInfoBuilder};

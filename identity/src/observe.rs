@@ -33,7 +33,7 @@
 //! |---|---|---|
 //! | `portcullis_headers_stripped_total` | `layer` | header lines removed because their sender may not set them |
 //! | `portcullis_rejections_total` | `layer`, `reason` | requests refused |
-//! | `portcullis_tenant_cache_total` | `result`: `hit`, `miss`, `stale`, `unavailable` | control-plane cache lookups (a miss waits for the control plane; stale and unavailable are answers while it fails) |
+//! | `portcullis_tenant_cache_total` | `result`: `hit`, `miss`, `stale`, `unavailable`, `busy` | control-plane cache lookups (a miss waits for the control plane; stale and unavailable are answers while it fails; busy: refused at once, too many lookups in flight) |
 //! | `portcullis_reloads_total` | `what`: `tls`, `tenants`; `result`: `ok`, `error` | configuration reloads |
 //! | `portcullis_rate_limit_total` | `decision`: `allowed`, `limited`, `shadow_limited` (passed in shadow mode), `store_error_open`, `store_error_closed` | rate-limit checks that reached the store |
 

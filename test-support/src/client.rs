@@ -67,14 +67,15 @@ enum Sender {
     H2(hyper::client::conn::http2::SendRequest<Empty<Bytes>>),
 }
 
-/// Opens a TLS connection (with `cert` as the client certificate, if any)
-/// and an HTTP/1.1 or h2 session on it.
-pub async fn connect(
+/// A TLS connection to `addr` (as `localhost`, trusting `root_pem`), with
+/// `cert` as the client certificate if any, offering `alpn`: the raw
+/// stream, for tests that write bytes of their own.
+pub async fn tls_stream(
     addr: SocketAddr,
     root_pem: &str,
     cert: Option<ClientCert<'_>>,
-    http: Http,
-) -> Result<Connection, String> {
+    alpn: &[&[u8]],
+) -> Result<tokio_rustls::client::TlsStream<TcpStream>, String> {
     let mut roots = rustls::RootCertStore::empty();
     for root in CertificateDer::pem_slice_iter(root_pem.as_bytes()) {
         roots
@@ -98,19 +99,31 @@ pub async fn connect(
             .map_err(|e| e.to_string())?,
         None => builder.with_no_client_auth(),
     };
-    config.alpn_protocols = vec![match http {
-        Http::H1 => b"http/1.1".to_vec(),
-        Http::H2 => b"h2".to_vec(),
-    }];
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
     let tcp = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
-    let tls = connector
+    connector
         .connect(
             ServerName::try_from("localhost").map_err(|e| e.to_string())?,
             tcp,
         )
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| e.to_string())
+}
+
+/// Opens a TLS connection (with `cert` as the client certificate, if any)
+/// and an HTTP/1.1 or h2 session on it.
+pub async fn connect(
+    addr: SocketAddr,
+    root_pem: &str,
+    cert: Option<ClientCert<'_>>,
+    http: Http,
+) -> Result<Connection, String> {
+    let alpn: &[u8] = match http {
+        Http::H1 => b"http/1.1",
+        Http::H2 => b"h2",
+    };
+    let tls = tls_stream(addr, root_pem, cert, &[alpn]).await?;
     let io = TokioIo::new(tls);
     let (sender, conn) = match http {
         Http::H1 => {

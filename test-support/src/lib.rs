@@ -17,6 +17,9 @@
 #![deny(missing_docs)]
 
 pub mod client;
+mod example;
+
+pub use example::Example;
 
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -883,7 +886,8 @@ where
 
 /// Serves HTTP/1.1 and h2 in plaintext on every connection `listener`
 /// accepts, with `service_for(peer)` (which stamps the peer as the
-/// listener under test would), until the task running this is dropped.
+/// listener under test would), until the task running this is dropped,
+/// which closes every connection it accepted too.
 pub async fn serve_plain<S, B>(
     listener: tokio::net::TcpListener,
     service_for: impl Fn(std::net::SocketAddr) -> S,
@@ -899,12 +903,22 @@ pub async fn serve_plain<S, B>(
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     use hyper_util::rt::{TokioExecutor, TokioIo};
-    while let Ok((stream, peer)) = listener.accept().await {
-        let service = hyper_util::service::TowerToHyperService::new(service_for(peer));
-        tokio::spawn(async move {
-            let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
-        });
+    // Connections live as long as this future: aborting its task closes
+    // them all, as a killed server would (a pooled client's keep-alive
+    // connection must not outlive the "outage").
+    let mut connections = tokio::task::JoinSet::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let Ok((stream, peer)) = accepted else { break };
+                let service = hyper_util::service::TowerToHyperService::new(service_for(peer));
+                connections.spawn(async move {
+                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+        }
     }
 }

@@ -36,8 +36,12 @@
 //! # }
 //! ```
 //!
-//! With axum, `axum::serve(listener, WithTlsConnectInfo::new(router))`
-//! (feature `axum`).
+//! An axum `Router` is served the same way: `serve(listener, router, ..)`.
+//! `axum::serve(listener, WithTlsConnectInfo::new(router))` (feature
+//! `axum`) works too, but sets no timer, so hyper's header-read timeout is
+//! off there and a client sending one header byte at a time holds its
+//! connection open indefinitely: prefer [`serve`] (and [`serve_tcp`] for
+//! plaintext), whose [`ServeOptions`] bound slow and idle clients.
 //!
 //! For the service's own outbound HTTPS, [`OutboundTrust`] adds
 //! `PORTCULLIS_CA_CERTIFICATE` (or `SSL_CERT_FILE`) to the platform's roots.
@@ -81,7 +85,9 @@ pub use outbound::{DEFAULT_PREFIX, OutboundTrust};
 pub use reload::{ReloadStats, TlsFiles, TlsReloader};
 #[cfg(feature = "axum")]
 pub use serve::WithTlsConnectInfo;
-pub use serve::{AddTlsConnectInfo, serve};
+pub use serve::{
+    AddPeerAddr, AddTlsConnectInfo, DEFAULT_MAX_CONNECTIONS, ServeOptions, serve, serve_tcp,
+};
 pub use server::{ClientAuth, EnvTls, Policy, Revocation, RevocationDepth, ServerTls};
 
 /// The process-default crypto provider when the application installed one,

@@ -4,15 +4,18 @@
 use std::convert::Infallible;
 use std::fmt;
 use std::future::Future;
+use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use http::{Request, Response};
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use portcullis_identity::{PeerAddr, TlsConnectInfo};
+use tokio::sync::Semaphore;
 use tower_service::Service;
 
 use crate::TlsListener;
@@ -61,12 +64,303 @@ where
     }
 }
 
+/// Inserts the TCP peer as [`PeerAddr`] into every request's extensions:
+/// the plaintext counterpart of [`AddTlsConnectInfo`].
+#[derive(Debug, Clone)]
+pub struct AddPeerAddr<S> {
+    inner: S,
+    peer: std::net::SocketAddr,
+}
+
+impl<S> AddPeerAddr<S> {
+    /// Wraps `inner` for the connection from `peer`.
+    pub fn new(inner: S, peer: std::net::SocketAddr) -> Self {
+        AddPeerAddr { inner, peer }
+    }
+}
+
+impl<S, B> Service<Request<B>> for AddPeerAddr<S>
+where
+    S: Service<Request<B>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<B>) -> Self::Future {
+        req.extensions_mut().insert(PeerAddr(self.peer));
+        self.inner.call(req)
+    }
+}
+
+/// How [`serve`] and [`serve_tcp`] treat connections: the limits that keep
+/// slow or idle clients from holding the server.
+///
+/// hyper's own defaults include a 30 s header-read timeout, but it is
+/// silently off unless a timer is set, and `axum::serve` sets none: there,
+/// a client that sends one header byte every few seconds holds its
+/// connection forever. These options always set the timer.
+///
+/// ```
+/// use std::time::Duration;
+/// use portcullis_client_cert::ServeOptions;
+///
+/// let options = ServeOptions::default()
+///     .header_read_timeout(Duration::from_secs(10))
+///     .max_connections(2_000);
+/// assert_eq!(options.header_read_limit(), Duration::from_secs(10));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServeOptions {
+    header_read_timeout: Duration,
+    h2_keep_alive_interval: Duration,
+    h2_keep_alive_timeout: Duration,
+    h2_max_concurrent_streams: u32,
+    max_connections: usize,
+}
+
+/// The default for [`ServeOptions::max_connections`].
+pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        ServeOptions {
+            header_read_timeout: Duration::from_secs(30),
+            h2_keep_alive_interval: Duration::from_secs(20),
+            h2_keep_alive_timeout: Duration::from_secs(20),
+            h2_max_concurrent_streams: 200,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+        }
+    }
+}
+
+impl ServeOptions {
+    /// How long an HTTP/1.1 client has to send a request's whole head
+    /// (default 30 s, as hyper's). The clock starts when the server waits
+    /// for a request, so it also closes a keep-alive connection left idle
+    /// that long.
+    #[must_use]
+    pub fn header_read_timeout(mut self, timeout: Duration) -> Self {
+        self.header_read_timeout = timeout;
+        self
+    }
+
+    /// The HTTP/1.1 header-read timeout in force.
+    pub fn header_read_limit(&self) -> Duration {
+        self.header_read_timeout
+    }
+
+    /// HTTP/2 keep-alive: a PING after this long without a frame (default
+    /// 20 s), and the connection closed when its answer takes longer than
+    /// `timeout` (default 20 s).
+    #[must_use]
+    pub fn h2_keep_alive(mut self, interval: Duration, timeout: Duration) -> Self {
+        self.h2_keep_alive_interval = interval;
+        self.h2_keep_alive_timeout = timeout;
+        self
+    }
+
+    /// Most concurrent HTTP/2 streams per connection (default 200).
+    #[must_use]
+    pub fn h2_max_concurrent_streams(mut self, streams: u32) -> Self {
+        self.h2_max_concurrent_streams = streams;
+        self
+    }
+
+    /// Most connections open at once (default 10,000); past that, new
+    /// connections wait in the kernel's backlog until one closes.
+    #[must_use]
+    pub fn max_connections(mut self, max: usize) -> Self {
+        self.max_connections = max.max(1);
+        self
+    }
+
+    fn builder(&self) -> auto::Builder<TokioExecutor> {
+        let mut builder = auto::Builder::new(TokioExecutor::new());
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(self.header_read_timeout);
+        builder
+            .http2()
+            .timer(TokioTimer::new())
+            .keep_alive_interval(self.h2_keep_alive_interval)
+            .keep_alive_timeout(self.h2_keep_alive_timeout)
+            .max_concurrent_streams(self.h2_max_concurrent_streams);
+        builder
+    }
+
+    /// [`serve`] with these options.
+    pub async fn serve<S, B>(
+        self,
+        mut listener: TlsListener,
+        service: S,
+        shutdown: impl Future<Output = ()>,
+    ) where
+        S: Service<Request<Incoming>, Response = Response<B>, Error = Infallible>
+            + Clone
+            + Send
+            + 'static,
+        S::Future: Send + 'static,
+        B: http_body::Body + Send + 'static,
+        B::Data: Send,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        self.serve_connections(
+            &mut listener,
+            |stream: &crate::TlsStream| {
+                AddTlsConnectInfo::new(service.clone(), stream.info().clone())
+            },
+            shutdown,
+        )
+        .await;
+    }
+
+    /// [`serve_tcp`] with these options.
+    pub async fn serve_tcp<S, B>(
+        self,
+        listener: tokio::net::TcpListener,
+        service: S,
+        shutdown: impl Future<Output = ()>,
+    ) where
+        S: Service<Request<Incoming>, Response = Response<B>, Error = Infallible>
+            + Clone
+            + Send
+            + 'static,
+        S::Future: Send + 'static,
+        B: http_body::Body + Send + 'static,
+        B::Data: Send,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        self.serve_connections(
+            &mut TcpAccept(listener),
+            |(_, peer): &(tokio::net::TcpStream, std::net::SocketAddr)| {
+                AddPeerAddr::new(service.clone(), *peer)
+            },
+            shutdown,
+        )
+        .await;
+    }
+
+    /// The accept loop both listeners share: a permit per open connection,
+    /// hyper-util auto with a timer, graceful shutdown.
+    async fn serve_connections<L, M, Svc, B>(
+        self,
+        listener: &mut L,
+        make_service: M,
+        shutdown: impl Future<Output = ()>,
+    ) where
+        L: Accept,
+        M: Fn(&L::Conn) -> Svc,
+        Svc: Service<Request<Incoming>, Response = Response<B>, Error = Infallible>
+            + Clone
+            + Send
+            + 'static,
+        Svc::Future: Send + 'static,
+        B: http_body::Body + Send + 'static,
+        B::Data: Send,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let graceful = GracefulShutdown::new();
+        let builder = self.builder();
+        let open = Arc::new(Semaphore::new(self.max_connections));
+        let mut shutdown = std::pin::pin!(shutdown);
+        loop {
+            let accepted = tokio::select! {
+                permit = open.clone().acquire_owned() => match permit {
+                    Ok(permit) => tokio::select! {
+                        accepted = listener.next() => accepted.map(|io| (io, permit)),
+                        () = &mut shutdown => None,
+                    },
+                    Err(_) => None,
+                },
+                () = &mut shutdown => None,
+            };
+            let Some((io, permit)) = accepted else { break };
+            let service = TowerToHyperService::new(make_service(&io));
+            let connection =
+                builder.serve_connection_with_upgrades(TokioIo::new(io.into_io()), service);
+            let connection = graceful.watch(connection.into_owned());
+            tokio::spawn(async move {
+                if let Err(error) = connection.await {
+                    #[cfg(feature = "tracing")]
+                    tracing::debug!(%error, "connection ended with an error");
+                    let _ = error;
+                }
+                drop(permit);
+            });
+        }
+        graceful.shutdown().await;
+    }
+}
+
+/// A listener the accept loop can take connections from.
+trait Accept {
+    /// What it accepts: the stream and what the service is made from.
+    type Conn: IntoIo + Send + 'static;
+    /// The next connection; `None` once the listener is done.
+    fn next(&mut self) -> impl Future<Output = Option<Self::Conn>>;
+}
+
+impl Accept for TlsListener {
+    type Conn = crate::TlsStream;
+    async fn next(&mut self) -> Option<crate::TlsStream> {
+        self.accept().await.map(|(stream, _)| stream)
+    }
+}
+
+struct TcpAccept(tokio::net::TcpListener);
+
+impl Accept for TcpAccept {
+    type Conn = (tokio::net::TcpStream, std::net::SocketAddr);
+    async fn next(&mut self) -> Option<Self::Conn> {
+        loop {
+            match self.0.accept().await {
+                Ok((stream, peer)) => {
+                    let _ = stream.set_nodelay(true);
+                    return Some((stream, peer));
+                }
+                // EMFILE and friends: back off instead of spinning.
+                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        }
+    }
+}
+
+/// What the accept loop hands hyper: the stream itself.
+trait IntoIo {
+    type Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static;
+    fn into_io(self) -> Self::Io;
+}
+
+impl IntoIo for crate::TlsStream {
+    type Io = crate::TlsStream;
+    fn into_io(self) -> Self::Io {
+        self
+    }
+}
+
+impl IntoIo for (tokio::net::TcpStream, std::net::SocketAddr) {
+    type Io = tokio::net::TcpStream;
+    fn into_io(self) -> Self::Io {
+        self.0
+    }
+}
+
 /// Serves `service` on `listener` with hyper-util's automatic HTTP/1.1 and
-/// h2 server until `shutdown` completes, then lets open connections finish.
+/// h2 server until `shutdown` completes, then lets open connections finish;
+/// with the default [`ServeOptions`] (header-read timeout, h2 keep-alive
+/// pings, a cap on open connections).
 ///
 /// `service` is cloned once per connection and wrapped in
-/// [`AddTlsConnectInfo`].
-pub async fn serve<S, B>(mut listener: TlsListener, service: S, shutdown: impl Future<Output = ()>)
+/// [`AddTlsConnectInfo`]. An axum `Router` is such a service: serve it
+/// here rather than through `axum::serve`, which sets no timer and so no
+/// header-read timeout.
+pub async fn serve<S, B>(listener: TlsListener, service: S, shutdown: impl Future<Output = ()>)
 where
     S: Service<Request<Incoming>, Response = Response<B>, Error = Infallible>
         + Clone
@@ -77,33 +371,31 @@ where
     B::Data: Send,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let graceful = GracefulShutdown::new();
-    let builder = auto::Builder::new(TokioExecutor::new());
-    let mut shutdown = std::pin::pin!(shutdown);
-    loop {
-        let (stream, _peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Some(accepted) => accepted,
-                None => break,
-            },
-            () = &mut shutdown => break,
-        };
-        let service = TowerToHyperService::new(AddTlsConnectInfo::new(
-            service.clone(),
-            stream.info().clone(),
-        ));
-        let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-        let connection = graceful.watch(connection.into_owned());
-        tokio::spawn(async move {
-            if let Err(error) = connection.await {
-                #[cfg(feature = "tracing")]
-                tracing::debug!(peer = %_peer, %error, "connection ended with an error");
-                let _ = error;
-            }
-        });
-    }
-    drop(listener);
-    graceful.shutdown().await;
+    ServeOptions::default()
+        .serve(listener, service, shutdown)
+        .await;
+}
+
+/// [`serve`] for plaintext (behind a proxy that terminates TLS): each
+/// request carries its TCP peer as [`PeerAddr`] (through [`AddPeerAddr`]),
+/// which the forwarded-certificate layer and `ip` rate-limit keys read.
+pub async fn serve_tcp<S, B>(
+    listener: tokio::net::TcpListener,
+    service: S,
+    shutdown: impl Future<Output = ()>,
+) where
+    S: Service<Request<Incoming>, Response = Response<B>, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    ServeOptions::default()
+        .serve_tcp(listener, service, shutdown)
+        .await;
 }
 
 /// Makes an axum app (any `Clone` service) serveable by `axum::serve` over a

@@ -34,6 +34,9 @@ impl std::error::Error for RateLimitEnvError {}
 #[derive(Clone)]
 pub struct RateLimitEnv {
     keys: KeyChain,
+    /// Whether `RATE_LIMIT_KEY` named the chain (it then wins over any
+    /// default a caller supplies).
+    keys_set: bool,
     default_quota: Option<Quota>,
     max_keys: usize,
     redis_url: Option<String>,
@@ -70,7 +73,7 @@ impl RateLimitEnv {
     /// |---|---|---|
     /// | `RATE_LIMIT_PER_MIN` | the default quota: requests a minute | unset: only tenant plans limit |
     /// | `RATE_LIMIT_BURST` | its burst | `RATE_LIMIT_PER_MIN` |
-    /// | `RATE_LIMIT_KEY` | the key chain | `cn,bearer,ip` |
+    /// | `RATE_LIMIT_KEY` | the key chain | `bearer,ip` (see [`default_keys`](Self::default_keys)) |
     /// | `RATE_LIMIT_MAX_KEYS` | buckets held in memory | 1,000,000 |
     /// | `REDIS_URL` | share limits through Redis (feature `redis`) | unset: in memory |
     /// | `RATE_LIMIT_ON_STORE_ERROR` | `open` or `closed` when Redis fails | `closed` |
@@ -120,6 +123,7 @@ impl RateLimitEnv {
             }
             _ => None,
         };
+        let keys_set = get("RATE_LIMIT_KEY").is_some();
         let keys = match get("RATE_LIMIT_KEY") {
             Some(text) => KeyChain::parse(&text, proxies).unwrap_or_else(|e| {
                 problems.push(e);
@@ -157,11 +161,29 @@ impl RateLimitEnv {
         }
         Ok(RateLimitEnv {
             keys,
+            keys_set,
             default_quota,
             max_keys,
             redis_url,
             on_store_error,
         })
+    }
+
+    /// Buckets by the client certificate's principal (SPIFFE ID, else CN)
+    /// before the bearer key, `spiffe,cn,bearer,ip`, unless `RATE_LIMIT_KEY`
+    /// named a chain (which wins): what `USE_CERT_AS_PRINCIPAL=true` asks
+    /// for. Authentication is not changed by it.
+    #[must_use]
+    pub fn certificate_as_principal(mut self, proxies: &TrustedProxies) -> Self {
+        if !self.keys_set {
+            self.keys = certificate_keys(proxies);
+        }
+        self
+    }
+
+    /// The chain used when `RATE_LIMIT_KEY` is unset: `bearer,ip`.
+    pub fn default_keys(proxies: &TrustedProxies) -> KeyChain {
+        default_keys(proxies)
     }
 
     /// The key chain (`RATE_LIMIT_KEY`).
@@ -205,8 +227,18 @@ impl RateLimitEnv {
     }
 }
 
+/// `bearer,ip`: per authenticated bearer key, else per client address.
 fn default_keys(proxies: &TrustedProxies) -> KeyChain {
     KeyChain::new([
+        crate::KeySource::Bearer,
+        crate::KeySource::ClientIp(proxies.clone()),
+    ])
+}
+
+/// `spiffe,cn,bearer,ip`: the certificate's principal first.
+fn certificate_keys(proxies: &TrustedProxies) -> KeyChain {
+    KeyChain::new([
+        crate::KeySource::SpiffeId,
         crate::KeySource::CommonName,
         crate::KeySource::Bearer,
         crate::KeySource::ClientIp(proxies.clone()),
@@ -233,7 +265,18 @@ mod tests {
         let env = read(&[]).unwrap();
         assert_eq!(env.default_quota(), None);
         assert!(!env.uses_redis());
-        assert_eq!(format!("{:?}", env.keys), "KeyChain([cn, bearer, ip])");
+        assert_eq!(format!("{:?}", env.keys), "KeyChain([bearer, ip])");
+        // USE_CERT_AS_PRINCIPAL's chain, unless RATE_LIMIT_KEY names one.
+        let proxies = TrustedProxies::none();
+        let env = env.certificate_as_principal(&proxies);
+        assert_eq!(
+            format!("{:?}", env.keys),
+            "KeyChain([spiffe, cn, bearer, ip])"
+        );
+        let env = read(&[("RATE_LIMIT_KEY", "ip")])
+            .unwrap()
+            .certificate_as_principal(&proxies);
+        assert_eq!(format!("{:?}", env.keys), "KeyChain([ip])");
         let env = read(&[("RATE_LIMIT_PER_MIN", "120")]).unwrap();
         assert_eq!(env.default_quota(), Quota::per_minute(120, 120).ok());
         let env = read(&[("RATE_LIMIT_PER_MIN", "120"), ("RATE_LIMIT_BURST", "10")]).unwrap();

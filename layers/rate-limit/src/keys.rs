@@ -6,7 +6,9 @@ use std::sync::Arc;
 
 use http::HeaderName;
 use http::request::Parts;
-use portcullis_identity::{BearerDigest, ClientIdentity, PeerAddr, Tenant, TrustedProxies};
+use portcullis_identity::{
+    BearerDigest, ClientIdentity, KnownFields, PeerAddr, Tenant, TrustedProxies,
+};
 use sha2::{Digest, Sha256};
 
 use crate::BucketKey;
@@ -25,7 +27,11 @@ pub enum KeySource {
     SpiffeId,
     /// The client certificate's SHA-256 fingerprint.
     Fingerprint,
-    /// The bearer token, by its SHA-256 (never the token).
+    /// The bearer token, by its SHA-256 (never the token), and only once a
+    /// layer authenticated it: the `BearerDigest` extension `TenantLayer`
+    /// leaves after resolving the key. A bearer no layer vouched for names
+    /// no bucket (the chain moves on, to `ip` say): otherwise every made-up
+    /// token would get a fresh bucket of its own.
     Bearer,
     /// The resolved tenant's id (the `Tenant` extension).
     Tenant,
@@ -67,15 +73,16 @@ impl KeySource {
         // a tag byte keeps them apart from each other.
         match self {
             KeySource::Bearer => {
-                // The tenant layer, when it ran, left the digest it made.
-                let digest = match parts.extensions.get::<BearerDigest>() {
-                    Some(digest) => *digest,
-                    None => BearerDigest::from_headers(&parts.headers).ok()??,
-                };
+                let digest = parts.extensions.get::<BearerDigest>()?;
                 return Some(from_digest(digest.as_bytes(), 0xB0));
             }
             KeySource::Fingerprint => {
-                return Some(from_digest(&identity()?.fingerprint_sha256(), 0xF0));
+                // Only a known SHA-256: a forwarded SHA-1 is not one.
+                let identity = identity()?;
+                if !identity.known_fields().contains(KnownFields::FINGERPRINT) {
+                    return None;
+                }
+                return Some(from_digest(&identity.fingerprint_sha256(), 0xF0));
             }
             // Hashed once per certificate, not per request.
             KeySource::CommonName => {

@@ -9,7 +9,7 @@ use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use portcullis_identity::{
-    ClientIdentity, PeerAddr, Quota as Plan, Tenant, TenantStatus, TrustedProxies,
+    BearerDigest, ClientIdentity, PeerAddr, Quota as Plan, Tenant, TenantStatus, TrustedProxies,
 };
 use portcullis_rate_limit::{
     KeyChain, KeySource, ManualClock, MemoryStore, MissingKey, Quota, RateLimitDecision,
@@ -36,11 +36,15 @@ fn layer(clock: &ManualClock) -> RateLimitLayer {
         .default_quota(Quota::new(2, Duration::from_secs(1), 2).unwrap())
 }
 
+/// A request whose bearer key a layer before this one authenticated (as
+/// `TenantLayer` leaves it: the digest in the extensions).
 fn bearer(token: &str) -> Request<()> {
-    Request::get("/")
+    let mut req = Request::get("/")
         .header("authorization", format!("Bearer {token}"))
         .body(())
-        .unwrap()
+        .unwrap();
+    req.extensions_mut().insert(BearerDigest::of_token(token));
+    req
 }
 
 /// `req` through `svc`.
@@ -229,7 +233,9 @@ fn a_common_name_is_one_bucket_across_certificates_and_no_other_source_meets_it(
     let cn = issued.common_name().unwrap().to_owned();
     // The same CN in a certificate with another fingerprint (rotated).
     let rotated = ClientIdentity::from_forwarded_fields(
-        [7; 32],
+        "10.0.0.2".parse().unwrap(),
+        http::HeaderName::from_static("x-forwarded-client-cert"),
+        portcullis_identity::Fingerprint::Sha256([7; 32]),
         Some(&format!("CN={cn}")),
         Vec::new(),
         Vec::new(),
@@ -246,9 +252,9 @@ fn a_common_name_is_one_bucket_across_certificates_and_no_other_source_meets_it(
         key(&KeySource::Fingerprint, &rotated)
     );
     // The CN's text as a bearer token or a header value is another bucket.
-    let as_bearer = KeySource::Bearer
-        .key(&parts(None, &[("authorization", &format!("Bearer {cn}"))]))
-        .unwrap();
+    let mut authenticated = parts(None, &[("authorization", &format!("Bearer {cn}"))]);
+    authenticated.extensions.insert(BearerDigest::of_token(&cn));
+    let as_bearer = KeySource::Bearer.key(&authenticated).unwrap();
     let as_header = KeySource::Header(http::HeaderName::from_static("x-caller"))
         .key(&parts(None, &[("x-caller", &cn)]))
         .unwrap();
@@ -257,4 +263,31 @@ fn a_common_name_is_one_bucket_across_certificates_and_no_other_source_meets_it(
     assert_ne!(by_cn, as_header);
     // A certificate without a SPIFFE ID names no SPIFFE bucket.
     assert!(KeySource::SpiffeId.key(&parts(Some(issued), &[])).is_none());
+}
+
+#[tokio::test]
+async fn a_bearer_no_layer_authenticated_names_no_bucket() {
+    // No tenants: nothing vouches for the token. Eight made-up tokens from
+    // one address share the address's bucket instead of getting one each.
+    let clock = ManualClock::new();
+    let store = Arc::new(MemoryStore::new(10_000, WhenFull::default(), clock.clone()));
+    let keys = KeyChain::parse("bearer,ip", &TrustedProxies::none()).unwrap();
+    let limited = RateLimitLayer::new(store, keys)
+        .default_quota(Quota::new(2, Duration::from_secs(60), 2).unwrap());
+    let mut svc = ServiceBuilder::new().layer(limited).service(app());
+    let mut statuses = Vec::new();
+    for n in 0..8 {
+        let mut req = Request::get("/")
+            .header("authorization", format!("Bearer made-up-{n}"))
+            .body(())
+            .unwrap();
+        req.extensions_mut()
+            .insert(PeerAddr("192.0.2.7:5000".parse().unwrap()));
+        let res = send(&mut svc, req).await;
+        statuses.push(res.status().as_u16());
+        if res.status() == StatusCode::OK {
+            assert!(body(res).await.starts_with("ip "));
+        }
+    }
+    assert_eq!(statuses, [200, 200, 429, 429, 429, 429, 429, 429]);
 }

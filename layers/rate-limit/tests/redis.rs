@@ -420,11 +420,15 @@ fn app()
     })
 }
 
+/// A request whose bearer key a layer before the limiter authenticated.
 fn bearer(token: &str) -> Request<()> {
-    Request::get("/")
+    let mut req = Request::get("/")
         .header("authorization", format!("Bearer {token}"))
         .body(())
-        .unwrap()
+        .unwrap();
+    req.extensions_mut()
+        .insert(portcullis_identity::BearerDigest::of_token(token));
+    req
 }
 
 async fn stack(

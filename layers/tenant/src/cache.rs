@@ -1,18 +1,30 @@
 //! A cache of remote answers: single-flight fetches in tasks of their own,
-//! freshness per answer, stale answers only while the source is failing,
-//! back-off after failures, bounded size with least-recently-used eviction.
+//! at most so many in flight, freshness per answer, stale answers only while
+//! the source is failing, back-off after failures, and bounded size with
+//! least-recently-used eviction in O(1).
+//!
+//! Known keys (a positive answer) and unknown ones (a negative answer, or
+//! only failures so far) are held in two separate LRUs of their own
+//! capacity: a spray of made-up keys evicts other made-up keys, never the
+//! answer a real caller depends on while the source is down. Fetches in
+//! flight are held apart too, bounded by
+//! [`max_in_flight`](CachePolicy::max_in_flight): a lookup that cannot
+//! start is answered "unavailable" at once, so neither the source nor the
+//! maps can be flooded.
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::hash::Hash;
+use std::num::NonZeroUsize;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use lru::LruCache;
 use portcullis_identity::observe;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-/// How long answers stay, and how failures are handled.
+/// How long answers stay, how many, and how failures are handled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CachePolicy {
     /// A positive answer is fresh this long (default 60 s).
@@ -27,8 +39,15 @@ pub struct CachePolicy {
     pub backoff: Duration,
     /// The longest wait between attempts (default 30 s).
     pub max_backoff: Duration,
-    /// Most keys held (default 10,000); the least recently used goes first.
+    /// Most known keys held (default 10,000); the least recently used goes
+    /// first. Unknown keys never take their place.
     pub capacity: usize,
+    /// Most unknown keys held (negative answers, and keys that only failed
+    /// so far; default 10,000), apart from the known ones.
+    pub negative_capacity: usize,
+    /// Most fetches in flight at once (default 32); a lookup beyond them is
+    /// answered unavailable at once, with a retry after 1 s.
+    pub max_in_flight: usize,
 }
 
 impl Default for CachePolicy {
@@ -40,6 +59,8 @@ impl Default for CachePolicy {
             backoff: Duration::from_secs(1),
             max_backoff: Duration::from_secs(30),
             capacity: 10_000,
+            negative_capacity: 10_000,
+            max_in_flight: 32,
         }
     }
 }
@@ -64,38 +85,72 @@ pub(crate) enum Outcome<V> {
 }
 
 struct Entry<V> {
-    /// The last definitive answer: value, fresh until, usable-if-failing until.
-    answer: Option<(V, Instant, Instant)>,
+    /// The last definitive answer: value, fresh until, usable-if-failing
+    /// until, and whether it was positive.
+    answer: Option<Answer<V>>,
     failures: u32,
     retry_at: Option<Instant>,
     last_failure: Option<String>,
-    in_flight: Option<watch::Receiver<Option<Outcome<V>>>>,
-    last_used: Instant,
+}
+
+struct Answer<V> {
+    value: V,
+    fresh_until: Instant,
+    usable_until: Instant,
+    positive: bool,
 }
 
 impl<V> Entry<V> {
-    fn new(now: Instant) -> Self {
-        Entry {
-            answer: None,
-            failures: 0,
-            retry_at: None,
-            last_failure: None,
-            in_flight: None,
-            last_used: now,
+    fn known(&self) -> bool {
+        self.answer.as_ref().is_some_and(|a| a.positive)
+    }
+}
+
+type Waiter<V> = watch::Receiver<Option<Outcome<V>>>;
+
+struct Maps<K: Hash + Eq, V> {
+    /// Keys whose last definitive answer was positive.
+    known: LruCache<K, Entry<V>>,
+    /// Keys answered negatively, or that only failed so far.
+    unknown: LruCache<K, Entry<V>>,
+    /// One receiver per fetch in flight, at most `max_in_flight`.
+    in_flight: HashMap<K, Waiter<V>>,
+}
+
+impl<K: Hash + Eq, V> Maps<K, V> {
+    /// The entry for `key`, marked as just used.
+    fn get_mut(&mut self, key: &K) -> Option<&mut Entry<V>> {
+        if self.known.contains(key) {
+            return self.known.get_mut(key);
+        }
+        self.unknown.get_mut(key)
+    }
+
+    fn take(&mut self, key: &K) -> Option<Entry<V>> {
+        self.known.pop(key).or_else(|| self.unknown.pop(key))
+    }
+
+    /// Files `entry` by what it knows; the least recently used of that
+    /// kind goes when full.
+    fn put(&mut self, key: K, entry: Entry<V>) {
+        if entry.known() {
+            self.known.push(key, entry);
+        } else {
+            self.unknown.push(key, entry);
         }
     }
 }
 
 /// The cache. Cloning shares it.
-pub(crate) struct Cache<K, V> {
-    entries: Arc<Mutex<HashMap<K, Entry<V>>>>,
+pub(crate) struct Cache<K: Hash + Eq, V> {
+    maps: Arc<Mutex<Maps<K, V>>>,
     policy: CachePolicy,
 }
 
-impl<K, V> Clone for Cache<K, V> {
+impl<K: Hash + Eq, V> Clone for Cache<K, V> {
     fn clone(&self) -> Self {
         Cache {
-            entries: self.entries.clone(),
+            maps: self.maps.clone(),
             policy: self.policy,
         }
     }
@@ -103,7 +158,7 @@ impl<K, V> Clone for Cache<K, V> {
 
 enum Step<V> {
     Done(Outcome<V>),
-    Wait(watch::Receiver<Option<Outcome<V>>>),
+    Wait(Waiter<V>),
 }
 
 impl<K, V> Cache<K, V>
@@ -112,10 +167,19 @@ where
     V: Clone + Send + Sync + 'static,
 {
     pub(crate) fn new(policy: CachePolicy) -> Self {
+        let size = |n: usize| NonZeroUsize::new(n).unwrap_or(NonZeroUsize::MIN);
         Cache {
-            entries: Arc::new(Mutex::new(HashMap::new())),
+            maps: Arc::new(Mutex::new(Maps {
+                known: LruCache::new(size(policy.capacity)),
+                unknown: LruCache::new(size(policy.negative_capacity)),
+                in_flight: HashMap::new(),
+            })),
             policy,
         }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Maps<K, V>> {
+        self.maps.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// The answer for `key`: from the cache when fresh, else from one fetch
@@ -127,32 +191,37 @@ where
         Fut: Future<Output = Fetched<V>> + Send + 'static,
     {
         let step = {
-            let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut maps = self.lock();
             let now = Instant::now();
-            if !entries.contains_key(key) {
-                self.make_room(&mut entries);
-            }
-            let entry = entries
-                .entry(key.clone())
-                .or_insert_with(|| Entry::new(now));
-            entry.last_used = now;
-            match self.ready(entry, now) {
+            let in_flight = maps.in_flight.get(key).cloned();
+            match maps
+                .get_mut(key)
+                .and_then(|entry| self.ready(entry, now, in_flight.is_some()))
+            {
                 Some(outcome) => Step::Done(outcome),
-                None => match &entry.in_flight {
+                None => match in_flight {
                     Some(rx) => {
                         observe::tenant_cache("miss");
-                        Step::Wait(rx.clone())
+                        Step::Wait(rx)
+                    }
+                    None if maps.in_flight.len() >= self.policy.max_in_flight.max(1) => {
+                        // Full: say so at once rather than queue behind a
+                        // slow source (and keep the map bounded).
+                        observe::tenant_cache("busy");
+                        Step::Done(unavailable_now(
+                            "too many lookups in flight to the control plane",
+                        ))
                     }
                     None => {
                         observe::tenant_cache("miss");
                         let (tx, rx) = watch::channel(None);
-                        entry.in_flight = Some(rx.clone());
+                        maps.in_flight.insert(key.clone(), rx.clone());
                         let this = self.clone();
                         let key = key.clone();
                         let fetching = fetch();
                         tokio::spawn(async move {
                             let fetched = fetching.await;
-                            let outcome = this.settle(&key, fetched);
+                            let outcome = this.settle(key, fetched);
                             let _ = tx.send(Some(outcome));
                         });
                         Step::Wait(rx)
@@ -175,69 +244,45 @@ where
 
     /// A fresh answer, if there is one, without waiting or fetching.
     pub(crate) fn peek(&self, key: &K) -> Option<V> {
-        let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
-        let now = Instant::now();
-        let entry = entries.get_mut(key)?;
-        match &entry.answer {
-            Some((value, fresh_until, _)) if now < *fresh_until => {
-                entry.last_used = now;
-                observe::tenant_cache("hit");
-                Some(value.clone())
-            }
-            _ => None,
+        let mut maps = self.lock();
+        let answer = maps.get_mut(key)?.answer.as_ref()?;
+        if Instant::now() < answer.fresh_until {
+            observe::tenant_cache("hit");
+            Some(answer.value.clone())
+        } else {
+            None
         }
     }
 
     /// An answer without fetching, if there is one to give now.
-    fn ready(&self, entry: &Entry<V>, now: Instant) -> Option<Outcome<V>> {
-        if let Some((value, fresh_until, _)) = &entry.answer
-            && now < *fresh_until
+    fn ready(&self, entry: &Entry<V>, now: Instant, fetching: bool) -> Option<Outcome<V>> {
+        if let Some(answer) = &entry.answer
+            && now < answer.fresh_until
         {
             observe::tenant_cache("hit");
-            return Some(Outcome::Value(value.clone()));
+            return Some(Outcome::Value(answer.value.clone()));
         }
         match entry.retry_at {
             // Backing off: the source failed recently; do not ask again yet.
-            Some(retry_at) if now < retry_at && entry.in_flight.is_none() => {
-                Some(self.stale_or_unavailable(entry, now, retry_at - now))
+            Some(retry_at) if now < retry_at && !fetching => {
+                Some(stale_or_unavailable(entry, now, retry_at - now))
             }
             _ => None,
         }
     }
 
-    fn stale_or_unavailable(
-        &self,
-        entry: &Entry<V>,
-        now: Instant,
-        retry_after: Duration,
-    ) -> Outcome<V> {
-        match &entry.answer {
-            Some((value, _, usable_until)) if now < *usable_until => {
-                observe::tenant_cache("stale");
-                Outcome::Value(value.clone())
-            }
-            _ => {
-                observe::tenant_cache("unavailable");
-                Outcome::Unavailable {
-                    reason: entry
-                        .last_failure
-                        .clone()
-                        .unwrap_or_else(|| "the source is unavailable".to_owned()),
-                    retry_after,
-                }
-            }
-        }
-    }
-
     /// Records a fetch's result and says what its waiters get.
-    fn settle(&self, key: &K, fetched: Fetched<V>) -> Outcome<V> {
-        let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+    fn settle(&self, key: K, fetched: Fetched<V>) -> Outcome<V> {
+        let mut maps = self.lock();
         let now = Instant::now();
-        let entry = entries
-            .entry(key.clone())
-            .or_insert_with(|| Entry::new(now));
-        entry.in_flight = None;
-        match fetched {
+        maps.in_flight.remove(&key);
+        let mut entry = maps.take(&key).unwrap_or(Entry {
+            answer: None,
+            failures: 0,
+            retry_at: None,
+            last_failure: None,
+        });
+        let outcome = match fetched {
             Fetched::Answer { value, positive } => {
                 // A definitive answer always replaces what was there.
                 let ttl = if positive {
@@ -246,14 +291,17 @@ where
                     self.policy.negative_ttl
                 };
                 let fresh_until = now + ttl;
-                entry.answer = Some((
-                    value.clone(),
-                    fresh_until,
-                    fresh_until + self.policy.stale_grace,
-                ));
-                entry.failures = 0;
-                entry.retry_at = None;
-                entry.last_failure = None;
+                entry = Entry {
+                    answer: Some(Answer {
+                        value: value.clone(),
+                        fresh_until,
+                        usable_until: fresh_until + self.policy.stale_grace,
+                        positive,
+                    }),
+                    failures: 0,
+                    retry_at: None,
+                    last_failure: None,
+                };
                 Outcome::Value(value)
             }
             Fetched::Failed(reason) => {
@@ -265,29 +313,40 @@ where
                     .min(self.policy.max_backoff);
                 entry.retry_at = Some(now + wait);
                 entry.last_failure = Some(reason);
-                self.stale_or_unavailable(entry, now, wait)
+                stale_or_unavailable(&entry, now, wait)
             }
-        }
-    }
-
-    /// Evicts the least recently used idle entry when full.
-    fn make_room(&self, entries: &mut HashMap<K, Entry<V>>) {
-        if entries.len() < self.policy.capacity.max(1) {
-            return;
-        }
-        if let Some(oldest) = entries
-            .iter()
-            .filter(|(_, e)| e.in_flight.is_none())
-            .min_by_key(|(_, e)| e.last_used)
-            .map(|(k, _)| k.clone())
-        {
-            entries.remove(&oldest);
-        }
+        };
+        maps.put(key, entry);
+        outcome
     }
 
     #[cfg(test)]
-    pub(crate) fn len(&self) -> usize {
-        self.entries.lock().unwrap().len()
+    pub(crate) fn len(&self) -> (usize, usize, usize) {
+        let maps = self.lock();
+        (maps.known.len(), maps.unknown.len(), maps.in_flight.len())
+    }
+}
+
+fn stale_or_unavailable<V: Clone>(
+    entry: &Entry<V>,
+    now: Instant,
+    retry_after: Duration,
+) -> Outcome<V> {
+    match &entry.answer {
+        Some(answer) if now < answer.usable_until => {
+            observe::tenant_cache("stale");
+            Outcome::Value(answer.value.clone())
+        }
+        _ => {
+            observe::tenant_cache("unavailable");
+            Outcome::Unavailable {
+                reason: entry
+                    .last_failure
+                    .clone()
+                    .unwrap_or_else(|| "the source is unavailable".to_owned()),
+                retry_after,
+            }
+        }
     }
 }
 
@@ -447,12 +506,72 @@ mod tests {
         }
         cache.get(&"a", || source.fetch()).await; // a is recent again
         cache.get(&"d", || source.fetch()).await; // b goes
-        assert_eq!(cache.len(), 3);
+        assert_eq!(cache.len(), (3, 0, 0));
         let before = source.calls();
         cache.get(&"a", || source.fetch()).await;
         cache.get(&"c", || source.fetch()).await;
         assert_eq!(source.calls(), before);
         cache.get(&"b", || source.fetch()).await;
         assert_eq!(source.calls(), before + 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_spray_of_unknown_keys_never_evicts_a_known_one() {
+        let cache = Cache::new(CachePolicy {
+            capacity: 4,
+            negative_capacity: 8,
+            ..CachePolicy::default()
+        });
+        let known = Source::default();
+        known.set(true, Some(42));
+        assert_eq!(value(cache.get(&0u32, || known.fetch()).await), Some(42));
+        let unknown = Source::default();
+        unknown.set(true, None);
+        for key in 1..=1000u32 {
+            cache.get(&key, || unknown.fetch()).await;
+        }
+        // Bounded on both sides, nothing left in flight.
+        assert_eq!(cache.len(), (1, 8, 0));
+        // The source goes down past the known answer's freshness: it is
+        // still served, stale within grace, because nothing evicted it.
+        known.set(false, None);
+        tokio::time::advance(Duration::from_secs(61)).await;
+        assert_eq!(value(cache.get(&0u32, || known.fetch()).await), Some(42));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn lookups_beyond_the_in_flight_bound_are_refused_at_once() {
+        let cache = Cache::new(CachePolicy {
+            max_in_flight: 3,
+            ..CachePolicy::default()
+        });
+        let source = Source::default();
+        source.set(true, Some(1));
+        let mut waiters = Vec::new();
+        for key in 0..3u32 {
+            let cache = cache.clone();
+            let source = source.clone();
+            waiters.push(tokio::spawn(async move {
+                value(cache.get(&key, || source.fetch()).await)
+            }));
+        }
+        tokio::task::yield_now().await;
+        assert_eq!(cache.len(), (0, 0, 3));
+        // A fourth key cannot start: unavailable now, without a call.
+        let outcome = cache.get(&99, || source.fetch()).await;
+        assert!(
+            matches!(outcome, Outcome::Unavailable { ref reason, retry_after } if reason.contains("too many lookups") && retry_after == Duration::from_secs(1)),
+            "{outcome:?}"
+        );
+        // One already in flight is still joined, not refused.
+        let joined = cache.get(&0, || source.fetch()).await;
+        assert_eq!(value(joined), Some(1));
+        for waiter in waiters {
+            assert_eq!(waiter.await.unwrap(), Some(1));
+        }
+        assert_eq!(source.calls(), 3);
+        assert_eq!(cache.len(), (3, 0, 0));
+        // The refused key left nothing behind: asked again, it is fetched.
+        assert_eq!(value(cache.get(&99, || source.fetch()).await), Some(1));
     }
 }

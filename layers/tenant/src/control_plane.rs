@@ -10,9 +10,12 @@
 //!   resolves an API key by the SHA-256 of the key (the key itself never
 //!   leaves the service). `200` with
 //!   `{"active": true, "consumer": "billing", "tenant_id": "acme", "rate_per_min": 600, "burst": 20}`
-//!   (`consumer`, `rate_per_min` and `burst` optional); `404` or `410`: no
-//!   such key. Certificate principals are asked as
-//!   `?principal=<percent-encoded CN, SPIFFE ID or fingerprint>`.
+//!   (`consumer` optional; `rate_per_min` and `burst` together or neither,
+//!   each at least 1, else the answer is refused as malformed); `404` or
+//!   `410`: no such key. Certificate principals are asked by their kind,
+//!   each a parameter of its own so a control plane cannot confuse them:
+//!   `?spiffe_id=<SPIFFE ID>`, `?cn=<common name>` or
+//!   `?fingerprint_sha256=<64 hex digits>`, percent-encoded.
 //! - `GET {CONTROL_PLANE_URL}/internal/tenants/<tenant id>/provider-env`
 //!   answers `{"env": {"NAME": "value"}}`: per-tenant settings, of which
 //!   only allow-listed names are kept.
@@ -25,15 +28,17 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Request, StatusCode, Uri};
 use http_body_util::{BodyExt, Empty, Limited};
-use hyper_util::rt::TokioIo;
+use hyper_util::client::legacy::connect::{Connected, Connection};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use portcullis_identity::percent::encode_component;
-use portcullis_identity::{Quota, Tenant, TenantStatus};
+use portcullis_identity::{Tenant, TenantStatus};
 use serde::Deserialize;
 
 use crate::cache::{Cache, CachePolicy, Fetched, Outcome};
@@ -42,6 +47,30 @@ use crate::resolver::{BoxFuture, Principal, Resolution, ResolveError, TenantReso
 /// The header the shared secret travels in, to the control plane and to
 /// internal routes.
 pub const INTERNAL_SECRET_HEADER: &str = "x-internal-secret";
+
+/// The internal secret as it is sent and checked: trimmed of surrounding
+/// white space once, here, for both; only white space is an error.
+pub(crate) fn internal_secret(secret: &str) -> Result<&str, ControlPlaneError> {
+    let trimmed = secret.trim();
+    if trimmed.is_empty() {
+        return Err(ControlPlaneError(
+            "CONTROL_PLANE_INTERNAL_SECRET is empty or only white space; set it to the secret the control plane expects".into(),
+        ));
+    }
+    if trimmed.bytes().any(|b| b.is_ascii_control()) {
+        // Never echoed: it is a secret.
+        return Err(ControlPlaneError(
+            "CONTROL_PLANE_INTERNAL_SECRET holds a control character (a line break inside it?); it must fit in one header value".into(),
+        ));
+    }
+    Ok(trimmed)
+}
+
+fn userinfo_error() -> ControlPlaneError {
+    ControlPlaneError(
+        "CONTROL_PLANE_URL holds a user name or password (user:pass@host); the control plane is authenticated by CONTROL_PLANE_INTERNAL_SECRET: remove the user part of the URL".into(),
+    )
+}
 
 /// Largest control-plane answer read.
 const MAX_ANSWER_BYTES: usize = 64 * 1024;
@@ -59,6 +88,11 @@ impl fmt::Display for ControlPlaneError {
 impl std::error::Error for ControlPlaneError {}
 
 /// Where the control plane is and how to reach it.
+///
+/// Calls go through one pooled client: HTTP/1.1 connections are kept alive
+/// and reused, and over `https` the protocol is the one ALPN agreed
+/// (`h2`, one multiplexed connection, as Go, Envoy and nginx control planes
+/// pick; or `http/1.1`).
 #[derive(Clone)]
 pub struct ControlPlane {
     scheme_https: bool,
@@ -70,7 +104,11 @@ pub struct ControlPlane {
     tls: Option<Arc<rustls::ClientConfig>>,
     connect_timeout: Duration,
     call_timeout: Duration,
+    /// Built on first use, once every setting is known; shared by clones.
+    client: Arc<std::sync::OnceLock<PooledClient>>,
 }
+
+type PooledClient = hyper_util::client::legacy::Client<Connector, Empty<Bytes>>;
 
 impl fmt::Debug for ControlPlane {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -95,26 +133,34 @@ impl ControlPlane {
     /// The control plane at `url` (`http://` or `https://`), authenticated
     /// by `secret`. An `https` URL needs [`with_tls`](Self::with_tls).
     pub fn new(url: &str, secret: &str) -> Result<Self, ControlPlaneError> {
+        let url = url.trim();
         let bad = |why: &str| {
             ControlPlaneError(format!(
                 "CONTROL_PLANE_URL={url:?}: {why}; write an http:// or https:// URL such as https://control-plane.internal:8443"
             ))
         };
-        let uri: Uri = url.trim().parse().map_err(|_| bad("not a URL"))?;
+        let uri: Uri = url.parse().map_err(|_| {
+            // A URL that does not parse may still hold a password: say
+            // where, not what.
+            if url.contains('@') {
+                userinfo_error()
+            } else {
+                bad("not a URL")
+            }
+        })?;
         let scheme_https = match uri.scheme_str() {
             Some("https") => true,
             Some("http") => false,
             _ => return Err(bad("the scheme must be http or https")),
         };
         let authority = uri.authority().cloned().ok_or_else(|| bad("no host"))?;
+        if authority.as_str().contains('@') {
+            return Err(userinfo_error());
+        }
         if uri.query().is_some() {
             return Err(bad("a query does not belong in the base URL"));
         }
-        if secret.trim().is_empty() {
-            return Err(ControlPlaneError(
-                "CONTROL_PLANE_INTERNAL_SECRET is empty; set it to the secret the control plane expects".into(),
-            ));
-        }
+        let secret = internal_secret(secret)?;
         Ok(ControlPlane {
             scheme_https,
             host: authority
@@ -131,17 +177,26 @@ impl ControlPlane {
             tls: None,
             connect_timeout: Duration::from_secs(2),
             call_timeout: Duration::from_secs(5),
+            client: Arc::default(),
         })
     }
 
     /// Reads `CONTROL_PLANE_URL` and `CONTROL_PLANE_INTERNAL_SECRET`.
     /// `Ok(None)` when neither is set (no control plane); one without the
-    /// other is an error naming both.
+    /// other is an error naming both. The secret is trimmed once (a
+    /// Kubernetes secret made from a file ends in a newline), the same
+    /// value that is sent out and that [`InternalGuardLayer`](crate::InternalGuardLayer)
+    /// checks; a secret of only white space is an error.
     pub fn from_env_with(
         lookup: impl Fn(&str) -> Option<String>,
     ) -> Result<Option<Self>, ControlPlaneError> {
-        let get = |var: &str| lookup(var).filter(|v| !v.trim().is_empty());
-        match (get("CONTROL_PLANE_URL"), get("CONTROL_PLANE_INTERNAL_SECRET")) {
+        let url = lookup("CONTROL_PLANE_URL").filter(|v| !v.trim().is_empty());
+        let secret = match lookup("CONTROL_PLANE_INTERNAL_SECRET") {
+            None => None,
+            Some(secret) if secret.is_empty() => None,
+            Some(secret) => Some(internal_secret(&secret)?.to_owned()),
+        };
+        match (url, secret) {
             (None, None) => Ok(None),
             (Some(url), Some(secret)) => ControlPlane::new(&url, &secret).map(Some),
             (Some(_), None) => Err(ControlPlaneError(
@@ -158,6 +213,7 @@ impl ControlPlane {
     #[must_use]
     pub fn with_tls(mut self, config: Arc<rustls::ClientConfig>) -> Self {
         self.tls = Some(config);
+        self.client = Arc::default();
         self
     }
 
@@ -165,6 +221,7 @@ impl ControlPlane {
     #[must_use]
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
         self.connect_timeout = timeout;
+        self.client = Arc::default();
         self
     }
 
@@ -197,76 +254,199 @@ impl ControlPlane {
             })?
     }
 
+    fn client(&self) -> &PooledClient {
+        self.client.get_or_init(|| {
+            let connector = Connector {
+                host: self.host.clone(),
+                port: self.port,
+                tls: self.tls.clone().filter(|_| self.scheme_https).map(|tls| {
+                    // Offer only what the client speaks, h2 first.
+                    let mut config = (*tls).clone();
+                    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+                    Arc::new(config)
+                }),
+                connect_timeout: self.connect_timeout,
+            };
+            hyper_util::client::legacy::Client::builder(TokioExecutor::new())
+                .pool_timer(TokioTimer::new())
+                .pool_idle_timeout(Duration::from_secs(30))
+                .build(connector)
+        })
+    }
+
     async fn get_inner(&self, path_and_query: &str) -> Result<(StatusCode, Bytes), String> {
-        let connect = tokio::net::TcpStream::connect((self.host.as_str(), self.port));
-        let tcp = tokio::time::timeout(self.connect_timeout, connect)
-            .await
-            .map_err(|_| {
-                format!(
-                    "connecting to the control plane took over {:?}",
-                    self.connect_timeout
-                )
-            })?
-            .map_err(|e| {
-                format!(
-                    "cannot connect to the control plane at {}: {e}",
-                    self.authority
-                )
-            })?;
-        let _ = tcp.set_nodelay(true);
-        let request = Request::get(format!("{}{path_and_query}", self.base_path))
-            .header(http::header::HOST, self.authority.as_str())
+        let uri = format!(
+            "{}://{}{}{path_and_query}",
+            if self.scheme_https { "https" } else { "http" },
+            self.authority,
+            self.base_path
+        );
+        let request = Request::get(uri)
             .header(INTERNAL_SECRET_HEADER, &*self.secret)
             .header(http::header::ACCEPT, "application/json")
             .body(Empty::<Bytes>::new())
             .map_err(|e| format!("cannot build the control-plane request: {e}"))?;
-        match &self.tls {
-            Some(tls) if self.scheme_https => {
-                let name = rustls_pki_types::ServerName::try_from(self.host.clone())
-                    .map_err(|e| format!("control-plane host {:?}: {e}", self.host))?;
-                let stream = tokio::time::timeout(
-                    self.connect_timeout,
-                    tokio_rustls::TlsConnector::from(tls.clone()).connect(name, tcp),
+        let response = self.client().request(request).await.map_err(|e| {
+            // A failed connection says why in the connector's own words.
+            let root =
+                std::iter::successors(std::error::Error::source(&e), |cause| cause.source()).last();
+            match root {
+                Some(root) if e.is_connect() => root.to_string(),
+                _ => format!("control-plane request to {}: {}", self.authority, chain(&e)),
+            }
+        })?;
+        let status = response.status();
+        let body = Limited::new(response.into_body(), MAX_ANSWER_BYTES)
+            .collect()
+            .await
+            .map_err(|e| format!("control-plane answer: {e}"))?
+            .to_bytes();
+        Ok((status, body))
+    }
+}
+
+/// An error and its sources, one sentence.
+fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// Connects the pooled client to the control plane: TCP, then TLS for
+/// `https`, each under the connect timeout; reports the protocol ALPN
+/// agreed so the pool speaks it.
+#[derive(Clone)]
+struct Connector {
+    host: String,
+    port: u16,
+    tls: Option<Arc<rustls::ClientConfig>>,
+    connect_timeout: Duration,
+}
+
+impl tower_service::Service<Uri> for Connector {
+    type Response = TokioIo<Stream>;
+    type Error = std::io::Error;
+    type Future = BoxFuture<'static, Result<TokioIo<Stream>, std::io::Error>>;
+
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, _: Uri) -> Self::Future {
+        let this = self.clone();
+        Box::pin(async move {
+            let timed_out = |what: &str| {
+                std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("{what} took over {:?}", this.connect_timeout),
                 )
+            };
+            let failed = |what: &str, e: &dyn std::fmt::Display| {
+                std::io::Error::other(format!(
+                    "{what} the control plane at {}:{} failed: {e}",
+                    this.host, this.port
+                ))
+            };
+            let connect = tokio::net::TcpStream::connect((this.host.as_str(), this.port));
+            let tcp = tokio::time::timeout(this.connect_timeout, connect)
                 .await
-                .map_err(|_| {
-                    format!(
-                        "TLS with the control plane took over {:?}",
-                        self.connect_timeout
-                    )
-                })?
+                .map_err(|_| timed_out("connecting to the control plane"))?
                 .map_err(|e| {
-                    format!(
-                        "TLS with the control plane at {} failed: {e}",
-                        self.authority
+                    std::io::Error::new(
+                        e.kind(),
+                        format!(
+                            "cannot connect to the control plane at {}:{}: {e}",
+                            this.host, this.port
+                        ),
                     )
                 })?;
-                send(stream, request).await
+            let _ = tcp.set_nodelay(true);
+            let Some(tls) = this.tls else {
+                return Ok(TokioIo::new(Stream::Plain(tcp)));
+            };
+            let name = rustls_pki_types::ServerName::try_from(this.host.clone())
+                .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+            let stream = tokio::time::timeout(
+                this.connect_timeout,
+                tokio_rustls::TlsConnector::from(tls).connect(name, tcp),
+            )
+            .await
+            .map_err(|_| timed_out("TLS with the control plane"))?
+            .map_err(|e| failed("TLS with", &e))?;
+            Ok(TokioIo::new(Stream::Tls(Box::new(stream))))
+        })
+    }
+}
+
+/// A connection to the control plane.
+enum Stream {
+    Plain(tokio::net::TcpStream),
+    Tls(Box<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>),
+}
+
+impl Connection for Stream {
+    fn connected(&self) -> Connected {
+        match self {
+            Stream::Tls(tls) if tls.get_ref().1.alpn_protocol() == Some(b"h2") => {
+                Connected::new().negotiated_h2()
             }
-            _ => send(tcp, request).await,
+            _ => Connected::new(),
         }
     }
 }
 
-async fn send<T>(stream: T, request: Request<Empty<Bytes>>) -> Result<(StatusCode, Bytes), String>
-where
-    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-{
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(|e| format!("control-plane HTTP handshake: {e}"))?;
-    tokio::spawn(connection);
-    let response = sender
-        .send_request(request)
-        .await
-        .map_err(|e| format!("control-plane request: {e}"))?;
-    let status = response.status();
-    let body = Limited::new(response.into_body(), MAX_ANSWER_BYTES)
-        .collect()
-        .await
-        .map_err(|e| format!("control-plane answer: {e}"))?
-        .to_bytes();
-    Ok((status, body))
+impl tokio::io::AsyncRead for Stream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl tokio::io::AsyncWrite for Stream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(
+        self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_flush(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(
+        self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
 }
 
 /// The resolve answer.
@@ -388,7 +568,11 @@ impl ControlPlaneResolver {
     async fn fetch(control_plane: Arc<ControlPlane>, principal: Principal) -> Fetched<Resolution> {
         let query = match &principal {
             Principal::Bearer(digest) => format!("sha256={}", digest.to_hex()),
-            Principal::Certificate(name) => format!("principal={}", encode_component(name)),
+            Principal::SpiffeId(name)
+            | Principal::CommonName(name)
+            | Principal::Fingerprint(name) => {
+                format!("{}={}", principal.kind(), encode_component(name))
+            }
         };
         match control_plane
             .get(&format!("/internal/keys/resolve?{query}"))
@@ -405,14 +589,14 @@ impl ControlPlaneResolver {
                     if let Some(consumer) = answer.consumer.filter(|c| !c.is_empty()) {
                         tenant = tenant.with_caller(consumer);
                     }
-                    if let (Some(rate_per_min), Some(burst)) = (answer.rate_per_min, answer.burst)
-                        && rate_per_min > 0
-                        && burst > 0
-                    {
-                        tenant = tenant.with_quota(Quota {
-                            rate_per_min,
-                            burst,
-                        });
+                    match crate::store::plan_quota(answer.rate_per_min, answer.burst) {
+                        Ok(Some(quota)) => tenant = tenant.with_quota(quota),
+                        Ok(None) => {}
+                        Err(problem) => {
+                            return Fetched::Failed(format!(
+                                "control plane sent a bad resolve answer: {problem}"
+                            ));
+                        }
                     }
                     Fetched::Answer {
                         value: Resolution::of(tenant),
@@ -513,5 +697,40 @@ mod tests {
         assert!(!format!("{https:?}").contains("\"s\""));
         let err = ControlPlaneResolver::new(https).unwrap_err();
         assert!(err.to_string().contains("with_tls"), "{err}");
+    }
+
+    #[test]
+    fn the_secret_is_trimmed_once_and_blank_or_userinfo_is_refused() {
+        let env = |url: &'static str, secret: &'static str| {
+            move |var: &str| match var {
+                "CONTROL_PLANE_URL" => Some(url.to_owned()),
+                "CONTROL_PLANE_INTERNAL_SECRET" => Some(secret.to_owned()),
+                _ => None,
+            }
+        };
+        let cp = ControlPlane::from_env_with(env("http://cp:8080", "s3cret\n"))
+            .unwrap()
+            .unwrap();
+        assert_eq!(&*cp.secret, "s3cret");
+        for blank in [" ", "\n", " \t\n"] {
+            let err = ControlPlane::from_env_with(env("http://cp:8080", blank)).unwrap_err();
+            assert!(
+                err.to_string()
+                    .starts_with("CONTROL_PLANE_INTERNAL_SECRET is empty or only white space"),
+                "{err}"
+            );
+        }
+        let err = ControlPlane::from_env_with(env("http://cp:8080", "a\nb")).unwrap_err();
+        assert!(err.to_string().contains("control character"), "{err}");
+        assert!(!err.to_string().contains("a\nb"), "{err}");
+        for url in ["https://admin:hunter2@cp:8443", "http://admin@cp"] {
+            let err = ControlPlane::from_env_with(env(url, "s")).unwrap_err();
+            assert!(
+                err.to_string()
+                    .starts_with("CONTROL_PLANE_URL holds a user name or password"),
+                "{err}"
+            );
+            assert!(!err.to_string().contains("hunter2"), "{err}");
+        }
     }
 }

@@ -54,16 +54,20 @@ impl fmt::Debug for InternalGuardLayer {
 }
 
 impl InternalGuardLayer {
-    /// Guards with `secret`; `None` (or empty) hides the routes.
+    /// Guards with `secret`, trimmed of surrounding white space as the
+    /// control plane's copy is; `None` (or only white space) hides the
+    /// routes.
     pub fn new(secret: Option<&str>) -> Self {
         InternalGuardLayer {
             secret: secret
-                .filter(|s| !s.is_empty())
+                .and_then(|s| crate::control_plane::internal_secret(s).ok())
                 .map(|s| Arc::new(Sha256::digest(s.as_bytes()).into())),
         }
     }
 
-    /// Guards with `CONTROL_PLANE_INTERNAL_SECRET` (unset: hidden).
+    /// Guards with `CONTROL_PLANE_INTERNAL_SECRET` (unset: hidden), read
+    /// as [`ControlPlane::from_env_with`](crate::ControlPlane::from_env_with)
+    /// reads it, which reports a secret that cannot be used.
     pub fn from_env_with(lookup: impl Fn(&str) -> Option<String>) -> Self {
         Self::new(lookup("CONTROL_PLANE_INTERNAL_SECRET").as_deref())
     }

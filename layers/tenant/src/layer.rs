@@ -13,7 +13,9 @@ use std::time::Duration;
 use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode};
 use pin_project_lite::pin_project;
 use portcullis_identity::response::{Rejection, ResponseBody, rejection_response};
-use portcullis_identity::{BearerDigest, ClientIdentity, ProtectedHeaders, Tenant, observe};
+use portcullis_identity::{
+    BearerDigest, ClientIdentity, KnownFields, ProtectedHeaders, Tenant, observe,
+};
 use tower_layer::Layer;
 use tower_service::Service;
 
@@ -73,15 +75,29 @@ pub enum CertificatePrincipal {
 }
 
 impl CertificatePrincipal {
-    fn of(self, identity: &ClientIdentity) -> Option<Arc<str>> {
-        match self {
-            CertificatePrincipal::SpiffeIdOrCommonName => identity
+    /// The principal of this kind that `identity` names, if any. A SPIFFE
+    /// ID comes only from the URI SAN, a common name only from the
+    /// subject: each is looked up as its own kind.
+    fn of(self, identity: &ClientIdentity) -> Option<Principal> {
+        let spiffe = || {
+            identity
                 .spiffe_id()
-                .map(|s| Arc::from(s.as_str()))
-                .or_else(|| identity.common_name().map(Arc::from)),
-            CertificatePrincipal::CommonName => identity.common_name().map(Arc::from),
-            CertificatePrincipal::SpiffeId => identity.spiffe_id().map(|s| Arc::from(s.as_str())),
-            CertificatePrincipal::Fingerprint => Some(identity.fingerprint_sha256_hex().into()),
+                .map(|s| Principal::SpiffeId(Arc::from(s.as_str())))
+        };
+        let common_name = || {
+            identity
+                .common_name()
+                .map(|cn| Principal::CommonName(Arc::from(cn)))
+        };
+        match self {
+            CertificatePrincipal::SpiffeIdOrCommonName => spiffe().or_else(common_name),
+            CertificatePrincipal::CommonName => common_name(),
+            CertificatePrincipal::SpiffeId => spiffe(),
+            // Only a known SHA-256: a forwarded SHA-1 fingerprint is not one.
+            CertificatePrincipal::Fingerprint => identity
+                .known_fields()
+                .contains(KnownFields::FINGERPRINT)
+                .then(|| Principal::Fingerprint(identity.fingerprint_sha256_hex().into())),
         }
     }
 }
@@ -482,6 +498,9 @@ impl Rejection for TenantRejection {
 /// What a successful resolution stamps.
 struct Stamp {
     tenant: Tenant,
+    /// The bearer key that authenticated the caller, for the layers after
+    /// this one (a rate limiter keys only an authenticated bearer).
+    bearer: Option<BearerDigest>,
     tenant_value: HeaderValue,
     caller_value: Option<HeaderValue>,
 }
@@ -502,9 +521,7 @@ impl Config {
             )
         })?;
         let bearer = bearer.map(Principal::Bearer);
-        let certificate = identity
-            .and_then(|id| self.certificate.of(id))
-            .map(Principal::Certificate);
+        let certificate = identity.and_then(|id| self.certificate.of(id));
         let missing = |what: &'static str| {
             Err(TenantRejection::new(
                 TenantRejectionKind::Unauthenticated,
@@ -556,9 +573,10 @@ fn judge(
             ));
         }
         Resolution::Unknown => {
-            let what = match principal {
-                Principal::Bearer(_) => "unknown API key",
-                Principal::Certificate(_) => "unknown client certificate",
+            let what = if principal.is_certificate() {
+                "unknown client certificate"
+            } else {
+                "unknown API key"
             };
             #[cfg(feature = "tracing")]
             tracing::debug!(%principal, "unknown principal");
@@ -581,7 +599,7 @@ fn judge(
 }
 
 /// What the resolved tenant stamps.
-fn finish(tenant: Option<Tenant>) -> Decision {
+fn finish(tenant: Option<Tenant>, principals: &Principals) -> Decision {
     let tenant = tenant.ok_or_else(|| {
         TenantRejection::new(TenantRejectionKind::Unauthenticated, "no credential")
     })?;
@@ -596,8 +614,13 @@ fn finish(tenant: Option<Tenant>) -> Decision {
         None => None,
         Some(_) => Some(tenant.caller_header_value().ok_or_else(unwritable)?),
     };
+    let bearer = each(principals).find_map(|p| match p {
+        Principal::Bearer(digest) => Some(*digest),
+        _ => None,
+    });
     Ok(Stamp {
         tenant,
+        bearer,
         tenant_value,
         caller_value,
     })
@@ -613,7 +636,7 @@ fn decide_now(config: &Config, principals: &Principals) -> Option<Decision> {
             return Some(Err(rejection));
         }
     }
-    Some(finish(tenant))
+    Some(finish(tenant, principals))
 }
 
 async fn decide(config: Arc<Config>, principals: Principals) -> Decision {
@@ -622,7 +645,7 @@ async fn decide(config: Arc<Config>, principals: Principals) -> Decision {
         let resolution = config.resolver.resolve(principal).await;
         judge(principal, resolution, &mut tenant)?;
     }
-    finish(tenant)
+    finish(tenant, &principals)
 }
 
 /// Writes the stamp: only ever after authentication and resolution.
@@ -633,6 +656,9 @@ fn stamp<B>(
     caller_header: &HeaderName,
 ) {
     observe::record("tenant", &stamp.tenant.id());
+    if let Some(digest) = stamp.bearer {
+        req.extensions_mut().insert(digest);
+    }
     let headers = req.headers_mut();
     headers.insert(tenant_header.clone(), stamp.tenant_value);
     if let Some(caller) = stamp.caller_value {
@@ -679,14 +705,9 @@ where
             Ok(principals) => principals,
             Err(rejection) => return ResponseFuture::rejected(rejection),
         };
-        // Layers after this one (the rate limiter) key by the same digest:
-        // hash the key once per request.
-        if let Some(digest) = each(&principals).find_map(|p| match p {
-            Principal::Bearer(digest) => Some(*digest),
-            Principal::Certificate(_) => None,
-        }) {
-            observe::bearer(&digest);
-            req.extensions_mut().insert(digest);
+        // The span names the key (a digest prefix) even when it is refused.
+        if let Some(Principal::Bearer(digest)) = each(&principals).find(|p| !p.is_certificate()) {
+            observe::bearer(digest);
         }
         // Every answer at hand: decide now, no future to box.
         match decide_now(config, &principals) {

@@ -18,7 +18,8 @@
 //!    unavailable → `503` with `Retry-After`.
 //! 4. Only then is the request stamped: the [`Tenant`]
 //!    extension, and the tenant and caller headers set with `insert`. The
-//!    bearer key's `BearerDigest` is left in the extensions too, so a rate
+//!    bearer key's `BearerDigest` is left in the extensions too (only once
+//!    the key resolved: a rate limiter keys an authenticated bearer alone), so a rate
 //!    limiter keyed by it does not hash the key again.
 //!
 //! [`InternalGuardLayer`] hides internal routes behind the shared secret.

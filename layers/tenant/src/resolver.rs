@@ -13,20 +13,74 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// Who a request claims to be, as a resolver looks it up: never the
 /// bearer token itself, only its digest.
+///
+/// A certificate's common name, its SPIFFE ID and its fingerprint are
+/// principals of different kinds: a certificate whose CN reads
+/// `spiffe://example.org/a` never matches the SPIFFE ID
+/// `spiffe://example.org/a`, in a store, a tenants file or a control-plane
+/// query. Only a URI SAN that is a valid SPIFFE ID makes a `SpiffeId`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum Principal {
     /// The SHA-256 of the bearer token.
     Bearer(BearerDigest),
-    /// A name from the client certificate (CN, SPIFFE ID or fingerprint, as
-    /// [`CertificatePrincipal`](crate::CertificatePrincipal) chooses).
-    Certificate(Arc<str>),
+    /// A client certificate's SPIFFE ID (its one URI SAN).
+    SpiffeId(Arc<str>),
+    /// A client certificate's subject common name.
+    CommonName(Arc<str>),
+    /// A client certificate's SHA-256 fingerprint, 64 lower-case hex digits.
+    Fingerprint(Arc<str>),
+}
+
+impl Principal {
+    /// Whether this principal comes from a client certificate.
+    pub fn is_certificate(&self) -> bool {
+        !matches!(self, Principal::Bearer(_))
+    }
+
+    /// The kind's name: `sha256` (a bearer key's digest), `spiffe_id`, `cn`
+    /// or `fingerprint_sha256`: the control-plane query parameter and the
+    /// tenants-file field that carry it.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Principal::Bearer(_) => "sha256",
+            Principal::SpiffeId(_) => "spiffe_id",
+            Principal::CommonName(_) => "cn",
+            Principal::Fingerprint(_) => "fingerprint_sha256",
+        }
+    }
+
+    /// A certificate principal as a tenants file or an operator writes it,
+    /// without naming its kind: a valid SPIFFE ID (`spiffe://…`) is a
+    /// SPIFFE ID, 64 hex digits (or `sha256:` and 64 hex digits) a
+    /// fingerprint, anything else a common name. An error for a
+    /// `spiffe://` name that is not a valid SPIFFE ID (it would match
+    /// nothing) and for an empty name.
+    pub fn certificate_from_text(text: &str) -> Result<Self, String> {
+        let name = text.trim();
+        if name.is_empty() {
+            return Err("the principal is empty".to_owned());
+        }
+        if name.len() >= 9 && name[..9].eq_ignore_ascii_case("spiffe://") {
+            return portcullis_identity::SpiffeId::parse(name)
+                .map(|id| Principal::SpiffeId(id.as_str().into()))
+                .map_err(|e| format!("{name:?} is not a valid SPIFFE ID: {e}"));
+        }
+        let hex = name.strip_prefix("sha256:").unwrap_or(name);
+        if hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Ok(Principal::Fingerprint(hex.to_ascii_lowercase().into()));
+        }
+        Ok(Principal::CommonName(name.into()))
+    }
 }
 
 impl fmt::Display for Principal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Principal::Bearer(digest) => write!(f, "bearer sha256:{digest}"),
-            Principal::Certificate(name) => write!(f, "certificate {name:?}"),
+            Principal::SpiffeId(name) => write!(f, "certificate SPIFFE ID {name:?}"),
+            Principal::CommonName(name) => write!(f, "certificate CN {name:?}"),
+            Principal::Fingerprint(hex) => write!(f, "certificate sha256:{hex}"),
         }
     }
 }

@@ -121,23 +121,14 @@ impl TenantResolver for MemoryStore {
     }
 
     fn tenant_status(&self, tenant_id: &str) -> Option<TenantStatus> {
-        let records = self.snapshot();
-        if let Some(status) = records.tenants.get(tenant_id) {
-            return Some(*status);
-        }
-        // Without a tenant record, the keys say: all inactive → inactive.
-        let mut statuses = records
-            .by_principal
-            .values()
-            .filter(|t| t.id() == tenant_id)
-            .map(Tenant::status)
-            .peekable();
-        statuses.peek()?;
-        Some(if statuses.all(|s| s == TenantStatus::Inactive) {
-            TenantStatus::Inactive
-        } else {
-            TenantStatus::Active
-        })
+        // Only a tenant's own record switches it off everywhere: an inactive
+        // key is that key's business, not its tenant's.
+        self.records
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .tenants
+            .get(tenant_id)
+            .copied()
     }
 }
 
@@ -156,6 +147,9 @@ struct TenantsFile {
 struct KeyRecord {
     sha256: Option<String>,
     principal: Option<String>,
+    cn: Option<String>,
+    spiffe_id: Option<String>,
+    fingerprint_sha256: Option<String>,
     tenant_id: String,
     consumer: Option<String>,
     #[serde(default = "active_by_default")]
@@ -219,7 +213,7 @@ fn describe_json_error(error: &serde_json::Error) -> String {
                 message
             } else if message.starts_with("unknown field") {
                 format!(
-                    "an unknown field {at}; the fields are keys, tenants, sha256, principal, tenant_id, consumer, active, rate_per_min and burst"
+                    "an unknown field {at}; the fields are keys, tenants, sha256, principal, cn, spiffe_id, fingerprint_sha256, tenant_id, consumer, active, rate_per_min and burst"
                 )
             } else {
                 format!(
@@ -230,13 +224,84 @@ fn describe_json_error(error: &serde_json::Error) -> String {
     }
 }
 
+/// The one principal a key record names.
+fn key_principal(key: &KeyRecord) -> Result<Principal, String> {
+    let given = [
+        key.sha256.as_deref(),
+        key.principal.as_deref(),
+        key.cn.as_deref(),
+        key.spiffe_id.as_deref(),
+        key.fingerprint_sha256.as_deref(),
+    ];
+    if given.iter().flatten().count() != 1 {
+        return Err("give exactly one of sha256 (a bearer key's digest), principal (a certificate's SPIFFE ID, CN or fingerprint, told apart by their form), cn, spiffe_id or fingerprint_sha256".into());
+    }
+    let nonempty = |name: &str, value: &str| {
+        let value = value.trim();
+        if value.is_empty() {
+            Err(format!("{name} is empty"))
+        } else {
+            Ok(value.to_owned())
+        }
+    };
+    if let Some(hex) = &key.sha256 {
+        return BearerDigest::from_hex(hex)
+            .map(Principal::Bearer)
+            .map_err(|_| {
+                "sha256 must be the 64 hex digits of the key's SHA-256 (never the key itself)"
+                    .into()
+            });
+    }
+    if let Some(name) = &key.principal {
+        return Principal::certificate_from_text(&nonempty("principal", name)?)
+            .map_err(|e| format!("principal: {e}"));
+    }
+    if let Some(name) = &key.cn {
+        return Ok(Principal::CommonName(nonempty("cn", name)?.into()));
+    }
+    if let Some(id) = &key.spiffe_id {
+        let id = nonempty("spiffe_id", id)?;
+        return portcullis_identity::SpiffeId::parse(&id)
+            .map(|id| Principal::SpiffeId(id.as_str().into()))
+            .map_err(|e| format!("spiffe_id {id:?} is not a valid SPIFFE ID: {e}"));
+    }
+    let hex = nonempty(
+        "fingerprint_sha256",
+        key.fingerprint_sha256.as_deref().unwrap_or(""),
+    )?;
+    let hex = hex.strip_prefix("sha256:").unwrap_or(&hex);
+    if hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        Ok(Principal::Fingerprint(hex.to_ascii_lowercase().into()))
+    } else {
+        Err("fingerprint_sha256 must be 64 hex digits".into())
+    }
+}
+
+/// A plan's quota as the tenants file and the control plane give it:
+/// neither field (no plan of its own), or both, each at least 1. Anything
+/// else is refused in both places alike, never silently read as no limit.
+pub(crate) fn plan_quota(
+    rate_per_min: Option<u32>,
+    burst: Option<u32>,
+) -> Result<Option<Quota>, &'static str> {
+    match (rate_per_min, burst) {
+        (None, None) => Ok(None),
+        (Some(rate_per_min), Some(burst)) if burst >= 1 && rate_per_min >= 1 => Ok(Some(Quota {
+            rate_per_min,
+            burst,
+        })),
+        (Some(_), Some(_)) => Err("rate_per_min and burst must both be at least 1"),
+        _ => Err("give rate_per_min and burst together, or neither"),
+    }
+}
+
 /// Reads a tenants file's text into records.
 fn parse_records(path: &Path, text: &str) -> Result<Records, StoreError> {
     let file: TenantsFile = serde_json::from_str(text).map_err(|e| {
         StoreError::new(
             path,
             format!(
-                "{}; expected {{\"keys\": [{{\"sha256\" or \"principal\", \"tenant_id\", \"consumer\", \"active\", \"rate_per_min\", \"burst\"}}]}}",
+                "{}; expected {{\"keys\": [{{\"sha256\", \"principal\", \"cn\", \"spiffe_id\" or \"fingerprint_sha256\", \"tenant_id\", \"consumer\", \"active\", \"rate_per_min\", \"burst\"}}]}}",
                 describe_json_error(&e)
             ),
         )
@@ -245,43 +310,11 @@ fn parse_records(path: &Path, text: &str) -> Result<Records, StoreError> {
     let mut seen: HashMap<Principal, usize> = HashMap::new();
     for (index, key) in file.keys.into_iter().enumerate() {
         let entry = |problem: String| StoreError::new(path, format!("keys[{index}]: {problem}"));
-        let principal = match (&key.sha256, &key.principal) {
-            (Some(hex), None) => Principal::Bearer(BearerDigest::from_hex(hex).map_err(|_| {
-                entry(
-                    "sha256 must be the 64 hex digits of the key's SHA-256 (never the key itself)"
-                        .into(),
-                )
-            })?),
-            (None, Some(name)) if !name.trim().is_empty() => {
-                Principal::Certificate(name.trim().into())
-            }
-            (None, Some(_)) => return Err(entry("principal is empty".into())),
-            _ => {
-                return Err(entry(
-                    "give exactly one of sha256 (a bearer key's digest) or principal (a certificate CN, SPIFFE ID or fingerprint)".into(),
-                ));
-            }
-        };
+        let principal = key_principal(&key).map_err(entry)?;
         if key.tenant_id.trim().is_empty() {
             return Err(entry("tenant_id is empty".into()));
         }
-        let quota = match (key.rate_per_min, key.burst) {
-            (None, None) => None,
-            (Some(rate_per_min), Some(burst)) if burst >= 1 && rate_per_min >= 1 => Some(Quota {
-                rate_per_min,
-                burst,
-            }),
-            (Some(_), Some(_)) => {
-                return Err(entry(
-                    "rate_per_min and burst must both be at least 1".into(),
-                ));
-            }
-            _ => {
-                return Err(entry(
-                    "give rate_per_min and burst together, or neither".into(),
-                ));
-            }
-        };
+        let quota = plan_quota(key.rate_per_min, key.burst).map_err(|e| entry(e.into()))?;
         if let Some(first) = seen.insert(principal.clone(), index) {
             return Err(entry(format!("the same key as keys[{first}]")));
         }
@@ -508,7 +541,7 @@ mod tests {
             })
         );
         assert!(matches!(
-            records.resolve(&Principal::Certificate("spiffe://example.org/a".into())),
+            records.resolve(&Principal::SpiffeId("spiffe://example.org/a".into())),
             Resolution::Inactive(_)
         ));
         assert_eq!(records.tenants.get("globex"), Some(&TenantStatus::Inactive));
@@ -568,5 +601,96 @@ mod tests {
         );
         assert!(!err.contains("sk-live-2"), "{err}");
         {}
+    }
+
+    #[test]
+    fn certificate_principals_are_kept_apart_by_kind() {
+        let fingerprint = "ab".repeat(32);
+        let records = parse(&format!(
+            r#"{{"keys": [
+                {{"principal": "spiffe://e2e.example/ns/a/sa/alice", "tenant_id": "spiffe"}},
+                {{"principal": "alice", "tenant_id": "cn"}},
+                {{"principal": "sha256:{fingerprint}", "tenant_id": "fp"}},
+                {{"cn": "spiffe://e2e.example/ns/b/sa/bob", "tenant_id": "cn-explicit"}},
+                {{"spiffe_id": "spiffe://e2e.example/ns/c/sa/carol", "tenant_id": "spiffe-explicit"}}
+            ]}}"#
+        ))
+        .unwrap();
+        let tenant = |principal: Principal| {
+            records
+                .resolve(&principal)
+                .tenant()
+                .map(|t| t.id().to_owned())
+        };
+        let alice = "spiffe://e2e.example/ns/a/sa/alice";
+        assert_eq!(
+            tenant(Principal::SpiffeId(alice.into())).as_deref(),
+            Some("spiffe")
+        );
+        // A certificate whose CN reads like the SPIFFE ID is not it.
+        assert_eq!(tenant(Principal::CommonName(alice.into())), None);
+        assert_eq!(
+            tenant(Principal::CommonName("alice".into())).as_deref(),
+            Some("cn")
+        );
+        assert_eq!(
+            tenant(Principal::Fingerprint(fingerprint.clone().into())).as_deref(),
+            Some("fp")
+        );
+        assert_eq!(tenant(Principal::CommonName(fingerprint.into())), None);
+        let bob = "spiffe://e2e.example/ns/b/sa/bob";
+        assert_eq!(
+            tenant(Principal::CommonName(bob.into())).as_deref(),
+            Some("cn-explicit")
+        );
+        assert_eq!(tenant(Principal::SpiffeId(bob.into())), None);
+        assert!(
+            parse(r#"{"keys": [{"principal": "spiffe://Bad/..", "tenant_id": "a"}]}"#)
+                .unwrap_err()
+                .contains("keys[0]: principal: \"spiffe://Bad/..\" is not a valid SPIFFE ID")
+        );
+        assert!(
+            parse(r#"{"keys": [{"cn": "a", "principal": "b", "tenant_id": "a"}]}"#)
+                .unwrap_err()
+                .contains("keys[0]: give exactly one of")
+        );
+    }
+
+    #[test]
+    fn only_a_tenant_record_switches_a_whole_tenant_off() {
+        let [on, off] = ["sk-on", "sk-off"].map(|k| BearerDigest::of_token(k).to_hex());
+        let store = MemoryStore::from_tenants_json(
+            "tenants.json",
+            &format!(
+                r#"{{"keys": [
+                    {{"sha256": "{off}", "tenant_id": "acme", "active": false}},
+                    {{"sha256": "{on}", "tenant_id": "globex", "active": false}}
+                ], "tenants": [{{"tenant_id": "globex", "active": false}}]}}"#
+            ),
+        )
+        .unwrap();
+        // One inactive key says nothing of its tenant's other keys.
+        assert_eq!(store.tenant_status("acme"), None);
+        assert_eq!(store.tenant_status("globex"), Some(TenantStatus::Inactive));
+        assert_eq!(store.tenant_status("initech"), None);
+    }
+
+    #[test]
+    fn a_half_plan_is_refused_alike_everywhere() {
+        assert_eq!(plan_quota(None, None), Ok(None));
+        assert_eq!(
+            plan_quota(Some(60), Some(5)),
+            Ok(Some(Quota {
+                rate_per_min: 60,
+                burst: 5
+            }))
+        );
+        assert!(plan_quota(Some(60), None).unwrap_err().contains("together"));
+        assert!(plan_quota(None, Some(5)).unwrap_err().contains("together"));
+        assert!(
+            plan_quota(Some(0), Some(5))
+                .unwrap_err()
+                .contains("at least 1")
+        );
     }
 }

@@ -6,7 +6,7 @@ use std::net::IpAddr;
 use http::HeaderName;
 use portcullis_identity::hex;
 use portcullis_identity::pem::PemError;
-use portcullis_identity::{CertificateError, ClientIdentity, Source};
+use portcullis_identity::{CertificateError, ClientIdentity, Fingerprint, Source};
 use sha2::{Digest, Sha256};
 
 use crate::XfccElement;
@@ -15,11 +15,13 @@ use crate::format::PemValueError;
 /// The fields of one XFCC element, checked.
 ///
 /// `By`, `URI` and `DNS` may repeat and keep their order; `Hash`, `Cert`,
-/// `Chain`, `Subject` and `Issuer` may appear once. `Hash` is 64 hex digits.
+/// `Chain`, `Subject` and `Issuer` may appear once. `Hash` is 64 hex digits
+/// (a SHA-256, as Envoy and Caddy write it) or 40 (a SHA-1, as nginx's
+/// `$ssl_client_fingerprint` is), kept as what it is.
 /// `Cert` and `Chain` are URL-encoded PEM, decoded strictly (a `%` must
 /// start two hex digits, `+` stays `+`, NUL is refused); `Cert` holds one
 /// certificate, `Chain` the leaf first. When `Hash` and `Cert` are both
-/// present, the hash must be the certificate's SHA-256. Unknown keys are
+/// present, the hash must be the certificate's digest. Unknown keys are
 /// ignored here (they stay in the element).
 ///
 /// # Example
@@ -40,6 +42,7 @@ pub struct ForwardedCert {
     uris: Vec<String>,
     dns_names: Vec<String>,
     hash: Option<[u8; 32]>,
+    hash_sha1: Option<[u8; 20]>,
     subject: Option<String>,
     issuer: Option<String>,
     cert: Option<Vec<u8>>,
@@ -65,8 +68,17 @@ impl ForwardedCert {
             } else if key.eq_ignore_ascii_case("DNS") {
                 fields.dns_names.push(value.to_owned());
             } else if key.eq_ignore_ascii_case("Hash") {
-                once(fields.hash.is_some(), "Hash")?;
-                fields.hash = Some(hex::decode_sha256(value).ok_or(FieldError::InvalidHash)?);
+                once(fields.hash.is_some() || fields.hash_sha1.is_some(), "Hash")?;
+                match value.len() {
+                    40 => {
+                        fields.hash_sha1 =
+                            Some(hex::decode_array(value).ok_or(FieldError::InvalidHash)?)
+                    }
+                    _ => {
+                        fields.hash =
+                            Some(hex::decode_sha256(value).ok_or(FieldError::InvalidHash)?)
+                    }
+                }
             } else if key.eq_ignore_ascii_case("Subject") {
                 once(fields.subject.is_some(), "Subject")?;
                 fields.subject = Some(value.to_owned());
@@ -91,6 +103,12 @@ impl ForwardedCert {
                 return Err(FieldError::HashMismatch);
             }
         }
+        if let (Some(hash), Some(cert)) = (&fields.hash_sha1, &fields.cert) {
+            let digest = ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, cert);
+            if digest.as_ref() != hash {
+                return Err(FieldError::HashMismatch);
+            }
+        }
         Ok(fields)
     }
 
@@ -109,9 +127,15 @@ impl ForwardedCert {
         &self.dns_names
     }
 
-    /// `Hash`: SHA-256 of the client certificate.
+    /// `Hash`: SHA-256 of the client certificate, when it was 64 digits.
     pub fn hash(&self) -> Option<&[u8; 32]> {
         self.hash.as_ref()
+    }
+
+    /// `Hash`: SHA-1 of the client certificate, when it was 40 digits
+    /// (nginx's `$ssl_client_fingerprint`).
+    pub fn hash_sha1(&self) -> Option<&[u8; 20]> {
+        self.hash_sha1.as_ref()
     }
 
     /// `Subject`, as the proxy wrote it.
@@ -148,27 +172,29 @@ impl ForwardedCert {
         proxy: IpAddr,
         header: HeaderName,
     ) -> Result<Option<ClientIdentity>, FieldError> {
-        let source = Source::Forwarded { proxy, header };
         if let Some(der) = self
             .cert
             .as_deref()
             .or(self.chain.first().map(Vec::as_slice))
         {
             let identity = ClientIdentity::from_der(der).map_err(FieldError::Certificate)?;
-            return Ok(Some(identity.with_source(source)));
+            return Ok(Some(
+                identity.with_source(Source::Forwarded { proxy, header }),
+            ));
         }
-        let Some(hash) = self.hash else {
-            return Ok(None);
+        let fingerprint = match (self.hash, self.hash_sha1) {
+            (Some(sha256), _) => Fingerprint::Sha256(sha256),
+            (None, Some(sha1)) => Fingerprint::Sha1(sha1),
+            (None, None) => return Ok(None),
         };
-        Ok(Some(
-            ClientIdentity::from_forwarded_fields(
-                hash,
-                self.subject.as_deref(),
-                self.uris.clone(),
-                self.dns_names.clone(),
-            )
-            .with_source(source),
-        ))
+        Ok(Some(ClientIdentity::from_forwarded_fields(
+            proxy,
+            header,
+            fingerprint,
+            self.subject.as_deref(),
+            self.uris.clone(),
+            self.dns_names.clone(),
+        )))
     }
 }
 
@@ -190,7 +216,7 @@ pub enum FieldError {
         /// The key.
         key: &'static str,
     },
-    /// `Hash` is not 64 hex digits.
+    /// `Hash` is neither 64 hex digits (SHA-256) nor 40 (SHA-1).
     InvalidHash,
     /// A bad `%` escape or a NUL in `Cert` or `Chain`.
     PercentEncoding {
@@ -211,7 +237,7 @@ pub enum FieldError {
         /// How many it held.
         found: usize,
     },
-    /// `Hash` is not the SHA-256 of `Cert`.
+    /// `Hash` is not the digest of `Cert`.
     HashMismatch,
     /// The forwarded certificate is not a certificate.
     Certificate(CertificateError),
@@ -223,7 +249,9 @@ impl fmt::Display for FieldError {
             FieldError::Duplicate { key } => {
                 write!(f, "XFCC {key} appears more than once in one element")
             }
-            FieldError::InvalidHash => f.write_str("XFCC Hash is not 64 hex digits"),
+            FieldError::InvalidHash => {
+                f.write_str("XFCC Hash is neither 64 hex digits (a SHA-256) nor 40 (a SHA-1)")
+            }
             FieldError::PercentEncoding { key, offset } => {
                 write!(
                     f,
@@ -234,7 +262,7 @@ impl fmt::Display for FieldError {
             FieldError::CertCount { found } => {
                 write!(f, "XFCC Cert must hold one certificate, found {found}")
             }
-            FieldError::HashMismatch => f.write_str("XFCC Hash is not the SHA-256 of Cert"),
+            FieldError::HashMismatch => f.write_str("XFCC Hash is not the digest of Cert"),
             FieldError::Certificate(error) => write!(f, "XFCC certificate: {error}"),
         }
     }

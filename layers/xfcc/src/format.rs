@@ -102,11 +102,12 @@ impl CertFormat {
         }
     }
 
-    /// Whether several header lines form one list (Envoy's elements,
-    /// Traefik's chain). For the other formats a second line is refused:
-    /// one certificate cannot arrive twice.
+    /// Whether several header lines form one list (Envoy's elements, each
+    /// proxy appending its own). For the other formats a second line is
+    /// refused: Traefik writes its whole chain in one line, and a second
+    /// one can only be a client's, which some readers would take first.
     pub fn is_list(self) -> bool {
-        matches!(self, CertFormat::Envoy | CertFormat::Traefik)
+        matches!(self, CertFormat::Envoy)
     }
 
     /// Decodes a header value of this format to DER certificates, leaf

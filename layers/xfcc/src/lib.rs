@@ -47,8 +47,8 @@ pub use grammar::{
     ParseLimits, XfccElement, XfccError, XfccErrorKind, parse, parse_with_limits, to_header_value,
 };
 pub use layer::{
-    ForwardingProxy, KNOWN_CERT_HEADERS, Mode, OnMalformed, ProxyIdentity, RejectionKind, Xfcc,
-    XfccLayer, XfccRejection,
+    CERT_SIDE_HEADERS, ForwardingProxy, KNOWN_CERT_HEADERS, Mode, OnMalformed, ProxyIdentity,
+    RejectionKind, Xfcc, XfccLayer, XfccRejection,
 };
 
 #[cfg(test)]

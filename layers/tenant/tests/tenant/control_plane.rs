@@ -148,6 +148,7 @@ fn policy() -> CachePolicy {
         backoff: Duration::from_millis(100),
         max_backoff: Duration::from_millis(200),
         capacity: 100,
+        ..CachePolicy::default()
     }
 }
 

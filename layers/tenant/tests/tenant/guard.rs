@@ -89,3 +89,28 @@ async fn hidden_without_a_secret_forbidden_with_a_wrong_one() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_secret_from_a_file_is_trimmed_as_the_control_plane_trims_it() {
+    // A Kubernetes secret made from a file ends in a newline.
+    let guarded = InternalGuardLayer::from_env_with(|var| {
+        (var == "CONTROL_PLANE_INTERNAL_SECRET").then(|| "s3cret\n".to_owned())
+    });
+    assert_eq!(
+        call(&guarded, "/internal/usage", &["s3cret"]).await,
+        (StatusCode::OK, Some(false))
+    );
+    assert_eq!(
+        call(&guarded, "/internal/usage", &["s3cre"]).await.0,
+        StatusCode::FORBIDDEN
+    );
+    // Only white space is no secret: the routes stay hidden (and the
+    // control plane's reader refuses to start with it).
+    let blank = InternalGuardLayer::from_env_with(|var| {
+        (var == "CONTROL_PLANE_INTERNAL_SECRET").then(|| " \n".to_owned())
+    });
+    assert_eq!(
+        call(&blank, "/internal/usage", &[" "]).await.0,
+        StatusCode::NOT_FOUND
+    );
+}

@@ -62,11 +62,11 @@ pub(crate) fn store() -> MemoryStore {
         Tenant::new("initech", TenantStatus::Inactive),
     );
     store.insert(
-        Principal::Certificate("client.example.com".into()),
+        Principal::CommonName("client.example.com".into()),
         Tenant::new("acme", TenantStatus::Active).with_caller("cert-client"),
     );
     store.insert(
-        Principal::Certificate("spiffe://example.org/ns/prod/sa/api".into()),
+        Principal::SpiffeId("spiffe://example.org/ns/prod/sa/api".into()),
         Tenant::new("globex", TenantStatus::Active),
     );
     store

@@ -1,7 +1,7 @@
 use std::sync::{Arc, OnceLock};
 
 use http::HeaderName;
-use portcullis_identity::{ProtectedHeaders, TrustedProxies};
+use portcullis_identity::{ClientIdentity, ProtectedHeaders, Source, TrustedProxies};
 use tower_layer::Layer;
 
 use super::cache::IdentityCache;
@@ -20,6 +20,57 @@ pub struct ForwardingProxy {
     pub(crate) proxies: TrustedProxies,
     pub(crate) format: CertFormat,
     pub(crate) header: Option<HeaderName>,
+    pub(crate) identities: ProxyPrincipals,
+}
+
+/// The proxies' own certificate principals: when any are given, a peer
+/// counts only if its own TLS client certificate (verified by our
+/// acceptor) names one. A `spiffe://` entry matches the SPIFFE ID (URI
+/// SAN), any other entry the common name: a CN that reads like a SPIFFE ID
+/// is still only a CN.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct ProxyPrincipals {
+    spiffe_ids: Vec<String>,
+    common_names: Vec<String>,
+}
+
+impl ProxyPrincipals {
+    pub(crate) fn parse<S: AsRef<str>>(names: impl IntoIterator<Item = S>) -> Result<Self, String> {
+        let mut principals = ProxyPrincipals::default();
+        for name in names {
+            let name = name.as_ref().trim();
+            if name.is_empty() {
+                continue;
+            }
+            if name.len() >= 9 && name[..9].eq_ignore_ascii_case("spiffe://") {
+                let id = portcullis_identity::SpiffeId::parse(name)
+                    .map_err(|e| format!("{name:?} is not a valid SPIFFE ID: {e}"))?;
+                principals.spiffe_ids.push(id.as_str().to_owned());
+            } else {
+                principals.common_names.push(name.to_owned());
+            }
+        }
+        Ok(principals)
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.spiffe_ids.is_empty() && self.common_names.is_empty()
+    }
+
+    /// Whether the peer's own verified certificate names one of them.
+    pub(crate) fn admit(&self, own: Option<&ClientIdentity>) -> bool {
+        if self.is_empty() {
+            return true;
+        }
+        let Some(own) = own.filter(|id| *id.source() == Source::Tls) else {
+            return false;
+        };
+        own.spiffe_id()
+            .is_some_and(|id| self.spiffe_ids.iter().any(|s| s == id.as_str()))
+            || own
+                .common_name()
+                .is_some_and(|cn| self.common_names.iter().any(|c| c == cn))
+    }
 }
 
 impl ForwardingProxy {
@@ -30,6 +81,7 @@ impl ForwardingProxy {
             proxies,
             format,
             header: None,
+            identities: ProxyPrincipals::default(),
         }
     }
 
@@ -38,6 +90,20 @@ impl ForwardingProxy {
     pub fn header(mut self, header: HeaderName) -> Self {
         self.header = Some(header);
         self
+    }
+
+    /// Binds trust to the proxies' own identity as well as their address:
+    /// a peer in the CIDRs counts only if it did mTLS with us and its own
+    /// certificate names one of `principals` (a `spiffe://` SPIFFE ID, or
+    /// a common name). Without this, any host in a broad CIDR can name any
+    /// client. An error names a `spiffe://` entry that is not a valid
+    /// SPIFFE ID.
+    pub fn require_identity<S: AsRef<str>>(
+        mut self,
+        principals: impl IntoIterator<Item = S>,
+    ) -> Result<Self, String> {
+        self.identities = ProxyPrincipals::parse(principals)?;
+        Ok(self)
     }
 
     pub(crate) fn header_name(&self) -> HeaderName {
@@ -135,6 +201,18 @@ impl XfccLayer {
         self.edit(|l| l.upstreams[0].header = Some(header))
     }
 
+    /// Binds trust in the proxies of [`new`](Self::new) to their own
+    /// certificate as well as their address; see
+    /// [`ForwardingProxy::require_identity`].
+    pub fn require_proxy_identity<S: AsRef<str>>(
+        mut self,
+        principals: impl IntoIterator<Item = S>,
+    ) -> Result<Self, String> {
+        let principals = ProxyPrincipals::parse(principals)?;
+        self = self.edit(|l| l.upstreams[0].identities = principals);
+        Ok(self)
+    }
+
     /// More proxies, with their own format and header. Their headers are
     /// protected from everyone else too.
     #[must_use]
@@ -224,25 +302,66 @@ pub(crate) struct Upstream {
     pub(crate) proxies: TrustedProxies,
     pub(crate) format: CertFormat,
     pub(crate) header: HeaderName,
+    pub(crate) identities: ProxyPrincipals,
 }
 
 /// Client-certificate headers seen in common proxy configurations besides
 /// the formats' own ([`CertFormat::default_header`]): nginx, HAProxy,
-/// Apache and F5 recipes, and the verification-result headers that travel
-/// with them. Removed by [`XfccLayer::strip_known_cert_headers`].
+/// Apache and F5 recipes. Removed from every request by
+/// [`XfccLayer::strip_known_cert_headers`], unless one is the configured
+/// header.
 pub const KNOWN_CERT_HEADERS: &[&str] = &[
     "x-client-cert",
     "x-ssl-client-cert",
     "ssl-client-cert",
     "x-ssl-cert",
     "x-client-certificate",
+];
+
+/// The headers proxies set beside a client certificate: the verification
+/// result, subject and issuer DNs, CN, fingerprint, serial and validity,
+/// under the spellings nginx, HAProxy, Caddy and Apache recipes use
+/// (Traefik's info header is its format's companion: it passes only from a
+/// proxy configured with that format). Always protected: removed (under
+/// every spelling) from every request
+/// except one from a trusted proxy, from which they pass as written, under
+/// these exact names.
+pub const CERT_SIDE_HEADERS: &[&str] = &[
+    // nginx ($ssl_client_verify, $ssl_client_s_dn, $ssl_client_fingerprint, ...)
     "x-client-verify",
-    "x-ssl-client-verify",
     "x-client-dn",
+    "x-client-s-dn",
+    "x-client-i-dn",
+    "x-client-fingerprint",
+    "x-client-serial",
+    "x-client-cert-fingerprint",
+    // HAProxy (ssl_c_verify, ssl_c_s_dn, ssl_c_i_dn, ssl_c_sha1, ...)
+    "x-ssl",
+    "x-ssl-client-verify",
+    "x-ssl-client-used",
     "x-ssl-client-dn",
     "x-ssl-client-s-dn",
     "x-ssl-client-i-dn",
-    "x-client-cert-fingerprint",
+    "x-ssl-client-cn",
+    "x-ssl-issuer",
+    "x-ssl-client-sha1",
+    "x-ssl-client-fingerprint",
+    "x-ssl-client-serial",
+    "x-ssl-client-notbefore",
+    "x-ssl-client-notafter",
+    // Caddy ({http.request.tls.client.subject}, .issuer, .fingerprint, ...)
+    "x-client-subject",
+    "x-client-issuer",
+    "x-client-cn",
+    "x-client-san",
+    "x-client-verified",
+    "x-tls-client-subject",
+    "x-tls-client-fingerprint",
+    // Apache mod_ssl variables sent as headers
+    "ssl-client-verify",
+    "ssl-client-s-dn",
+    "ssl-client-i-dn",
+    "ssl-client-m-serial",
 ];
 
 impl XfccLayer {
@@ -254,6 +373,7 @@ impl XfccLayer {
                 proxies: u.proxies.clone(),
                 format: u.format,
                 header: u.header_name(),
+                identities: u.identities.clone(),
             })
             .collect();
         let configured = |name: &str| {
@@ -276,6 +396,7 @@ impl XfccLayer {
                     .chain(u.format.companion_headers().iter().copied())
             })
             .chain(self.also_strip.iter().map(HeaderName::as_str))
+            .chain(CERT_SIDE_HEADERS.iter().copied())
             .chain(known);
         let protected = ProtectedHeaders::new(names);
         Config {
@@ -307,7 +428,10 @@ impl<S> Layer<S> for XfccLayer {
 
 impl XfccLayer {
     /// The layer the environment describes: `TRUSTED_PROXY_CIDRS` (empty or
-    /// unset: nobody), `CLIENT_IP_HEADER` (for the same proxies' client IP),
+    /// unset: nobody), `TRUSTED_PROXY_IDENTITIES` (the proxies' own
+    /// certificate principals, SPIFFE IDs or CNs: when set, a peer in the
+    /// CIDRs counts only if its own TLS client certificate names one),
+    /// `CLIENT_IP_HEADER` (for the same proxies' client IP),
     /// `FORWARDED_CERT_FORMAT` (`envoy` by default) and
     /// `FORWARDED_CERT_HEADER` (the format's default header).
     ///
@@ -358,6 +482,22 @@ impl XfccLayer {
                 text.parse::<CertFormat>().map_err(|e| e.to_string())
             })
         });
+        let identities = read("TRUSTED_PROXY_IDENTITIES").and_then(|setting| {
+            EnvProblem::check(&mut problems, setting, |list| {
+                let principals = ProxyPrincipals::parse(list.split(','))?;
+                if principals.is_empty() {
+                    return Err("name at least one proxy SPIFFE ID or CN, comma-separated".into());
+                }
+                Ok(principals)
+            })
+        });
+        if let (Some(_), None) = (&identities, read("TRUSTED_PROXY_CIDRS")) {
+            problems.push(EnvProblem {
+                var: "TRUSTED_PROXY_IDENTITIES",
+                value: read("TRUSTED_PROXY_IDENTITIES").map(|(_, v)| v).unwrap_or_default(),
+                problem: "set, but TRUSTED_PROXY_CIDRS is not: a proxy is trusted by its address and its certificate together; set TRUSTED_PROXY_CIDRS too".into(),
+            });
+        }
         let header = read("FORWARDED_CERT_HEADER").and_then(|setting| {
             EnvProblem::check(&mut problems, setting, |text| {
                 HeaderName::from_bytes(text.trim().as_bytes()).map_err(|_| {
@@ -373,6 +513,9 @@ impl XfccLayer {
             proxies = proxies.with_header(name);
         }
         let mut layer = XfccLayer::new(proxies);
+        if let Some(identities) = identities {
+            layer = layer.edit(|l| l.upstreams[0].identities = identities);
+        }
         if let Some(format) = format {
             layer = layer.format(format);
         }

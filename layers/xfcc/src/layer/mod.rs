@@ -72,7 +72,7 @@ mod cache;
 mod layer;
 mod service;
 
-pub use layer::{EnvError, ForwardingProxy, KNOWN_CERT_HEADERS, XfccLayer};
+pub use layer::{CERT_SIDE_HEADERS, EnvError, ForwardingProxy, KNOWN_CERT_HEADERS, XfccLayer};
 pub use portcullis_identity::response::ResponseBody;
 pub use service::Xfcc;
 

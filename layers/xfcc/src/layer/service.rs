@@ -6,7 +6,7 @@ use http::{HeaderMap, HeaderValue, Request, Response};
 use portcullis_identity::{ClientIdentity, PeerAddr, Source, TlsConnectInfo, observe};
 use tower_service::Service;
 
-use super::layer::{Config, Upstream};
+use super::layer::{CERT_SIDE_HEADERS, Config, Upstream};
 use super::{
     Mode, OnMalformed, ProxyIdentity, RejectionKind, ResponseBody, ResponseFuture, XfccLayer,
     XfccRejection,
@@ -99,11 +99,13 @@ pub(crate) fn apply(
     refuse_connection_nominations(config, &parts.headers)?;
 
     let peer = peer_ip(&parts.extensions);
+    // By address, and by the proxy's own certificate where that is bound.
+    let own = parts.extensions.get::<ClientIdentity>();
     let trusted: Option<(usize, IpAddr)> = match (config.mode.reads(), peer) {
         (true, Some(peer)) => config
             .upstreams
             .iter()
-            .position(|u| u.proxies.contains(peer))
+            .position(|u| u.proxies.contains(peer) && u.identities.admit(own))
             .map(|i| (i, peer)),
         _ => None,
     };
@@ -111,7 +113,7 @@ pub(crate) fn apply(
         Mode::DangerousAlwaysForward => Some(&config.upstreams[0]),
         _ => trusted.map(|(i, _)| &config.upstreams[i]),
     };
-    strip(config, &mut parts.headers, keep, peer);
+    strip(config, &mut parts.headers, keep, trusted.is_some(), peer);
 
     if let Some((upstream_index, proxy)) = trusted {
         // The proxy's own certificate names the proxy, not the client.
@@ -161,12 +163,19 @@ fn refuse_connection_nominations(
 
 /// Removes every protected header, by canonical name, except the exact
 /// header (and companions, such as RFC 9440's `Client-Cert-Chain`) of the
-/// trusted upstream in `keep`.
-fn strip(config: &Config, headers: &mut HeaderMap, keep: Option<&Upstream>, peer: Option<IpAddr>) {
+/// trusted upstream in `keep`, and, from a trusted peer, the side headers
+/// (verify status, DNs, fingerprint) under their exact names.
+fn strip(
+    config: &Config,
+    headers: &mut HeaderMap,
+    keep: Option<&Upstream>,
+    trusted: bool,
+    peer: Option<IpAddr>,
+) {
     let removed = config.protected.strip(headers, |name| {
         keep.is_some_and(|upstream| {
             *name == upstream.header || upstream.format.companion_headers().contains(&name.as_str())
-        })
+        }) || (trusted && CERT_SIDE_HEADERS.contains(&name.as_str()))
     });
     observe::stripped("xfcc", removed);
     #[cfg(feature = "tracing")]

@@ -178,7 +178,7 @@ async fn malformed_from_a_trusted_proxy_is_400_with_the_reason_or_stripped() {
     let out = run(&layer, request(Some(PROXY), &[(XFCC, &wrong_hash)])).await;
     assert_eq!(out.status, StatusCode::BAD_REQUEST);
     assert!(
-        out.body.contains("Hash is not the SHA-256 of Cert"),
+        out.body.contains("Hash is not the digest of Cert"),
         "{}",
         out.body
     );
