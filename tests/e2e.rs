@@ -59,6 +59,37 @@ async fn mtls_principal_keys_the_bucket_and_the_bearer_is_still_required() {
 }
 
 #[tokio::test]
+async fn use_cert_as_principal_moves_the_bucket_and_nothing_else() {
+    if interop_binary("curl").is_none() {
+        return;
+    }
+    let bearer = bearer();
+    let with_bearer = Call {
+        headers: &[&bearer],
+        ..Call::root()
+    };
+    // Off (the default): the bearer names the bucket, certificate or not.
+    let off = serve_stack(&[]).await;
+    let (status, body) = get(&off, with_bearer).await;
+    assert_eq!(status, "200", "{body}");
+    assert_eq!(
+        body,
+        "cn=client.example.com tenant=acme stamped=acme xfcc= key=bearer"
+    );
+    // On: a certificate no store knows, with a valid bearer, is still the
+    // bearer's tenant (authentication is unchanged); the CN keys the bucket.
+    let on = serve_stack(&[("USE_CERT_AS_PRINCIPAL", "true")]).await;
+    let (status, body) = get(&on, with_bearer).await;
+    assert_eq!(status, "200", "{body}");
+    assert_eq!(
+        body,
+        "cn=client.example.com tenant=acme stamped=acme xfcc= key=cn"
+    );
+    // And the certificate alone is no credential.
+    assert_eq!(get(&on, Call::root()).await.0, "401");
+}
+
+#[tokio::test]
 async fn forgeries_from_an_untrusted_peer_never_reach_the_app() {
     if interop_binary("curl").is_none() {
         return;

@@ -447,4 +447,44 @@ mod tests {
             .unwrap_err();
         assert!(matches!(err, FieldError::Certificate(_)), "{err}");
     }
+
+    #[test]
+    fn a_forty_digit_hash_is_a_sha1_fingerprint_never_the_sha256() {
+        let der = pki().client().der();
+        let sha1 = ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, der);
+        let sha1_hex = hex(sha1.as_ref());
+        // nginx's template: Subject and $ssl_client_fingerprint.
+        let f = fields(&format!(
+            "Subject=\"CN=client.example.com,O=Portcullis Test Clients\";Hash=\"{sha1_hex}\""
+        ))
+        .unwrap();
+        assert_eq!(f.hash(), None);
+        assert_eq!(f.hash_sha1().map(|h| h.as_slice()), Some(sha1.as_ref()));
+        let proxy = "10.0.0.2".parse().unwrap();
+        let header = HeaderName::from_static("x-forwarded-client-cert");
+        let id = f.identity(proxy, header.clone()).unwrap().unwrap();
+        assert_eq!(id.common_name(), Some("client.example.com"));
+        assert_eq!(
+            id.fingerprint_sha1().map(|h| h.to_vec()),
+            Some(sha1.as_ref().to_vec())
+        );
+        assert!(id.known_fields().contains(KnownFields::FINGERPRINT_SHA1));
+        assert!(!id.known_fields().contains(KnownFields::FINGERPRINT));
+        assert_eq!(id.fingerprint_sha256(), [0; 32]);
+        assert_eq!(id.source(), &Source::Forwarded { proxy, header });
+        // With the certificate, a SHA-1 must match it too.
+        let cert = url_encode(&crate::format::pem(der));
+        assert!(fields(&format!("Hash={sha1_hex};Cert=\"{cert}\"")).is_ok());
+        let wrong = "ab".repeat(20);
+        assert_eq!(
+            fields(&format!("Hash={wrong};Cert=\"{cert}\"")).unwrap_err(),
+            FieldError::HashMismatch
+        );
+        // Neither length is refused, with the reason.
+        let err = fields("Hash=abc").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "XFCC Hash is neither 64 hex digits (a SHA-256) nor 40 (a SHA-1)"
+        );
+    }
 }

@@ -335,3 +335,26 @@ async fn an_unreachable_control_plane_is_unavailable_not_unknown() {
         "{err}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_half_plan_from_the_control_plane_is_refused_as_the_tenants_file_refuses_it() {
+    let cp = ControlPlaneServer::default();
+    // A rate with no burst: the tenants file refuses it; so does this.
+    cp.set_key(
+        "sk-half",
+        r#"{"active": true, "tenant_id": "acme", "rate_per_min": 600}"#,
+    );
+    let resolver = resolver(&cp, SECRET).await;
+    let err = resolver.resolve(&bearer("sk-half")).await.unwrap_err();
+    assert_eq!(
+        err.reason(),
+        "control plane sent a bad resolve answer: give rate_per_min and burst together, or neither"
+    );
+    // Never read as "no limit".
+    let out = run(
+        &TenantLayer::new(resolver),
+        request(&[("authorization", "Bearer sk-half")]),
+    )
+    .await;
+    assert_eq!(out.status, StatusCode::SERVICE_UNAVAILABLE);
+}

@@ -717,3 +717,85 @@ async fn a_builder_after_layer_takes_effect() {
     let out = run(&layer, request(Some(STRANGER), &[("x-extra", "kept")])).await;
     assert_eq!(out.header("x-extra"), ["kept"]);
 }
+
+#[tokio::test]
+async fn trust_bound_to_the_proxys_own_certificate() {
+    let forwarded = element_for(pki().client().der());
+    let headers = [(XFCC, forwarded.as_str())];
+    let by_spiffe = XfccLayer::new(proxies())
+        .require_proxy_identity(["spiffe://example.org/ns/prod/sa/api"])
+        .unwrap();
+    // The proxy with the named SPIFFE ID: its forwarded client counts.
+    let out = run(
+        &by_spiffe,
+        tls_request(PROXY, &[pki().client_spiffe().der()], &headers),
+    )
+    .await;
+    assert_eq!(out.cn().as_deref(), Some("client.example.com"));
+    // Another host in the same CIDR with another certificate, or with none:
+    // the header is removed and names nobody.
+    for out in [
+        run(
+            &by_spiffe,
+            tls_request(PROXY, &[pki().client_multi_uri().der()], &headers),
+        )
+        .await,
+        run(&by_spiffe, request(Some(PROXY), &headers)).await,
+    ] {
+        assert_eq!(out.status, StatusCode::OK);
+        assert!(out.seen().headers.get(XFCC).is_none());
+        assert_ne!(out.cn().as_deref(), Some("client.example.com"));
+    }
+    // A CN entry matches the subject's CN, never a SPIFFE ID.
+    let by_cn = XfccLayer::new(proxies())
+        .require_proxy_identity(["workload.example.com"])
+        .unwrap();
+    let out = run(
+        &by_cn,
+        tls_request(PROXY, &[pki().client_spiffe().der()], &headers),
+    )
+    .await;
+    assert_eq!(out.cn().as_deref(), Some("client.example.com"));
+    let err = XfccLayer::new(proxies())
+        .require_proxy_identity(["spiffe://Example.org/a"])
+        .unwrap_err();
+    assert!(err.contains("is not a valid SPIFFE ID"), "{err}");
+}
+
+#[test]
+fn proxy_identities_from_the_environment() {
+    let env = |pairs: &'static [(&'static str, &'static str)]| {
+        move |var: &str| {
+            pairs
+                .iter()
+                .find(|(k, _)| *k == var)
+                .map(|(_, v)| (*v).to_owned())
+        }
+    };
+    assert!(
+        XfccLayer::from_env_with(env(&[
+            ("TRUSTED_PROXY_CIDRS", "10.0.0.0/8"),
+            (
+                "TRUSTED_PROXY_IDENTITIES",
+                "spiffe://example.org/gw, envoy-gw"
+            ),
+        ]))
+        .is_ok()
+    );
+    let err = XfccLayer::from_env_with(env(&[("TRUSTED_PROXY_IDENTITIES", "envoy-gw")]))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.starts_with(
+            "TRUSTED_PROXY_IDENTITIES=\"envoy-gw\": set, but TRUSTED_PROXY_CIDRS is not"
+        ),
+        "{err}"
+    );
+    let err = XfccLayer::from_env_with(env(&[
+        ("TRUSTED_PROXY_CIDRS", "10.0.0.0/8"),
+        ("TRUSTED_PROXY_IDENTITIES", "spiffe://bad/../x"),
+    ]))
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("is not a valid SPIFFE ID"), "{err}");
+}
