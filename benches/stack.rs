@@ -29,7 +29,7 @@ use common::{StackFiles, TOKEN};
 use portcullis::client_cert::{TlsAcceptor, TlsListener, serve};
 use portcullis::xfcc::{CertFormat, XfccLayer};
 use portcullis_test_support::client::{ClientCert, Http, connect};
-use portcullis_test_support::{Daemon, free_port, interop_binary, pki};
+use portcullis_test_support::{Daemon, Readiness, free_port, interop_binary, pki};
 
 const CONCURRENCY: usize = 64;
 
@@ -113,7 +113,13 @@ fn start_servers(files: &StackFiles) -> Servers {
         let conf = files.dir.write("nginx.conf", config);
         let mut command = std::process::Command::new(binary);
         command.args(["-e", "stderr", "-p", &path, "-c", &conf]);
-        let daemon = Daemon::start("nginx", command, port, files.dir.join("nginx.log"));
+        let daemon = Daemon::start(
+            "nginx",
+            command,
+            port,
+            files.dir.join("nginx.log"),
+            Readiness::Tls,
+        );
         (SocketAddr::from(([127, 0, 0, 1], port)), daemon)
     });
     Servers {

@@ -1,7 +1,8 @@
 //! Two instances of a service sharing one rate limit through Redis.
 //!
 //! Both build the whole stack from the same environment (`REDIS_URL`, a
-//! default quota of 5 a minute keyed by the caller's bearer digest) and
+//! default quota of 5 a minute keyed by the caller's address: with no
+//! tenants configured no bearer is authenticated, so none names a bucket) and
 //! serve on loopback; requests alternate between them, and the sixth is
 //! refused by whichever instance receives it: the bucket lives in Redis,
 //! not in either process.
@@ -17,14 +18,13 @@ use std::process::ExitCode;
 use http::{Request, Response};
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::TokioIo;
-use portcullis::identity::PeerAddr;
-use tower::{ServiceBuilder, ServiceExt};
+use tower::ServiceBuilder;
 
 async fn instance(name: &'static str, redis_url: String) -> Result<std::net::SocketAddr, String> {
     let vars = [
         ("REDIS_URL", redis_url),
         ("RATE_LIMIT_PER_MIN", "5".to_owned()),
-        ("RATE_LIMIT_KEY", "bearer".to_owned()),
+        ("RATE_LIMIT_KEY", "ip".to_owned()),
         ("LISTEN_ADDR", "127.0.0.1:0".to_owned()),
     ];
     let stack = portcullis::from_env_with(|var| {
@@ -41,19 +41,12 @@ async fn instance(name: &'static str, redis_url: String) -> Result<std::net::Soc
         .await
         .map_err(|e| e.to_string())?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
-    tokio::spawn(async move {
-        while let Ok((stream, peer)) = listener.accept().await {
-            let app = app.clone();
-            let service = hyper::service::service_fn(move |mut req: Request<_>| {
-                req.extensions_mut().insert(PeerAddr(peer));
-                app.clone().oneshot(req)
-            });
-            tokio::spawn(
-                hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service),
-            );
-        }
-    });
+    // Each request carries its TCP peer (PeerAddr), which the ip key reads.
+    tokio::spawn(
+        stack
+            .serve_options()
+            .serve_tcp(listener, app, std::future::pending()),
+    );
     Ok(addr)
 }
 
@@ -67,7 +60,6 @@ async fn get(addr: std::net::SocketAddr) -> Result<(u16, String, String), String
     tokio::spawn(conn);
     let req = Request::get("/")
         .header("host", "example")
-        .header("authorization", "Bearer sk-shared-example")
         .body(Empty::<bytes::Bytes>::new())
         .map_err(|e| e.to_string())?;
     let res = sender.send_request(req).await.map_err(|e| e.to_string())?;

@@ -348,7 +348,13 @@ async fn behind_nginx_the_whole_stack_takes_the_forwarded_certificate_and_nothin
     let conf = dir.write("nginx.conf", config);
     let mut command = std::process::Command::new(nginx);
     command.args(["-e", "stderr", "-p", path, "-c", &conf]);
-    let _nginx = Daemon::start("nginx", command, port, dir.join("nginx.log"));
+    let _nginx = Daemon::start(
+        "nginx",
+        command,
+        port,
+        dir.join("nginx.log"),
+        portcullis_test_support::Readiness::Tls,
+    );
 
     let client_pem = dir.write("client.pem", pki.client().chain_pem());
     let client_key = dir.write("client.key", pki.client().key_pem());

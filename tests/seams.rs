@@ -22,7 +22,7 @@ use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Empty, Full};
 use portcullis::identity::BearerDigest;
 use portcullis_test_support::{
-    Daemon, Example, TempDir, ThrowawayPki, curl, free_port, interop_binary, pki,
+    Daemon, Example, Readiness, TempDir, ThrowawayPki, curl, free_port, interop_binary, pki,
 };
 use serde_json::Value;
 
@@ -97,7 +97,13 @@ http {{
     let conf = dir.write("nginx.conf", config);
     let mut command = std::process::Command::new(nginx);
     command.args(["-e", "stderr", "-p", &path, "-c", &conf]);
-    let daemon = Daemon::start("nginx", command, port, dir.join("nginx.log"));
+    let daemon = Daemon::start(
+        "nginx",
+        command,
+        port,
+        dir.join("nginx.log"),
+        Readiness::Tls,
+    );
     (daemon, port)
 }
 

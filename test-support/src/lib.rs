@@ -547,11 +547,92 @@ pub fn curl(args: &[String]) -> CurlOutput {
 }
 
 /// A free TCP port on 127.0.0.1 for an outside program to listen on.
+///
+/// Taken below the kernel's ephemeral range (where `bind(…:0)` and every
+/// outgoing connection get theirs), each port once per process and a
+/// stretch of its own per process: between this call and the daemon's
+/// bind, no listener of a test running in parallel, and no client socket,
+/// can take it.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap_or_else(|e| panic!("no free port: {e}"))
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse::<u32>().ok())
+        .unwrap_or(32_768)
+        .clamp(12_000, 65_535);
+    let (low, span) = (10_000, ephemeral_low - 10_000);
+    let start = std::process::id().wrapping_mul(97) % span;
+    for _ in 0..span {
+        let port = low + (start + NEXT.fetch_add(1, Ordering::Relaxed)) % span;
+        let Ok(port) = u16::try_from(port) else {
+            continue;
+        };
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port below {ephemeral_low}")
+}
+
+/// How [`Daemon::start`] knows a daemon is ready: it answers in its own
+/// protocol, from the process we started (a bare TCP connect can reach
+/// something else, or a process about to exit).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Readiness {
+    /// A TLS server: a ClientHello gets a handshake record back.
+    Tls,
+    /// Redis: `PING` gets `+PONG`.
+    Redis,
+}
+
+impl Readiness {
+    fn answers(self, port: u16) -> bool {
+        use std::io::{Read, Write};
+        let Ok(mut tcp) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+            return false;
+        };
+        let _ = tcp.set_read_timeout(Some(std::time::Duration::from_secs(2)));
+        match self {
+            Readiness::Tls => {
+                let Some(mut tls) = probe_client() else {
+                    return false;
+                };
+                let mut first = [0u8; 1];
+                tls.write_tls(&mut tcp).is_ok()
+                    && matches!(tcp.read(&mut first), Ok(1))
+                    && first[0] == 0x16
+            }
+            Readiness::Redis => {
+                let mut answer = [0u8; 5];
+                tcp.write_all(b"PING\r\n").is_ok()
+                    && tcp.read_exact(&mut answer).is_ok()
+                    && &answer == b"+PONG"
+            }
+        }
+    }
+}
+
+/// A TLS client that only says hello.
+fn probe_client() -> Option<rustls::ClientConnection> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(rustls_pki_types::CertificateDer::from(
+            pki().ca().der().to_vec(),
+        ))
+        .ok()?;
+    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .ok()?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    rustls::ClientConnection::new(
+        std::sync::Arc::new(config),
+        rustls_pki_types::ServerName::try_from("localhost").ok()?,
+    )
+    .ok()
 }
 
 /// An outside server (nginx, caddy, haproxy, redis-server) run for a test
@@ -565,9 +646,16 @@ pub struct Daemon {
 
 impl Daemon {
     /// Starts `command` with its output in `log`, and waits (up to 15 s)
-    /// until 127.0.0.1:`port` accepts connections. Panics with the log if
-    /// it exits or never listens.
-    pub fn start(name: &str, mut command: std::process::Command, port: u16, log: PathBuf) -> Self {
+    /// until it answers on 127.0.0.1:`port` in its protocol (`readiness`)
+    /// while still running. Panics with the log if it exits or never
+    /// answers.
+    pub fn start(
+        name: &str,
+        mut command: std::process::Command,
+        port: u16,
+        log: PathBuf,
+        readiness: Readiness,
+    ) -> Self {
         let file = std::fs::File::create(&log).unwrap_or_else(|e| panic!("{}: {e}", log.display()));
         let err = file
             .try_clone()
@@ -585,7 +673,7 @@ impl Daemon {
         };
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
         loop {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            if readiness.answers(port) && matches!(daemon.child.try_wait(), Ok(None)) {
                 return daemon;
             }
             if let Ok(Some(status)) = daemon.child.try_wait() {
@@ -638,6 +726,7 @@ pub fn redis_server(dir: &TempDir, port: u16) -> Option<Daemon> {
         command,
         port,
         dir.join(&format!("redis-{port}.log")),
+        Readiness::Redis,
     ))
 }
 

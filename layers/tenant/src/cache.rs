@@ -1,5 +1,6 @@
-//! A cache of remote answers: single-flight fetches in tasks of their own,
-//! at most so many in flight, freshness per answer, stale answers only while
+//! A cache of remote answers: single-flight fetches (driven by the first
+//! caller, moved to a task of their own if it gives up), at most so many
+//! in flight, freshness per answer, stale answers only while
 //! the source is failing, back-off after failures, and bounded size with
 //! least-recently-used eviction in O(1).
 //!
@@ -16,6 +17,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::hash::Hash;
 use std::num::NonZeroUsize;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -120,10 +122,11 @@ struct Maps<K: Hash + Eq, V> {
 impl<K: Hash + Eq, V> Maps<K, V> {
     /// The entry for `key`, marked as just used.
     fn get_mut(&mut self, key: &K) -> Option<&mut Entry<V>> {
-        if self.known.contains(key) {
-            return self.known.get_mut(key);
+        // One lookup on the hot path (a known key).
+        match self.known.get_mut(key) {
+            Some(entry) => Some(entry),
+            None => self.unknown.get_mut(key),
         }
-        self.unknown.get_mut(key)
     }
 
     fn take(&mut self, key: &K) -> Option<Entry<V>> {
@@ -159,6 +162,66 @@ impl<K: Hash + Eq, V> Clone for Cache<K, V> {
 enum Step<V> {
     Done(Outcome<V>),
     Wait(Waiter<V>),
+    Lead(BoxedFetch<V>, watch::Sender<Option<Outcome<V>>>),
+}
+
+type BoxedFetch<V> = Pin<Box<dyn Future<Output = Fetched<V>> + Send>>;
+
+/// The caller that started a fetch drives it itself (no task hop on the
+/// common path); if that caller gives up, the fetch goes on in a task of
+/// its own, so a cancelled request never cancels the lookup the others
+/// wait for.
+struct Lead<K: Hash + Eq + Clone + Send + Sync + 'static, V: Clone + Send + Sync + 'static> {
+    fetching: Option<BoxedFetch<V>>,
+    tx: watch::Sender<Option<Outcome<V>>>,
+    cache: Cache<K, V>,
+    key: K,
+}
+
+impl<K, V> Lead<K, V>
+where
+    K: Hash + Eq + Clone + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+{
+    async fn run(mut self) -> Outcome<V> {
+        let Some(fetching) = self.fetching.as_mut() else {
+            return unavailable_now("no answer");
+        };
+        let fetched = fetching.await;
+        self.fetching = None;
+        let outcome = self.cache.settle(self.key.clone(), fetched);
+        let _ = self.tx.send(Some(outcome.clone()));
+        outcome
+    }
+}
+
+impl<K, V> Drop for Lead<K, V>
+where
+    K: Hash + Eq + Clone + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+{
+    fn drop(&mut self) {
+        let Some(fetching) = self.fetching.take() else {
+            return;
+        };
+        let (cache, key) = (self.cache.clone(), self.key.clone());
+        let tx = self.tx.clone();
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn(async move {
+                    let fetched = fetching.await;
+                    let outcome = cache.settle(key, fetched);
+                    let _ = tx.send(Some(outcome));
+                });
+            }
+            // No runtime to finish it on (it is shutting down): release
+            // the key, and the waiters, rather than leave it in flight.
+            Err(_) => {
+                let outcome = cache.settle(key, Fetched::Failed("the lookup was abandoned".into()));
+                let _ = tx.send(Some(outcome));
+            }
+        }
+    }
 }
 
 impl<K, V> Cache<K, V>
@@ -183,8 +246,9 @@ where
     }
 
     /// The answer for `key`: from the cache when fresh, else from one fetch
-    /// shared by every caller asking meanwhile. The fetch runs in a task of
-    /// its own, so a caller that gives up never cancels it.
+    /// shared by every caller asking meanwhile. The first caller drives the
+    /// fetch; if it gives up, the fetch finishes in a task of its own, so a
+    /// cancelled caller never cancels it for the others.
     pub(crate) async fn get<F, Fut>(&self, key: &K, fetch: F) -> Outcome<V>
     where
         F: FnOnce() -> Fut,
@@ -215,22 +279,24 @@ where
                     None => {
                         observe::tenant_cache("miss");
                         let (tx, rx) = watch::channel(None);
-                        maps.in_flight.insert(key.clone(), rx.clone());
-                        let this = self.clone();
-                        let key = key.clone();
-                        let fetching = fetch();
-                        tokio::spawn(async move {
-                            let fetched = fetching.await;
-                            let outcome = this.settle(key, fetched);
-                            let _ = tx.send(Some(outcome));
-                        });
-                        Step::Wait(rx)
+                        maps.in_flight.insert(key.clone(), rx);
+                        Step::Lead(Box::pin(fetch()), tx)
                     }
                 },
             }
         };
         match step {
             Step::Done(outcome) => outcome,
+            Step::Lead(fetching, tx) => {
+                Lead {
+                    fetching: Some(fetching),
+                    tx,
+                    cache: self.clone(),
+                    key: key.clone(),
+                }
+                .run()
+                .await
+            }
             Step::Wait(mut rx) => match rx.wait_for(Option::is_some).await {
                 Ok(outcome) => outcome
                     .clone()

@@ -100,7 +100,10 @@ pub struct ControlPlane {
     host: String,
     port: u16,
     base_path: String,
-    secret: Arc<str>,
+    /// Marked sensitive: never indexed by HPACK, never in a debug print.
+    secret: http::HeaderValue,
+    /// `scheme://authority/base`: every call's URI starts with it.
+    prefix: String,
     tls: Option<Arc<rustls::ClientConfig>>,
     connect_timeout: Duration,
     call_timeout: Duration,
@@ -160,8 +163,19 @@ impl ControlPlane {
         if uri.query().is_some() {
             return Err(bad("a query does not belong in the base URL"));
         }
-        let secret = internal_secret(secret)?;
+        let mut secret = http::HeaderValue::from_bytes(internal_secret(secret)?.as_bytes())
+            .map_err(|_| {
+                ControlPlaneError(
+                    "CONTROL_PLANE_INTERNAL_SECRET cannot be sent as a header value".into(),
+                )
+            })?;
+        secret.set_sensitive(true);
+        let base_path = uri.path().trim_end_matches('/').to_owned();
         Ok(ControlPlane {
+            prefix: format!(
+                "{}://{authority}{base_path}",
+                if scheme_https { "https" } else { "http" }
+            ),
             scheme_https,
             host: authority
                 .host()
@@ -172,8 +186,8 @@ impl ControlPlane {
                 .port_u16()
                 .unwrap_or(if scheme_https { 443 } else { 80 }),
             authority,
-            base_path: uri.path().trim_end_matches('/').to_owned(),
-            secret: secret.into(),
+            base_path,
+            secret,
             tls: None,
             connect_timeout: Duration::from_secs(2),
             call_timeout: Duration::from_secs(5),
@@ -275,15 +289,15 @@ impl ControlPlane {
     }
 
     async fn get_inner(&self, path_and_query: &str) -> Result<(StatusCode, Bytes), String> {
-        let uri = format!(
-            "{}://{}{}{path_and_query}",
-            if self.scheme_https { "https" } else { "http" },
-            self.authority,
-            self.base_path
-        );
+        let mut uri = String::with_capacity(self.prefix.len() + path_and_query.len());
+        uri.push_str(&self.prefix);
+        uri.push_str(path_and_query);
         let request = Request::get(uri)
-            .header(INTERNAL_SECRET_HEADER, &*self.secret)
-            .header(http::header::ACCEPT, "application/json")
+            .header(INTERNAL_SECRET_HEADER, self.secret.clone())
+            .header(
+                http::header::ACCEPT,
+                http::HeaderValue::from_static("application/json"),
+            )
             .body(Empty::<Bytes>::new())
             .map_err(|e| format!("cannot build the control-plane request: {e}"))?;
         let response = self.client().request(request).await.map_err(|e| {
@@ -711,7 +725,8 @@ mod tests {
         let cp = ControlPlane::from_env_with(env("http://cp:8080", "s3cret\n"))
             .unwrap()
             .unwrap();
-        assert_eq!(&*cp.secret, "s3cret");
+        assert_eq!(cp.secret, "s3cret");
+        assert!(cp.secret.is_sensitive());
         for blank in [" ", "\n", " \t\n"] {
             let err = ControlPlane::from_env_with(env("http://cp:8080", blank)).unwrap_err();
             assert!(

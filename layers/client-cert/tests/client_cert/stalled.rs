@@ -81,3 +81,54 @@ async fn an_idle_consumer_bounds_waiting_connections() {
     );
     drop((first, second));
 }
+
+/// `ServeOptions`: past `max_connections` a connection waits unserved; an
+/// HTTP/1.1 keep-alive connection left idle past the header-read timeout is
+/// closed by the server, which lets the waiting one in.
+#[tokio::test]
+async fn connections_are_capped_and_an_idle_keep_alive_one_is_closed() {
+    use std::convert::Infallible;
+
+    use bytes::Bytes;
+    use http::{Request, Response};
+    use http_body_util::Full;
+    use portcullis_client_cert::{ServeOptions, TlsListener};
+
+    let pki = pki();
+    let acceptor = TlsAcceptor::new(committed_server(ClientAuth::None).build().unwrap());
+    let listener = TlsListener::bind("127.0.0.1:0", acceptor).await.unwrap();
+    let addr = listener.local_addr();
+    let app = tower::service_fn(|_req: Request<hyper::body::Incoming>| async {
+        Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"ok"))))
+    });
+    tokio::spawn(
+        ServeOptions::default()
+            .max_connections(1)
+            .header_read_timeout(Duration::from_secs(1))
+            .serve(listener, app, std::future::pending()),
+    );
+    let connect =
+        move || portcullis_test_support::client::connect(addr, pki.ca().cert_pem(), None, Http::H1);
+    let mut first = connect().await.unwrap();
+    assert_eq!(first.get("/").await.unwrap().0, StatusCode::OK);
+    // The listener finishes the second handshake, but no one serves it
+    // while the first connection is open.
+    let second = tokio::spawn(async move { connect().await?.get("/").await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !second.is_finished(),
+        "a second connection was served past max_connections(1)"
+    );
+    // The first, idle past the 1 s header-read timeout, is closed; the
+    // second is served then.
+    let got = tokio::time::timeout(Duration::from_secs(10), second)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(got.0, StatusCode::OK);
+    assert!(
+        first.get("/").await.is_err(),
+        "the idle connection is still open"
+    );
+}

@@ -14,7 +14,7 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use portcullis_identity::{ClientIdentity, PeerAddr, TrustedProxies};
 use portcullis_test_support::{
-    CurlOutput, Daemon, TempDir, curl, free_port, interop_binary, pki, serve_plain,
+    CurlOutput, Daemon, Readiness, TempDir, curl, free_port, interop_binary, pki, serve_plain,
 };
 use portcullis_xfcc::{CertFormat, XfccLayer};
 use tower::ServiceBuilder;
@@ -262,6 +262,7 @@ impl Setup {
             command,
             self.port,
             self.dir.join(&format!("{name}.log")),
+            Readiness::Tls,
         );
         check_proxy(
             daemon.name(),
