@@ -96,7 +96,8 @@ pub mod stack;
     feature = "rate-limit"
 ))]
 pub use stack::{
-    Portcullis, PortcullisLayer, PortcullisService, StartupError, from_env, from_env_with,
+    Listening, Portcullis, PortcullisLayer, PortcullisService, StartupError, from_env,
+    from_env_with,
 };
 
 #[cfg(any(

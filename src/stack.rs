@@ -13,16 +13,20 @@
 //! 4. [`RateLimitLayer`]: the bucket named by the identity and tenant the
 //!    others established, and the tenant's plan as the quota.
 
+use std::convert::Infallible;
 use std::fmt;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use http::Request;
+use hyper::body::Incoming;
 use tower::Service;
 
 use portcullis_client_cert::{
-    ClientCert, ClientCertLayer, EnvTls, OutboundTrust, ServeOptions, ServerTls,
+    ClientCert, ClientCertLayer, EnvTls, OutboundTrust, ServeOptions, ServerTls, TlsAcceptor,
+    TlsListener,
 };
 use portcullis_identity::TrustedProxies;
 use portcullis_rate_limit::{KeySource, RateLimit, RateLimitEnv, RateLimitLayer};
@@ -206,6 +210,45 @@ impl Portcullis {
         self.serve_options
     }
 
+    /// Binds `LISTEN_ADDR`: TLS when `TLS_CERT` and `TLS_KEY` are set,
+    /// else plaintext (behind a proxy that terminates TLS). Serve the
+    /// application on the result with [`Listening::serve`], under
+    /// [`serve_options`](Self::serve_options).
+    ///
+    /// ```no_run
+    /// # async fn run(app: axum::Router) -> Result<(), Box<dyn std::error::Error>> {
+    /// let stack = portcullis::from_env().await?;
+    /// let listening = stack.bind().await?;
+    /// println!("listening on {}", listening.url());
+    /// listening.serve(app, std::future::pending()).await;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn bind(&self) -> std::io::Result<Listening> {
+        let addr = self.listen;
+        let bind_error =
+            |e: std::io::Error| std::io::Error::new(e.kind(), format!("LISTEN_ADDR={addr}: {e}"));
+        let listener = match &self.tls {
+            Some(tls) => {
+                let config = tls.tls.build().map_err(std::io::Error::other)?;
+                Listener::Tls(
+                    TlsListener::bind(addr, TlsAcceptor::new(config))
+                        .await
+                        .map_err(bind_error)?,
+                )
+            }
+            None => Listener::Tcp(
+                tokio::net::TcpListener::bind(addr)
+                    .await
+                    .map_err(bind_error)?,
+            ),
+        };
+        Ok(Listening {
+            listener,
+            options: self.serve_options,
+        })
+    }
+
     /// `LISTEN_ADDR`.
     pub fn listen_addr(&self) -> SocketAddr {
         self.listen
@@ -215,6 +258,63 @@ impl Portcullis {
     /// `ClientIp`.
     pub fn trusted_proxies(&self) -> &TrustedProxies {
         &self.proxies
+    }
+}
+
+/// The stack's listener, from [`Portcullis::bind`].
+#[derive(Debug)]
+pub struct Listening {
+    listener: Listener,
+    options: ServeOptions,
+}
+
+#[derive(Debug)]
+enum Listener {
+    Tls(TlsListener),
+    Tcp(tokio::net::TcpListener),
+}
+
+impl Listening {
+    /// The bound address (`LISTEN_ADDR` may name port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        match &self.listener {
+            Listener::Tls(listener) => listener.local_addr(),
+            Listener::Tcp(listener) => listener
+                .local_addr()
+                .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0))),
+        }
+    }
+
+    /// Whether connections are TLS.
+    pub fn is_tls(&self) -> bool {
+        matches!(self.listener, Listener::Tls(_))
+    }
+
+    /// `https://` or `http://` and the bound address.
+    pub fn url(&self) -> String {
+        let scheme = if self.is_tls() { "https" } else { "http" };
+        format!("{scheme}://{}", self.local_addr())
+    }
+
+    /// Serves `service` (an axum `Router`, or any `Clone` service) until
+    /// `shutdown` completes, then lets open requests finish: hyper-util's
+    /// HTTP/1.1 and h2 server under the stack's [`ServeOptions`], each
+    /// request carrying its `PeerAddr` and, over TLS, its `TlsConnectInfo`.
+    pub async fn serve<S, B>(self, service: S, shutdown: impl Future<Output = ()>)
+    where
+        S: Service<Request<Incoming>, Response = http::Response<B>, Error = Infallible>
+            + Clone
+            + Send
+            + 'static,
+        S::Future: Send + 'static,
+        B: http_body::Body + Send + 'static,
+        B::Data: Send,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        match self.listener {
+            Listener::Tls(listener) => self.options.serve(listener, service, shutdown).await,
+            Listener::Tcp(listener) => self.options.serve_tcp(listener, service, shutdown).await,
+        }
     }
 }
 

@@ -30,7 +30,6 @@ use axum::Router;
 use axum::extract::Request;
 use axum::routing::get;
 use portcullis::ServiceBuilderExt;
-use portcullis::client_cert::{TlsAcceptor, TlsListener};
 use portcullis::identity::{ClientIdentity, ClientIp, ClientIpLayer, Tenant};
 use tower::ServiceBuilder;
 
@@ -82,30 +81,15 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         .layer(stack.internal_guard());
     let app = public.merge(internal);
 
-    let addr = stack.listen_addr();
-    let bind_error = |e: std::io::Error| format!("LISTEN_ADDR={addr}: {e}");
-    if let Some(tls) = stack.tls() {
-        let listener = TlsListener::bind(addr, TlsAcceptor::new(tls.tls.build()?))
-            .await
-            .map_err(bind_error)?;
-        // The bound address (LISTEN_ADDR may name port 0).
-        println!("listening on https://{}", listener.local_addr());
-        stack
-            .serve_options()
-            .serve(listener, app, std::future::pending())
-            .await;
+    // LISTEN_ADDR, TLS when TLS_CERT and TLS_KEY are set; served by
+    // hyper-util with a timer (header-read timeout, h2 pings, a connection
+    // cap), each request carrying its PeerAddr (and TlsConnectInfo).
+    let listening = stack.bind().await?;
+    if listening.is_tls() {
+        println!("listening on {}", listening.url());
     } else {
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .map_err(bind_error)?;
-        println!(
-            "listening on http://{} (no TLS_CERT: plaintext)",
-            listener.local_addr().map_err(bind_error)?
-        );
-        stack
-            .serve_options()
-            .serve_tcp(listener, app, std::future::pending())
-            .await;
+        println!("listening on {} (no TLS_CERT: plaintext)", listening.url());
     }
+    listening.serve(app, std::future::pending()).await;
     Ok(())
 }

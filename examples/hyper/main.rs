@@ -19,7 +19,6 @@ use http::{Request, Response, StatusCode};
 use http_body_util::Either;
 use hyper::body::Incoming;
 use portcullis::ServiceBuilderExt;
-use portcullis::client_cert::{TlsAcceptor, TlsListener};
 use portcullis::identity::ClientIpLayer;
 use tower::{ServiceBuilder, ServiceExt, service_fn};
 
@@ -72,36 +71,15 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         }
     });
 
-    let addr = stack.listen_addr();
-    let bind_error = |e: std::io::Error| format!("LISTEN_ADDR={addr}: {e}");
-    if let Some(tls) = stack.tls() {
-        let listener = TlsListener::bind(addr, TlsAcceptor::new(tls.tls.build()?))
-            .await
-            .map_err(bind_error)?;
-        // The bound address (LISTEN_ADDR may name port 0).
-        println!("listening on https://{}", listener.local_addr());
-        // The listener's own loop: TowerToHyperService over hyper-util auto
-        // with a timer (header-read timeout, h2 pings, a connection cap),
-        // each request carrying its TlsConnectInfo and PeerAddr.
-        stack
-            .serve_options()
-            .serve(listener, app, std::future::pending())
-            .await;
-        return Ok(());
+    // LISTEN_ADDR, TLS when TLS_CERT and TLS_KEY are set; served by
+    // hyper-util with a timer (header-read timeout, h2 pings, a connection
+    // cap), each request carrying its PeerAddr (and TlsConnectInfo).
+    let listening = stack.bind().await?;
+    if listening.is_tls() {
+        println!("listening on {}", listening.url());
+    } else {
+        println!("listening on {} (no TLS_CERT: plaintext)", listening.url());
     }
-
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(bind_error)?;
-    println!(
-        "listening on http://{} (no TLS_CERT: plaintext)",
-        listener.local_addr().map_err(bind_error)?
-    );
-    // The same loop in plaintext, each request carrying its TCP peer as
-    // PeerAddr: the one fact the layers take from the server.
-    stack
-        .serve_options()
-        .serve_tcp(listener, app, std::future::pending())
-        .await;
+    listening.serve(app, std::future::pending()).await;
     Ok(())
 }

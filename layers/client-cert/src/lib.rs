@@ -85,9 +85,7 @@ pub use outbound::{DEFAULT_PREFIX, OutboundTrust};
 pub use reload::{ReloadStats, TlsFiles, TlsReloader};
 #[cfg(feature = "axum")]
 pub use serve::WithTlsConnectInfo;
-pub use serve::{
-    AddPeerAddr, AddTlsConnectInfo, DEFAULT_MAX_CONNECTIONS, ServeOptions, serve, serve_tcp,
-};
+pub use serve::{AddTlsConnectInfo, DEFAULT_MAX_CONNECTIONS, ServeOptions, serve, serve_tcp};
 pub use server::{ClientAuth, EnvTls, Policy, Revocation, RevocationDepth, ServerTls};
 
 /// The process-default crypto provider when the application installed one,

@@ -20,18 +20,38 @@ use tower_service::Service;
 
 use crate::TlsListener;
 
-/// Inserts one connection's [`TlsConnectInfo`] (a reference-counted handle,
-/// never a deep copy) and [`PeerAddr`] into every request's extensions.
+/// Inserts one connection's [`PeerAddr`] and, over TLS, its
+/// [`TlsConnectInfo`] (a reference-counted handle, never a deep copy) into
+/// every request's extensions.
 #[derive(Clone)]
 pub struct AddTlsConnectInfo<S> {
     inner: S,
-    info: TlsConnectInfo,
+    connection: Connection,
+}
+
+/// What is known of one connection.
+#[derive(Debug, Clone)]
+enum Connection {
+    Tls(TlsConnectInfo),
+    /// Plaintext ([`serve_tcp`]): the TCP peer alone.
+    Tcp(std::net::SocketAddr),
 }
 
 impl<S> AddTlsConnectInfo<S> {
     /// Wraps `inner` for the connection described by `info`.
     pub fn new(inner: S, info: TlsConnectInfo) -> Self {
-        AddTlsConnectInfo { inner, info }
+        AddTlsConnectInfo {
+            inner,
+            connection: Connection::Tls(info),
+        }
+    }
+
+    /// Wraps `inner` for a plaintext connection from `peer`.
+    fn tcp(inner: S, peer: std::net::SocketAddr) -> Self {
+        AddTlsConnectInfo {
+            inner,
+            connection: Connection::Tcp(peer),
+        }
     }
 }
 
@@ -39,7 +59,7 @@ impl<S: fmt::Debug> fmt::Debug for AddTlsConnectInfo<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AddTlsConnectInfo")
             .field("inner", &self.inner)
-            .field("info", &self.info)
+            .field("connection", &self.connection)
             .finish()
     }
 }
@@ -58,41 +78,15 @@ where
 
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
         let extensions = req.extensions_mut();
-        extensions.insert(PeerAddr(self.info.remote_addr()));
-        extensions.insert(self.info.clone());
-        self.inner.call(req)
-    }
-}
-
-/// Inserts the TCP peer as [`PeerAddr`] into every request's extensions:
-/// the plaintext counterpart of [`AddTlsConnectInfo`].
-#[derive(Debug, Clone)]
-pub struct AddPeerAddr<S> {
-    inner: S,
-    peer: std::net::SocketAddr,
-}
-
-impl<S> AddPeerAddr<S> {
-    /// Wraps `inner` for the connection from `peer`.
-    pub fn new(inner: S, peer: std::net::SocketAddr) -> Self {
-        AddPeerAddr { inner, peer }
-    }
-}
-
-impl<S, B> Service<Request<B>> for AddPeerAddr<S>
-where
-    S: Service<Request<B>>,
-{
-    type Response = S::Response;
-    type Error = S::Error;
-    type Future = S::Future;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, mut req: Request<B>) -> Self::Future {
-        req.extensions_mut().insert(PeerAddr(self.peer));
+        match &self.connection {
+            Connection::Tls(info) => {
+                extensions.insert(PeerAddr(info.remote_addr()));
+                extensions.insert(info.clone());
+            }
+            Connection::Tcp(peer) => {
+                extensions.insert(PeerAddr(*peer));
+            }
+        }
         self.inner.call(req)
     }
 }
@@ -239,7 +233,7 @@ impl ServeOptions {
         self.serve_connections(
             &mut TcpAccept(listener),
             |(_, peer): &(tokio::net::TcpStream, std::net::SocketAddr)| {
-                AddPeerAddr::new(service.clone(), *peer)
+                AddTlsConnectInfo::tcp(service.clone(), *peer)
             },
             shutdown,
         )
@@ -377,7 +371,7 @@ where
 }
 
 /// [`serve`] for plaintext (behind a proxy that terminates TLS): each
-/// request carries its TCP peer as [`PeerAddr`] (through [`AddPeerAddr`]),
+/// request carries its TCP peer as [`PeerAddr`],
 /// which the forwarded-certificate layer and `ip` rate-limit keys read.
 pub async fn serve_tcp<S, B>(
     listener: tokio::net::TcpListener,

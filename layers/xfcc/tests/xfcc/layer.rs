@@ -746,7 +746,7 @@ async fn trust_bound_to_the_proxys_own_certificate() {
         assert!(out.seen().headers.get(XFCC).is_none());
         assert_ne!(out.cn().as_deref(), Some("client.example.com"));
     }
-    // A CN entry matches the subject's CN, never a SPIFFE ID.
+    // An entry that is not a spiffe:// ID matches the subject's CN.
     let by_cn = XfccLayer::new(proxies())
         .require_proxy_identity(["workload.example.com"])
         .unwrap();
