@@ -30,7 +30,7 @@ pub(crate) fn whoami<B>(req: &Request<B>) -> Response<String> {
         .map(|t| json!({"id": t.id(), "caller": t.caller()}));
     let rate_limit = extensions.get::<RateLimitDecision>().map(|d| {
         // Whole seconds, rounded up, as in the RateLimit header.
-        let reset = d.reset.as_secs() + u64::from(d.reset.subsec_nanos() > 0);
+        let reset = portcullis::identity::response::ceil_secs(d.reset);
         json!({"limit": d.limit, "remaining": d.remaining, "reset": reset})
     });
     let body = json!({

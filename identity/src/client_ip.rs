@@ -88,20 +88,7 @@ impl<S> SetClientIp<S> {
         ClientIpLayer::new(proxies)
     }
 
-    /// The inner service.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
-
-    /// The inner service, mutably.
-    pub fn get_mut(&mut self) -> &mut S {
-        &mut self.inner
-    }
-
-    /// Unwraps the inner service.
-    pub fn into_inner(self) -> S {
-        self.inner
-    }
+    crate::define_inner_service_accessors!();
 }
 
 impl<S: fmt::Debug> fmt::Debug for SetClientIp<S> {

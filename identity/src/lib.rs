@@ -50,6 +50,8 @@
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+#[macro_use]
+mod macros;
 mod bearer;
 mod certificate;
 mod client_ip;

@@ -17,6 +17,27 @@ use http::{HeaderValue, Response, StatusCode};
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 
+/// A duration in whole seconds, rounded up (`Retry-After`, the IETF
+/// `RateLimit` header's `t`).
+pub fn ceil_secs(wait: std::time::Duration) -> u64 {
+    wait.as_secs() + u64::from(wait.subsec_nanos() > 0)
+}
+
+/// `Retry-After` for a wait: whole seconds, rounded up, at least 1 (a
+/// client told 0 retries at once, into the same refusal).
+///
+/// ```
+/// use std::time::Duration;
+/// use portcullis_identity::response::retry_after;
+///
+/// assert_eq!(retry_after(Duration::ZERO), "1");
+/// assert_eq!(retry_after(Duration::from_millis(1)), "1");
+/// assert_eq!(retry_after(Duration::from_millis(2001)), "3");
+/// ```
+pub fn retry_after(wait: std::time::Duration) -> HeaderValue {
+    HeaderValue::from(ceil_secs(wait).max(1))
+}
+
 /// Why a layer turned a request away.
 ///
 /// The value is cloned into the response's extensions, so callers (and

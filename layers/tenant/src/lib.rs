@@ -67,6 +67,7 @@
 mod cache;
 mod chain;
 pub mod control_plane;
+mod env;
 mod guard;
 mod layer;
 mod resolver;
@@ -77,10 +78,11 @@ pub use chain::Chain;
 pub use control_plane::{
     ControlPlane, ControlPlaneError, ControlPlaneResolver, INTERNAL_SECRET_HEADER,
 };
+pub use env::TenantEnvError;
 pub use guard::{GuardRejection, InternalGuard, InternalGuardLayer};
 pub use layer::{
     AuthPolicy, CertificatePrincipal, DEFAULT_CALLER_HEADER, DEFAULT_TENANT_HEADER, ResolveTenant,
-    ResponseFuture, TenantEnvError, TenantLayer, TenantRejection, TenantRejectionKind,
+    ResponseFuture, TenantLayer, TenantRejection, TenantRejectionKind,
 };
 pub use portcullis_identity::{Quota, Tenant, TenantStatus};
 pub use resolver::{BoxFuture, Principal, Resolution, ResolveError, TenantResolver};

@@ -24,20 +24,7 @@ impl<S> ClientCert<S> {
         ClientCertLayer::new()
     }
 
-    /// The inner service.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
-
-    /// The inner service, mutably.
-    pub fn get_mut(&mut self) -> &mut S {
-        &mut self.inner
-    }
-
-    /// Unwraps the inner service.
-    pub fn into_inner(self) -> S {
-        self.inner
-    }
+    portcullis_identity::define_inner_service_accessors!();
 
     fn check(
         &self,

@@ -104,7 +104,7 @@ async fn connections_are_capped_and_an_idle_keep_alive_one_is_closed() {
     tokio::spawn(
         ServeOptions::default()
             .max_connections(1)
-            .header_read_timeout(Duration::from_secs(1))
+            .header_read_timeout(Duration::from_secs(2))
             .serve(listener, app, std::future::pending()),
     );
     let connect =
@@ -119,7 +119,7 @@ async fn connections_are_capped_and_an_idle_keep_alive_one_is_closed() {
         !second.is_finished(),
         "a second connection was served past max_connections(1)"
     );
-    // The first, idle past the 1 s header-read timeout, is closed; the
+    // The first, idle past the 2 s header-read timeout, is closed; the
     // second is served then.
     let got = tokio::time::timeout(Duration::from_secs(10), second)
         .await

@@ -1,0 +1,26 @@
+//! Macros the layer crates share.
+
+/// Writes `get_ref`, `get_mut` and `into_inner` for a service whose inner
+/// service is the field `inner`, the same on every service (as
+/// tower-http's `define_inner_service_accessors!`). Plumbing for the sibling
+/// crates, not API.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! define_inner_service_accessors {
+    () => {
+        /// The inner service.
+        pub fn get_ref(&self) -> &S {
+            &self.inner
+        }
+
+        /// The inner service, mutably.
+        pub fn get_mut(&mut self) -> &mut S {
+            &mut self.inner
+        }
+
+        /// Unwraps the inner service.
+        pub fn into_inner(self) -> S {
+            self.inner
+        }
+    };
+}

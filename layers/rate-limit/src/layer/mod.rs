@@ -1,0 +1,20 @@
+//! [`RateLimitLayer`]: one bucket per request key, the quota from the
+//! tenant's plan or the default, `429` from `call`, RateLimit headers on
+//! every answer.
+//!
+//! One file per concern: the layer and its builder (`layer.rs`), the
+//! service (`service.rs`), the decision and its headers (`decision.rs`),
+//! the response future (`future.rs`) and the rejection (`rejection.rs`).
+
+mod decision;
+mod future;
+#[allow(clippy::module_inception)]
+mod layer;
+mod rejection;
+mod service;
+
+pub use decision::RateLimitDecision;
+pub use future::ResponseFuture;
+pub use layer::{MissingKey, OnStoreError, RateLimitLayer};
+pub use rejection::{RateLimitRejection, RateLimitRejectionKind};
+pub use service::RateLimit;

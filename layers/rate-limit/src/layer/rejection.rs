@@ -1,0 +1,73 @@
+//! Why the limiter turned a request away.
+
+use std::borrow::Cow;
+
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use portcullis_identity::response::Rejection;
+
+/// Why [`RateLimit`](crate::RateLimit) turned a request away.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RateLimitRejection {
+    pub(super) kind: RateLimitRejectionKind,
+    pub(super) headers: Vec<(HeaderName, HeaderValue)>,
+}
+
+/// The kind of a [`RateLimitRejection`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RateLimitRejectionKind {
+    /// Over quota: `429` with `Retry-After`.
+    TooManyRequests,
+    /// No key source named a bucket: `401`.
+    NoKey,
+    /// The store could not answer and the layer fails closed: `503`.
+    StoreUnavailable,
+}
+
+impl RateLimitRejectionKind {
+    /// The fixed label counters and the request span use.
+    pub fn label(self) -> &'static str {
+        match self {
+            RateLimitRejectionKind::TooManyRequests => "rate_limited",
+            RateLimitRejectionKind::NoKey => "no_rate_limit_key",
+            RateLimitRejectionKind::StoreUnavailable => "rate_limit_store_unavailable",
+        }
+    }
+}
+
+impl RateLimitRejection {
+    /// What went wrong.
+    pub fn kind(&self) -> RateLimitRejectionKind {
+        self.kind
+    }
+}
+
+impl Rejection for RateLimitRejection {
+    fn status(&self) -> StatusCode {
+        match self.kind {
+            RateLimitRejectionKind::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
+            RateLimitRejectionKind::NoKey => StatusCode::UNAUTHORIZED,
+            RateLimitRejectionKind::StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    fn body_text(&self) -> Cow<'static, str> {
+        Cow::Borrowed(match self.kind {
+            RateLimitRejectionKind::TooManyRequests => {
+                "rate limit exceeded; retry after the Retry-After seconds\n"
+            }
+            RateLimitRejectionKind::NoKey => {
+                "no rate-limit key: the request carries no credential or address to count it by\n"
+            }
+            RateLimitRejectionKind::StoreUnavailable => {
+                "rate-limit store unavailable; retry after the Retry-After seconds\n"
+            }
+        })
+    }
+
+    fn headers(&self, headers: &mut HeaderMap) {
+        for (name, value) in &self.headers {
+            headers.insert(name.clone(), value.clone());
+        }
+    }
+}
