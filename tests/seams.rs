@@ -659,3 +659,43 @@ async fn a_client_sending_one_header_byte_at_a_time_is_cut_off() {
         closed.await.unwrap();
     }
 }
+
+// --- plain axum::serve -------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_plain_axum_serve_the_peer_comes_from_connect_info() {
+    use axum::routing::get;
+    use portcullis::ServiceBuilderExt;
+    if interop_binary("curl").is_none() {
+        return;
+    }
+    // No glue: the layers read axum's ConnectInfo<SocketAddr> themselves,
+    // so an anonymous caller is counted by its address (it was 401 "no
+    // rate-limit key").
+    let vars = [("RATE_LIMIT_PER_MIN", "60"), ("RATE_LIMIT_BURST", "1")];
+    let stack = portcullis::from_env_with(|var| {
+        vars.iter()
+            .find(|(k, _)| *k == var)
+            .map(|(_, v)| (*v).to_owned())
+    })
+    .await
+    .unwrap();
+    let app = axum::Router::new()
+        .route("/", get(|| async { "ok" }))
+        .layer(tower::ServiceBuilder::new().portcullis(stack.layer()));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .await
+    });
+    let url = format!("http://{addr}/");
+    let mut statuses = Vec::new();
+    for from in ["127.0.0.2", "127.0.0.2", "127.0.0.3"] {
+        statuses.push(curl_async(args(&["--interface", from, &url])).await.0);
+    }
+    assert_eq!(statuses, ["200", "429", "200"]);
+}

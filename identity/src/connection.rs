@@ -16,13 +16,23 @@ pub struct PeerAddr(pub SocketAddr);
 
 impl PeerAddr {
     /// The peer recorded in `extensions`: a [`PeerAddr`], else the remote
-    /// address of a [`TlsConnectInfo`].
+    /// address of a [`TlsConnectInfo`], else (feature `axum`) axum's
+    /// `ConnectInfo<SocketAddr>`. Every layer reads the peer here, so no
+    /// application glue is needed under any of the three servers.
     pub fn from_extensions(extensions: &Extensions) -> Option<PeerAddr> {
-        extensions.get::<PeerAddr>().copied().or_else(|| {
-            extensions
-                .get::<TlsConnectInfo>()
-                .map(|info| PeerAddr(info.remote_addr()))
-        })
+        if let Some(peer) = extensions.get::<PeerAddr>() {
+            return Some(*peer);
+        }
+        if let Some(info) = extensions.get::<TlsConnectInfo>() {
+            return Some(PeerAddr(info.remote_addr()));
+        }
+        #[cfg(feature = "axum")]
+        if let Some(axum::extract::ConnectInfo(addr)) =
+            extensions.get::<axum::extract::ConnectInfo<SocketAddr>>()
+        {
+            return Some(PeerAddr(*addr));
+        }
+        None
     }
 }
 

@@ -64,18 +64,9 @@ where
     }
 }
 
-/// The TCP peer: ours, or axum's.
+/// The TCP peer, wherever the server recorded it.
 fn peer_ip(extensions: &http::Extensions) -> Option<IpAddr> {
-    if let Some(PeerAddr(addr)) = PeerAddr::from_extensions(extensions) {
-        return Some(addr.ip());
-    }
-    #[cfg(feature = "axum")]
-    if let Some(axum::extract::ConnectInfo(addr)) =
-        extensions.get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-    {
-        return Some(addr.ip());
-    }
-    None
+    PeerAddr::from_extensions(extensions).map(|PeerAddr(addr)| addr.ip())
 }
 
 /// Everything the layer does to one request's head.
