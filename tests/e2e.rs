@@ -161,7 +161,9 @@ const CP_SECRET: &str = "cp-e2e-secret";
 /// is `globex`, active; every other key 404. Aborting the task closes its
 /// listener: a real outage (connection refused).
 async fn control_plane() -> (std::net::SocketAddr, tokio::task::JoinHandle<()>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    // An address of its own: once it is killed, no listener of a test
+    // running beside it (they bind 127.0.0.1) can be given its port.
+    let listener = tokio::net::TcpListener::bind("127.0.0.77:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let known = format!(
         "sha256={}",

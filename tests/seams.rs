@@ -370,7 +370,9 @@ impl CountingControlPlane {
         delay: Duration,
         known: &'static str,
     ) -> (SocketAddr, tokio::task::JoinHandle<()>) {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        // An address of its own: once it is killed, no listener of a test
+        // running beside it (they bind 127.0.0.1) can be given its port.
+        let listener = tokio::net::TcpListener::bind("127.0.0.77:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let known = BearerDigest::of_token(known).to_hex();
         let this = self.clone();
