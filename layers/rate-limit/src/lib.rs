@@ -72,8 +72,8 @@ pub use env::{DEFAULT_MAX_KEYS, RateLimitEnv, RateLimitEnvError};
 pub use gcra::{Outcome, Quota, QuotaError};
 pub use keys::{CustomKey, KeyChain, KeySource};
 pub use layer::{
-    MissingKey, OnStoreError, RateLimit, RateLimitDecision, RateLimitLayer, RateLimitRejection,
-    RateLimitRejectionKind, ResponseFuture,
+    CheckingBucket, MissingKey, OnStoreError, RateLimit, RateLimitDecision, RateLimitLayer,
+    RateLimitRejection, RateLimitRejectionKind, ResponseFuture,
 };
 pub use limiter::{Checking, Limiter, StoreError, StoreErrorKind};
 pub use memory::{BucketKey, MemoryStore, WhenFull};

@@ -82,7 +82,7 @@ pub use env::TenantEnvError;
 pub use guard::{GuardRejection, InternalGuard, InternalGuardLayer};
 pub use layer::{
     AuthPolicy, CertificatePrincipal, DEFAULT_CALLER_HEADER, DEFAULT_TENANT_HEADER, ResolveTenant,
-    ResponseFuture, TenantLayer, TenantRejection, TenantRejectionKind,
+    ResolvingTenant, ResponseFuture, TenantLayer, TenantRejection, TenantRejectionKind,
 };
 pub use portcullis_identity::{Quota, Tenant, TenantStatus};
 pub use resolver::{BoxFuture, Principal, Resolution, ResolveError, TenantResolver};

@@ -5,10 +5,8 @@ use std::time::Duration;
 use http::{HeaderName, HeaderValue, Request};
 use portcullis_identity::Tenant;
 use portcullis_identity::observe;
-use portcullis_identity::response::ceil_secs;
-use tower_service::Service;
+use portcullis_identity::response::{ResponseHeaders, ceil_secs};
 
-use super::future::Concluded;
 use super::layer::{OnStoreError, Shared};
 use super::rejection::{RateLimitRejection, RateLimitRejectionKind};
 use crate::limiter::StoreError;
@@ -123,18 +121,15 @@ impl Shared {
         (decision, headers, retry_after)
     }
 
-    /// What becomes of a request once the store has answered: the inner
-    /// service's call, or a rejection.
-    pub(super) fn conclude<S, B>(
+    /// What becomes of a request once the store has answered: on its way
+    /// (its decision in its extensions, and the headers for its response),
+    /// or a rejection.
+    pub(super) fn judge<B>(
         &self,
         applied: Applied,
         answer: Result<Outcome, StoreError>,
-        mut req: Request<B>,
-        inner: &mut S,
-    ) -> Concluded<S::Future>
-    where
-        S: Service<Request<B>>,
-    {
+        req: &mut Request<B>,
+    ) -> Result<ResponseHeaders, RateLimitRejection> {
         let outcome = match answer {
             Ok(outcome) => outcome,
             Err(error) => {
@@ -145,7 +140,7 @@ impl Shared {
                         #[cfg(feature = "tracing")]
                         tracing::warn!(%error, key_source = applied.source, "rate limit not counted: failing open");
                         let _ = error;
-                        Ok((inner.call(req), Vec::new()))
+                        Ok(Vec::new())
                     }
                     OnStoreError::FailClosed => {
                         observe::rate_limit("store_error_closed");
@@ -185,7 +180,7 @@ impl Shared {
             );
         }
         req.extensions_mut().insert(decision);
-        Ok((inner.call(req), headers))
+        Ok(headers)
     }
 }
 

@@ -11,7 +11,7 @@ use portcullis_identity::response::ResponseBody;
 use tower_service::Service;
 
 use super::decision::Applied;
-use super::future::{ResponseFuture, State, Waiting};
+use super::future::{CheckingBucket, ResponseFuture};
 use super::layer::{MissingKey, Shared};
 use super::rejection::{RateLimitRejection, RateLimitRejectionKind};
 
@@ -81,26 +81,23 @@ where
             quota,
         };
         let req = Request::from_parts(parts, body);
+        let mut req = req;
         match shared.limiter.check(key, &applied.quota, 1).now() {
             // The answer at hand (the memory store): no future to box.
-            Ok(answer) => {
-                ResponseFuture::concluded(shared.conclude(applied, answer, req, &mut self.inner))
-            }
+            Ok(answer) => match shared.judge(applied, answer, &mut req) {
+                Ok(headers) => ResponseFuture::calling(self.inner.call(req), headers),
+                Err(rejection) => ResponseFuture::rejected(rejection),
+            },
             Err(checking) => {
                 // The service that was polled ready goes with this request.
                 let clone = self.inner.clone();
                 let inner = std::mem::replace(&mut self.inner, clone);
-                ResponseFuture {
-                    state: State::Checking {
-                        waiting: Box::new(Waiting {
-                            checking,
-                            applied,
-                            request: Some(req),
-                            inner: Some(inner),
-                            shared: shared.clone(),
-                        }),
-                    },
-                }
+                let bucket = CheckingBucket {
+                    checking,
+                    applied,
+                    shared: shared.clone(),
+                };
+                ResponseFuture::deciding(bucket, req, inner)
             }
         }
     }

@@ -20,7 +20,7 @@ pub(super) struct Stamp {
     caller_value: Option<HeaderValue>,
 }
 
-pub(super) type Decision = Result<Stamp, TenantRejection>;
+pub(super) type Decided = Result<Stamp, TenantRejection>;
 
 impl Config {
     /// The principals the policy reads from this request.
@@ -114,7 +114,7 @@ fn judge(
 }
 
 /// What the resolved tenant stamps.
-fn finish(tenant: Option<Tenant>, principals: &Principals) -> Decision {
+fn finish(tenant: Option<Tenant>, principals: &Principals) -> Decided {
     let tenant = tenant.ok_or_else(|| {
         TenantRejection::new(TenantRejectionKind::Unauthenticated, "no credential")
     })?;
@@ -143,7 +143,7 @@ fn finish(tenant: Option<Tenant>, principals: &Principals) -> Decision {
 
 /// The decision, when every answer is at hand (local stores, fresh cache
 /// entries); `None` when one must be waited for.
-pub(super) fn decide_now(config: &Config, principals: &Principals) -> Option<Decision> {
+pub(super) fn decide_now(config: &Config, principals: &Principals) -> Option<Decided> {
     let mut tenant = None;
     for principal in each(principals) {
         let resolution = config.resolver.resolve_now(principal)?;
@@ -154,7 +154,7 @@ pub(super) fn decide_now(config: &Config, principals: &Principals) -> Option<Dec
     Some(finish(tenant, principals))
 }
 
-pub(super) async fn decide(config: Arc<Config>, principals: Principals) -> Decision {
+pub(super) async fn decide(config: Arc<Config>, principals: Principals) -> Decided {
     let mut tenant = None;
     for principal in each(&principals) {
         let resolution = config.resolver.resolve(principal).await;

@@ -10,7 +10,7 @@ use portcullis_identity::{ClientIdentity, observe};
 use tower_service::Service;
 
 use super::decide::{decide, decide_now, each, stamp};
-use super::future::{ResponseFuture, State, Waiting};
+use super::future::{ResolvingTenant, ResponseFuture};
 use super::layer::Config;
 use super::rejection::{TenantRejection, TenantRejectionKind};
 use crate::resolver::Principal;
@@ -60,11 +60,7 @@ where
                 format!("Connection header nominates the protected header {token:?}"),
             )),
             None if !config.resolve => {
-                return ResponseFuture {
-                    state: State::Calling {
-                        future: self.inner.call(req),
-                    },
-                };
+                return ResponseFuture::calling(self.inner.call(req), Vec::new());
             }
             None => config.principals(req.headers(), req.extensions().get::<ClientIdentity>()),
         };
@@ -85,11 +81,7 @@ where
                     &config.tenant_header,
                     &config.caller_header,
                 );
-                return ResponseFuture {
-                    state: State::Calling {
-                        future: self.inner.call(req),
-                    },
-                };
+                return ResponseFuture::calling(self.inner.call(req), Vec::new());
             }
             Some(Err(rejection)) => return ResponseFuture::rejected(rejection),
             None => {}
@@ -97,16 +89,10 @@ where
         // The service that was polled ready goes with this request.
         let clone = self.inner.clone();
         let inner = std::mem::replace(&mut self.inner, clone);
-        ResponseFuture {
-            state: State::Resolving {
-                // Boxed: the common case (decided at once) keeps the future small.
-                waiting: Box::new(Waiting {
-                    decision: Box::pin(decide(config.clone(), principals)),
-                    request: Some(req),
-                    inner: Some(inner),
-                    config: config.clone(),
-                }),
-            },
-        }
+        let resolving = ResolvingTenant {
+            decided: Box::pin(decide(config.clone(), principals)),
+            config: config.clone(),
+        };
+        ResponseFuture::deciding(resolving, req, inner)
     }
 }
