@@ -61,7 +61,11 @@ impl Principal {
         if name.is_empty() {
             return Err("the principal is empty".to_owned());
         }
-        if name.len() >= 9 && name[..9].eq_ignore_ascii_case("spiffe://") {
+        // `get`, not slicing: byte 9 may fall inside a character.
+        if name
+            .get(..9)
+            .is_some_and(|p| p.eq_ignore_ascii_case("spiffe://"))
+        {
             return portcullis_identity::SpiffeId::parse(name)
                 .map(|id| Principal::SpiffeId(id.as_str().into()))
                 .map_err(|e| format!("{name:?} is not a valid SPIFFE ID: {e}"));
@@ -196,5 +200,40 @@ impl<R: TenantResolver + ?Sized> TenantResolver for Arc<R> {
 
     fn tenant_status(&self, tenant_id: &str) -> Option<TenantStatus> {
         (**self).tenant_status(tenant_id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::Principal;
+
+    #[test]
+    fn certificate_principals_by_their_form() {
+        let kind = |text: &str| Principal::certificate_from_text(text).map(|p| p.kind());
+        assert_eq!(kind("spiffe://example.org/a"), Ok("spiffe_id"));
+        assert_eq!(kind(&"AB".repeat(32)), Ok("fingerprint_sha256"));
+        assert_eq!(
+            kind(&format!("sha256:{}", "ab".repeat(32))),
+            Ok("fingerprint_sha256")
+        );
+        assert_eq!(kind("client.example.com"), Ok("cn"));
+        // A multi-byte character across byte 9 is a name, not a panic.
+        assert_eq!(kind("spiffe:/é"), Ok("cn"));
+        assert_eq!(kind("spiffe:/ééé"), Ok("cn"));
+        assert!(kind("spiffe://Example.org/a").is_err());
+        assert!(kind("  ").is_err());
+    }
+
+    proptest! {
+        /// Any text is a principal of one kind or a clear error, never a
+        /// panic; a SPIFFE ID is only ever a valid one.
+        #[test]
+        fn any_text_is_read_without_panicking(text in "\\PC{0,40}") {
+            if let Ok(Principal::SpiffeId(id)) = Principal::certificate_from_text(&text) {
+                prop_assert!(portcullis_identity::SpiffeId::parse(&id).is_ok());
+            }
+        }
     }
 }

@@ -42,7 +42,11 @@ impl ProxyPrincipals {
             if name.is_empty() {
                 continue;
             }
-            if name.len() >= 9 && name[..9].eq_ignore_ascii_case("spiffe://") {
+            // `get`, not slicing: byte 9 may fall inside a character.
+            if name
+                .get(..9)
+                .is_some_and(|p| p.eq_ignore_ascii_case("spiffe://"))
+            {
                 let id = portcullis_identity::SpiffeId::parse(name)
                     .map_err(|e| format!("{name:?} is not a valid SPIFFE ID: {e}"))?;
                 principals.spiffe_ids.push(id.as_str().to_owned());

@@ -799,3 +799,13 @@ fn proxy_identities_from_the_environment() {
     .to_string();
     assert!(err.contains("is not a valid SPIFFE ID"), "{err}");
 }
+
+#[test]
+fn a_proxy_principal_with_a_wide_character_near_the_scheme_is_a_cn() {
+    // Byte 9 falls inside "é": read as a CN, never a panic.
+    assert!(
+        XfccLayer::new(proxies())
+            .require_proxy_identity(["spiffe:/é", "spiffe:/ééé"])
+            .is_ok()
+    );
+}
