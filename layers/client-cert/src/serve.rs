@@ -45,14 +45,6 @@ impl<S> AddTlsConnectInfo<S> {
             connection: Connection::Tls(info),
         }
     }
-
-    /// Wraps `inner` for a plaintext connection from `peer`.
-    fn tcp(inner: S, peer: std::net::SocketAddr) -> Self {
-        AddTlsConnectInfo {
-            inner,
-            connection: Connection::Tcp(peer),
-        }
-    }
 }
 
 impl<S: fmt::Debug> fmt::Debug for AddTlsConnectInfo<S> {
@@ -204,14 +196,8 @@ impl ServeOptions {
         B::Data: Send,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
-        self.serve_connections(
-            &mut listener,
-            |stream: &crate::TlsStream| {
-                AddTlsConnectInfo::new(service.clone(), stream.info().clone())
-            },
-            shutdown,
-        )
-        .await;
+        self.serve_connections(&mut listener, service, shutdown)
+            .await;
     }
 
     /// [`serve_tcp`] with these options.
@@ -230,31 +216,24 @@ impl ServeOptions {
         B::Data: Send,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
-        self.serve_connections(
-            &mut TcpAccept(listener),
-            |(_, peer): &(tokio::net::TcpStream, std::net::SocketAddr)| {
-                AddTlsConnectInfo::tcp(service.clone(), *peer)
-            },
-            shutdown,
-        )
-        .await;
+        self.serve_connections(&mut TcpAccept(listener), service, shutdown)
+            .await;
     }
 
     /// The accept loop both listeners share: a permit per open connection,
     /// hyper-util auto with a timer, graceful shutdown.
-    async fn serve_connections<L, M, Svc, B>(
+    async fn serve_connections<L, S, B>(
         self,
         listener: &mut L,
-        make_service: M,
+        service: S,
         shutdown: impl Future<Output = ()>,
     ) where
         L: Accept,
-        M: Fn(&L::Conn) -> Svc,
-        Svc: Service<Request<Incoming>, Response = Response<B>, Error = Infallible>
+        S: Service<Request<Incoming>, Response = Response<B>, Error = Infallible>
             + Clone
             + Send
             + 'static,
-        Svc::Future: Send + 'static,
+        S::Future: Send + 'static,
         B: http_body::Body + Send + 'static,
         B::Data: Send,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
@@ -274,13 +253,17 @@ impl ServeOptions {
                 },
                 () = &mut shutdown => None,
             };
-            let Some((io, permit)) = accepted else { break };
-            let service = TowerToHyperService::new(make_service(&io));
-            let connection =
-                builder.serve_connection_with_upgrades(TokioIo::new(io.into_io()), service);
-            let connection = graceful.watch(connection.into_owned());
+            let Some(((io, connection), permit)) = accepted else {
+                break;
+            };
+            let per_connection = TowerToHyperService::new(AddTlsConnectInfo {
+                inner: service.clone(),
+                connection,
+            });
+            let serving = builder.serve_connection_with_upgrades(TokioIo::new(io), per_connection);
+            let serving = graceful.watch(serving.into_owned());
             tokio::spawn(async move {
-                if let Err(error) = connection.await {
+                if let Err(error) = serving.await {
                     #[cfg(feature = "tracing")]
                     tracing::debug!(%error, "connection ended with an error");
                     let _ = error;
@@ -294,54 +277,37 @@ impl ServeOptions {
 
 /// A listener the accept loop can take connections from.
 trait Accept {
-    /// What it accepts: the stream and what the service is made from.
-    type Conn: IntoIo + Send + 'static;
-    /// The next connection; `None` once the listener is done.
-    fn next(&mut self) -> impl Future<Output = Option<Self::Conn>>;
+    /// The stream hyper serves.
+    type Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static;
+    /// The next connection and what its requests carry; `None` once the
+    /// listener is done.
+    fn next(&mut self) -> impl Future<Output = Option<(Self::Io, Connection)>>;
 }
 
 impl Accept for TlsListener {
-    type Conn = crate::TlsStream;
-    async fn next(&mut self) -> Option<crate::TlsStream> {
-        self.accept().await.map(|(stream, _)| stream)
+    type Io = crate::TlsStream;
+    async fn next(&mut self) -> Option<(crate::TlsStream, Connection)> {
+        let (stream, _) = self.accept().await?;
+        let info = stream.info().clone();
+        Some((stream, Connection::Tls(info)))
     }
 }
 
 struct TcpAccept(tokio::net::TcpListener);
 
 impl Accept for TcpAccept {
-    type Conn = (tokio::net::TcpStream, std::net::SocketAddr);
-    async fn next(&mut self) -> Option<Self::Conn> {
+    type Io = tokio::net::TcpStream;
+    async fn next(&mut self) -> Option<(tokio::net::TcpStream, Connection)> {
         loop {
             match self.0.accept().await {
                 Ok((stream, peer)) => {
                     let _ = stream.set_nodelay(true);
-                    return Some((stream, peer));
+                    return Some((stream, Connection::Tcp(peer)));
                 }
                 // EMFILE and friends: back off instead of spinning.
                 Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
             }
         }
-    }
-}
-
-/// What the accept loop hands hyper: the stream itself.
-trait IntoIo {
-    type Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static;
-    fn into_io(self) -> Self::Io;
-}
-
-impl IntoIo for crate::TlsStream {
-    type Io = crate::TlsStream;
-    fn into_io(self) -> Self::Io {
-        self
-    }
-}
-
-impl IntoIo for (tokio::net::TcpStream, std::net::SocketAddr) {
-    type Io = tokio::net::TcpStream;
-    fn into_io(self) -> Self::Io {
-        self.0
     }
 }
 

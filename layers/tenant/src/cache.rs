@@ -189,9 +189,7 @@ where
         };
         let fetched = fetching.await;
         self.fetching = None;
-        let outcome = self.cache.settle(self.key.clone(), fetched);
-        let _ = self.tx.send(Some(outcome.clone()));
-        outcome
+        self.cache.finish(self.key.clone(), fetched, &self.tx)
     }
 }
 
@@ -209,16 +207,13 @@ where
         match tokio::runtime::Handle::try_current() {
             Ok(runtime) => {
                 runtime.spawn(async move {
-                    let fetched = fetching.await;
-                    let outcome = cache.settle(key, fetched);
-                    let _ = tx.send(Some(outcome));
+                    cache.finish(key, fetching.await, &tx);
                 });
             }
             // No runtime to finish it on (it is shutting down): release
             // the key, and the waiters, rather than leave it in flight.
             Err(_) => {
-                let outcome = cache.settle(key, Fetched::Failed("the lookup was abandoned".into()));
-                let _ = tx.send(Some(outcome));
+                cache.finish(key, Fetched::Failed("the lookup was abandoned".into()), &tx);
             }
         }
     }
@@ -335,6 +330,18 @@ where
             }
             _ => None,
         }
+    }
+
+    /// Records a fetch's result and hands it to every waiter.
+    fn finish(
+        &self,
+        key: K,
+        fetched: Fetched<V>,
+        waiters: &watch::Sender<Option<Outcome<V>>>,
+    ) -> Outcome<V> {
+        let outcome = self.settle(key, fetched);
+        let _ = waiters.send(Some(outcome.clone()));
+        outcome
     }
 
     /// Records a fetch's result and says what its waiters get.

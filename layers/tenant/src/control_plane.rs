@@ -99,7 +99,6 @@ pub struct ControlPlane {
     authority: http::uri::Authority,
     host: String,
     port: u16,
-    base_path: String,
     /// Marked sensitive: never indexed by HPACK, never in a debug print.
     secret: http::HeaderValue,
     /// `scheme://authority/base`: every call's URI starts with it.
@@ -116,15 +115,7 @@ type PooledClient = hyper_util::client::legacy::Client<Connector, Empty<Bytes>>;
 impl fmt::Debug for ControlPlane {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ControlPlane")
-            .field(
-                "url",
-                &format_args!(
-                    "{}://{}{}",
-                    if self.scheme_https { "https" } else { "http" },
-                    self.authority,
-                    self.base_path
-                ),
-            )
+            .field("url", &self.prefix)
             .field("secret", &"<redacted>")
             .field("connect_timeout", &self.connect_timeout)
             .field("call_timeout", &self.call_timeout)
@@ -170,11 +161,11 @@ impl ControlPlane {
                 )
             })?;
         secret.set_sensitive(true);
-        let base_path = uri.path().trim_end_matches('/').to_owned();
         Ok(ControlPlane {
             prefix: format!(
-                "{}://{authority}{base_path}",
-                if scheme_https { "https" } else { "http" }
+                "{}://{authority}{}",
+                if scheme_https { "https" } else { "http" },
+                uri.path().trim_end_matches('/')
             ),
             scheme_https,
             host: authority
@@ -186,7 +177,6 @@ impl ControlPlane {
                 .port_u16()
                 .unwrap_or(if scheme_https { 443 } else { 80 }),
             authority,
-            base_path,
             secret,
             tls: None,
             connect_timeout: Duration::from_secs(2),
@@ -707,7 +697,10 @@ mod tests {
             "{err}"
         );
         let https = ControlPlane::new("https://cp:8443/base/", "s").unwrap();
-        assert_eq!((https.port, https.base_path.as_str()), (8443, "/base"));
+        assert_eq!(
+            (https.port, https.prefix.as_str()),
+            (8443, "https://cp:8443/base")
+        );
         assert!(!format!("{https:?}").contains("\"s\""));
         let err = ControlPlaneResolver::new(https).unwrap_err();
         assert!(err.to_string().contains("with_tls"), "{err}");
