@@ -2,7 +2,7 @@
 //! (Shared by the examples through `#[path]`; not an example itself.)
 
 use http::{HeaderMap, HeaderValue, Request, Response};
-use portcullis::identity::{ClientIdentity, ClientIp, KnownFields, Tenant};
+use portcullis::identity::{ClientIdentity, ClientIp, Tenant};
 use portcullis::rate_limit::RateLimitDecision;
 use serde_json::{Value, json};
 
@@ -18,9 +18,8 @@ pub(crate) fn whoami<B>(req: &Request<B>) -> Response<String> {
             "spiffe_id": id.spiffe_id().map(|s| s.as_str()),
             // Unknown when a proxy forwarded only a SHA-1 fingerprint.
             "fingerprint_sha256": id
-                .known_fields()
-                .contains(KnownFields::FINGERPRINT)
-                .then(|| id.fingerprint_sha256_hex()),
+                .known_fingerprint_sha256()
+                .map(|digest| portcullis::identity::hex::encode(&digest)),
             "dns_names": id.dns_names(),
             "uris": id.uris(),
         })

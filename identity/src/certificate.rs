@@ -393,6 +393,16 @@ impl ClientIdentity {
             .get_or_init(|| Sha256::digest(&self.certificate.der).into())
     }
 
+    /// [`fingerprint_sha256`](Self::fingerprint_sha256) when it is known:
+    /// `None` for an identity a proxy forwarded with only a SHA-1
+    /// fingerprint, so nothing is ever keyed by the zeros it stands in for.
+    pub fn known_fingerprint_sha256(&self) -> Option<[u8; 32]> {
+        self.certificate
+            .known
+            .contains(KnownFields::FINGERPRINT)
+            .then(|| self.fingerprint_sha256())
+    }
+
     /// The SHA-1 fingerprint a proxy forwarded in place of the SHA-256 one
     /// (nginx's `$ssl_client_fingerprint`); `None` otherwise.
     pub fn fingerprint_sha1(&self) -> Option<[u8; 20]> {

@@ -6,9 +6,7 @@ use std::sync::Arc;
 
 use http::HeaderName;
 use http::request::Parts;
-use portcullis_identity::{
-    BearerDigest, ClientIdentity, KnownFields, PeerAddr, Tenant, TrustedProxies,
-};
+use portcullis_identity::{BearerDigest, ClientIdentity, PeerAddr, Tenant, TrustedProxies};
 use sha2::{Digest, Sha256};
 
 use crate::BucketKey;
@@ -78,11 +76,7 @@ impl KeySource {
             }
             KeySource::Fingerprint => {
                 // Only a known SHA-256: a forwarded SHA-1 is not one.
-                let identity = identity()?;
-                if !identity.known_fields().contains(KnownFields::FINGERPRINT) {
-                    return None;
-                }
-                return Some(from_digest(&identity.fingerprint_sha256(), 0xF0));
+                return Some(from_digest(&identity()?.known_fingerprint_sha256()?, 0xF0));
             }
             // Hashed once per certificate, not per request.
             KeySource::CommonName => {

@@ -66,15 +66,24 @@ impl Principal {
             .get(..9)
             .is_some_and(|p| p.eq_ignore_ascii_case("spiffe://"))
         {
-            return portcullis_identity::SpiffeId::parse(name)
-                .map(|id| Principal::SpiffeId(id.as_str().into()))
-                .map_err(|e| format!("{name:?} is not a valid SPIFFE ID: {e}"));
+            return Self::spiffe_id_from_text(name);
         }
-        let hex = name.strip_prefix("sha256:").unwrap_or(name);
-        if hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Ok(Principal::Fingerprint(hex.to_ascii_lowercase().into()));
-        }
-        Ok(Principal::CommonName(name.into()))
+        Ok(Self::fingerprint_from_text(name).unwrap_or_else(|| Principal::CommonName(name.into())))
+    }
+
+    /// A SPIFFE ID principal, or why `id` is not a valid SPIFFE ID.
+    pub(crate) fn spiffe_id_from_text(id: &str) -> Result<Self, String> {
+        portcullis_identity::SpiffeId::parse(id)
+            .map(|id| Principal::SpiffeId(id.as_str().into()))
+            .map_err(|e| format!("{id:?} is not a valid SPIFFE ID: {e}"))
+    }
+
+    /// A fingerprint principal from 64 hex digits, `sha256:` before them
+    /// or not, in either case; `None` for anything else.
+    pub(crate) fn fingerprint_from_text(text: &str) -> Option<Self> {
+        let hex = text.strip_prefix("sha256:").unwrap_or(text);
+        (hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
+            .then(|| Principal::Fingerprint(hex.to_ascii_lowercase().into()))
     }
 }
 

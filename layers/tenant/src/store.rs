@@ -260,21 +260,15 @@ fn key_principal(key: &KeyRecord) -> Result<Principal, String> {
         return Ok(Principal::CommonName(nonempty("cn", name)?.into()));
     }
     if let Some(id) = &key.spiffe_id {
-        let id = nonempty("spiffe_id", id)?;
-        return portcullis_identity::SpiffeId::parse(&id)
-            .map(|id| Principal::SpiffeId(id.as_str().into()))
-            .map_err(|e| format!("spiffe_id {id:?} is not a valid SPIFFE ID: {e}"));
+        return Principal::spiffe_id_from_text(&nonempty("spiffe_id", id)?)
+            .map_err(|e| format!("spiffe_id {e}"));
     }
     let hex = nonempty(
         "fingerprint_sha256",
         key.fingerprint_sha256.as_deref().unwrap_or(""),
     )?;
-    let hex = hex.strip_prefix("sha256:").unwrap_or(&hex);
-    if hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-        Ok(Principal::Fingerprint(hex.to_ascii_lowercase().into()))
-    } else {
-        Err("fingerprint_sha256 must be 64 hex digits".into())
-    }
+    Principal::fingerprint_from_text(&hex)
+        .ok_or_else(|| "fingerprint_sha256 must be 64 hex digits".into())
 }
 
 /// A plan's quota as the tenants file and the control plane give it:

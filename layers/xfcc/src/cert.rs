@@ -471,6 +471,12 @@ mod tests {
         assert!(id.known_fields().contains(KnownFields::FINGERPRINT_SHA1));
         assert!(!id.known_fields().contains(KnownFields::FINGERPRINT));
         assert_eq!(id.fingerprint_sha256(), [0; 32]);
+        assert_eq!(id.known_fingerprint_sha256(), None);
+        let full = ClientIdentity::from_der(der).unwrap();
+        assert_eq!(
+            full.known_fingerprint_sha256(),
+            Some(full.fingerprint_sha256())
+        );
         assert_eq!(id.source(), &Source::Forwarded { proxy, header });
         // With the certificate, a SHA-1 must match it too.
         let cert = url_encode(&crate::format::pem(der));

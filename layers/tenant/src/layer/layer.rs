@@ -6,7 +6,7 @@ use std::str::FromStr;
 use std::sync::Arc;
 
 use http::HeaderName;
-use portcullis_identity::{ClientIdentity, KnownFields, ProtectedHeaders};
+use portcullis_identity::{ClientIdentity, ProtectedHeaders};
 use tower_layer::Layer;
 
 use super::service::ResolveTenant;
@@ -85,10 +85,11 @@ impl CertificatePrincipal {
             CertificatePrincipal::CommonName => common_name(),
             CertificatePrincipal::SpiffeId => spiffe(),
             // Only a known SHA-256: a forwarded SHA-1 fingerprint is not one.
-            CertificatePrincipal::Fingerprint => identity
-                .known_fields()
-                .contains(KnownFields::FINGERPRINT)
-                .then(|| Principal::Fingerprint(identity.fingerprint_sha256_hex().into())),
+            CertificatePrincipal::Fingerprint => {
+                identity.known_fingerprint_sha256().map(|digest| {
+                    Principal::Fingerprint(portcullis_identity::hex::encode(&digest).into())
+                })
+            }
         }
     }
 }
