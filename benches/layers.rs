@@ -11,6 +11,7 @@
 
 mod common;
 
+use portcullis::identity::env::Env;
 use std::convert::Infallible;
 use std::hint::black_box;
 
@@ -78,8 +79,9 @@ fn layers(c: &mut Criterion) {
         .unwrap();
     let files = StackFiles::new("layers-bench");
     let vars = files.env();
-    let lookup = |var: &str| vars.iter().find(|(k, _)| *k == var).map(|(_, v)| v.clone());
-    let stack = rt.block_on(portcullis::from_env_with(lookup)).unwrap();
+    let env = Env::from_pairs(vars.iter().cloned());
+    let stack = rt.block_on(portcullis::from_env(&env)).unwrap();
+    let no_proxies = portcullis::identity::TrustedProxies::none();
     let bare = tower::service_fn(app);
 
     run(c, &rt, "bare service", bare);
@@ -94,23 +96,20 @@ fn layers(c: &mut Criterion) {
         c,
         &rt,
         "xfcc alone (no trusted proxy, known headers stripped)",
-        XfccLayer::from_env_with(lookup)
+        XfccLayer::from_env(&env, &no_proxies)
             .unwrap()
             .strip_known_cert_headers()
             .layer(bare),
     );
-    let tenant = portcullis::tenant::TenantLayer::from_env_with(lookup, None)
+    let tenant = portcullis::tenant::TenantLayer::from_env(&env)
         .unwrap()
         .unwrap();
     run(c, &rt, "tenant alone (bearer)", tenant.layer(bare));
     let rate_limit = rt
         .block_on(
-            portcullis::rate_limit::RateLimitEnv::from_env_with(
-                lookup,
-                &portcullis::identity::TrustedProxies::none(),
-            )
-            .unwrap()
-            .layer(),
+            portcullis::rate_limit::RateLimitEnv::from_env(&env, &no_proxies)
+                .unwrap()
+                .layer(),
         )
         .unwrap();
     // Behind the client-cert layer, which supplies the CN it keys by.

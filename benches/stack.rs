@@ -20,6 +20,7 @@
 
 mod common;
 
+use portcullis::identity::env::Env;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -52,9 +53,9 @@ fn start_servers(files: &StackFiles) -> Servers {
     let app_port = free_port();
     let (bare, listener, stack) = portcullis_test_support::on_own_thread(move || async move {
         // portcullis: the listener and the four layers from the environment.
-        let env = portcullis::from_env_with(|var| {
+        let env = portcullis::from_env(&Env::from_fn(|var| {
             vars.iter().find(|(k, _)| *k == var).map(|(_, v)| v.clone())
-        })
+        }))
         .await
         .unwrap();
         // The rustls configuration the environment describes, for every

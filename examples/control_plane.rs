@@ -22,6 +22,7 @@
 //! `LISTEN_ADDR` defaults to `127.0.0.1:8900`; with `TLS_CERT` and
 //! `TLS_KEY` set it serves HTTPS.
 
+use portcullis::identity::env::Env;
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -162,7 +163,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .unwrap_or_else(|_| "127.0.0.1:8900".to_owned())
         .parse()
         .map_err(|e| format!("LISTEN_ADDR: {e}"))?;
-    if let Some(env) = ServerTls::from_env()? {
+    if let Some(env) = ServerTls::from_env(&Env::process())? {
         let listener = TlsListener::bind(addr, TlsAcceptor::new(env.tls.build()?)).await?;
         println!("control plane on https://{}", listener.local_addr());
         serve(listener, service, std::future::pending()).await;

@@ -24,6 +24,7 @@
 //! `Retry-After`, and a forged tenant header replaced by the one the key
 //! resolves to.
 
+use portcullis::identity::env::Env;
 use std::convert::Infallible;
 use std::net::IpAddr;
 use std::process::ExitCode;
@@ -241,7 +242,7 @@ async fn main() -> Result<ExitCode, Box<dyn std::error::Error>> {
     }
 }
 
-/// Step 7: `portcullis::from_env_with` over files the demo writes, served on
+/// Step 7: `portcullis::from_env` over files the demo writes, served on
 /// the TLS listener, driven by a rustls client.
 async fn whole_stack(
     steps: &mut Steps,
@@ -284,11 +285,11 @@ async fn whole_stack(
     for (var, value) in &vars {
         println!("  {var}={value}");
     }
-    let stack = portcullis::from_env_with(|var| {
+    let stack = portcullis::from_env(&Env::from_fn(|var| {
         vars.iter()
             .find(|(name, _)| *name == var)
             .map(|(_, value)| value.clone())
-    })
+    }))
     .await?;
     let tls = stack.tls().ok_or("TLS_CERT was set")?;
     let listener =

@@ -12,6 +12,7 @@
 //! REDIS_URL=redis://127.0.0.1:6379/ cargo run --example redis --features redis
 //! ```
 
+use portcullis::identity::env::Env;
 use std::convert::Infallible;
 use std::process::ExitCode;
 
@@ -27,9 +28,9 @@ async fn instance(name: &'static str, redis_url: String) -> Result<std::net::Soc
         ("RATE_LIMIT_KEY", "ip".to_owned()),
         ("LISTEN_ADDR", "127.0.0.1:0".to_owned()),
     ];
-    let stack = portcullis::from_env_with(|var| {
+    let stack = portcullis::from_env(&Env::from_fn(|var| {
         vars.iter().find(|(k, _)| *k == var).map(|(_, v)| v.clone())
-    })
+    }))
     .await
     .map_err(|e| e.to_string())?;
     let app = ServiceBuilder::new().layer(stack.layer()).service_fn(

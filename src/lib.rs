@@ -79,6 +79,13 @@ pub use portcullis_rate_limit as rate_limit;
     feature = "tenant",
     feature = "rate-limit"
 ))]
+mod env;
+#[cfg(all(
+    feature = "client-cert",
+    feature = "xfcc",
+    feature = "tenant",
+    feature = "rate-limit"
+))]
 #[cfg_attr(
     docsrs,
     doc(cfg(all(
@@ -95,10 +102,14 @@ pub mod stack;
     feature = "tenant",
     feature = "rate-limit"
 ))]
-pub use stack::{
-    Listening, Portcullis, PortcullisLayer, PortcullisService, StartupError, from_env,
-    from_env_with,
-};
+pub use env::from_env;
+#[cfg(all(
+    feature = "client-cert",
+    feature = "xfcc",
+    feature = "tenant",
+    feature = "rate-limit"
+))]
+pub use stack::{Listening, Portcullis, PortcullisLayer, PortcullisService, StartupError};
 
 #[cfg(any(
     feature = "client-cert",
@@ -117,6 +128,7 @@ pub use builder::ServiceBuilderExt;
 
 /// The names most services need, for a glob import.
 pub mod prelude {
+    pub use portcullis_identity::env::Env;
     pub use portcullis_identity::{
         BearerDigest, ClientIdentity, ClientIp, ClientIpHeader, ClientIpLayer, PeerAddr, Source,
         SpiffeId, TlsConnectInfo, TrustedProxies,

@@ -1,4 +1,4 @@
-//! The whole stack from the environment: [`from_env`] and [`Portcullis`].
+//! The whole stack from the environment: [`from_env`](crate::from_env) and [`Portcullis`].
 //!
 //! The order is fixed, because each layer trusts what the one before it
 //! established:
@@ -18,18 +18,17 @@ use std::fmt;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::task::{Context, Poll};
-use std::time::Duration;
 
 use http::Request;
 use hyper::body::Incoming;
 use tower::Service;
 
 use portcullis_client_cert::{
-    ClientCert, ClientCertLayer, EnvTls, OutboundTrust, ServeOptions, ServerTls, TlsAcceptor,
-    TlsListener,
+    ClientCert, ClientCertLayer, EnvTls, ServeOptions, TlsAcceptor, TlsListener,
 };
 use portcullis_identity::TrustedProxies;
-use portcullis_rate_limit::{KeySource, RateLimit, RateLimitEnv, RateLimitLayer};
+use portcullis_identity::env::{EnvError, EnvProblem, Problems};
+use portcullis_rate_limit::{RateLimit, RateLimitLayer};
 use portcullis_tenant::{InternalGuardLayer, ResolveTenant, TenantLayer};
 use portcullis_xfcc::{Xfcc, XfccLayer};
 use tower_layer::Layer;
@@ -38,16 +37,33 @@ use tower_layer::Layer;
 pub const DEFAULT_LISTEN_ADDR: &str = "127.0.0.1:8443";
 
 /// The environment cannot be served: every problem found, each naming its
-/// variables and the fix, so one restart fixes them all.
+/// variable, the value and the fix, so one restart fixes them all.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StartupError {
-    problems: Vec<String>,
+    problems: Vec<EnvProblem>,
 }
 
 impl StartupError {
-    /// Each problem, one sentence each.
-    pub fn problems(&self) -> &[String] {
+    pub(crate) fn new(problems: Problems) -> Self {
+        match problems.finish(|| ()) {
+            Ok(()) => StartupError {
+                problems: Vec::new(),
+            },
+            Err(error) => error.into(),
+        }
+    }
+
+    /// Each problem.
+    pub fn problems(&self) -> &[EnvProblem] {
         &self.problems
+    }
+}
+
+impl From<EnvError> for StartupError {
+    fn from(error: EnvError) -> Self {
+        StartupError {
+            problems: error.into_iter().collect(),
+        }
     }
 }
 
@@ -167,12 +183,12 @@ impl<S> Layer<S> for PortcullisLayer {
 /// configuration, the internal-route guard and the listen address.
 #[derive(Debug)]
 pub struct Portcullis {
-    layer: PortcullisLayer,
-    tls: Option<EnvTls>,
-    guard: InternalGuardLayer,
-    listen: SocketAddr,
-    proxies: TrustedProxies,
-    serve_options: ServeOptions,
+    pub(crate) layer: PortcullisLayer,
+    pub(crate) tls: Option<EnvTls>,
+    pub(crate) guard: InternalGuardLayer,
+    pub(crate) listen: SocketAddr,
+    pub(crate) proxies: TrustedProxies,
+    pub(crate) serve_options: ServeOptions,
 }
 
 impl Portcullis {
@@ -217,7 +233,7 @@ impl Portcullis {
     ///
     /// ```no_run
     /// # async fn run(app: axum::Router) -> Result<(), Box<dyn std::error::Error>> {
-    /// let stack = portcullis::from_env().await?;
+    /// let stack = portcullis::from_env(&portcullis::identity::env::Env::process()).await?;
     /// let listening = stack.bind().await?;
     /// println!("listening on {}", listening.url());
     /// listening.serve(app, std::future::pending()).await;
@@ -226,8 +242,9 @@ impl Portcullis {
     /// ```
     pub async fn bind(&self) -> std::io::Result<Listening> {
         let addr = self.listen;
-        let bind_error =
-            |e: std::io::Error| std::io::Error::new(e.kind(), format!("LISTEN_ADDR={addr}: {e}"));
+        let bind_error = |e: std::io::Error| {
+            std::io::Error::new(e.kind(), format!("{}={addr}: {e}", crate::env::LISTEN_ADDR))
+        };
         let listener = match &self.tls {
             Some(tls) => {
                 let config = tls.tls.build().map_err(std::io::Error::other)?;
@@ -316,228 +333,4 @@ impl Listening {
             Listener::Tcp(listener) => self.options.serve_tcp(listener, service, shutdown).await,
         }
     }
-}
-
-/// The whole stack from the process environment; see [`from_env_with`].
-pub async fn from_env() -> Result<Portcullis, StartupError> {
-    from_env_with(|var| std::env::var(var).ok()).await
-}
-
-/// The whole stack from the variables `lookup` gives (the README's table).
-///
-/// Every problem is reported at once, each naming its variables and the
-/// fix: a bad value, a pair half set, and combinations that cannot work
-/// (a certificate-only rate-limit key with no certificate source, a tenant
-/// setting with no tenants). Connects to Redis when `REDIS_URL` is set.
-///
-/// ```
-/// # tokio_test_block_on(async {
-/// let env = |var: &str| match var {
-///     "TLS_CLIENT_AUTH" => Some("sometimes".to_owned()),
-///     "RATE_LIMIT_BURST" => Some("5".to_owned()),
-///     _ => None,
-/// };
-/// let error = portcullis::from_env_with(env).await.unwrap_err();
-/// assert_eq!(error.problems().len(), 2);
-/// # });
-/// # fn tokio_test_block_on(f: impl std::future::Future<Output = ()>) {
-/// #     tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(f)
-/// # }
-/// ```
-pub async fn from_env_with(
-    lookup: impl Fn(&str) -> Option<String>,
-) -> Result<Portcullis, StartupError> {
-    let get = |var: &str| {
-        lookup(var)
-            .map(|v| v.trim().to_owned())
-            .filter(|v| !v.is_empty())
-    };
-    let mut problems = Vec::new();
-
-    let listen = match get("LISTEN_ADDR") {
-        None => DEFAULT_LISTEN_ADDR.parse().ok(),
-        Some(text) => text.parse().map_or_else(
-            |_| {
-                problems.push(format!(
-                    "LISTEN_ADDR={text:?}: not an address and port; write one such as 127.0.0.1:8443"
-                ));
-                None
-            },
-            Some,
-        ),
-    };
-
-    let mut serve_options = ServeOptions::default();
-    if let Some(text) = get("HEADER_READ_TIMEOUT_SECS") {
-        match text.parse::<f64>() {
-            Ok(secs) if secs.is_finite() && secs > 0.0 && secs <= 86_400.0 => {
-                serve_options = serve_options.header_read_timeout(Duration::from_secs_f64(secs));
-            }
-            _ => problems.push(format!(
-                "HEADER_READ_TIMEOUT_SECS={text:?}: not a number of seconds above 0; write one such as 30 or 0.5"
-            )),
-        }
-    }
-    if let Some(text) = get("MAX_CONNECTIONS") {
-        match text.parse::<usize>() {
-            Ok(max) if max > 0 => serve_options = serve_options.max_connections(max),
-            _ => problems.push(format!(
-                "MAX_CONNECTIONS={text:?}: not a whole number above 0; write one such as 10000"
-            )),
-        }
-    }
-
-    // The certificate may name the caller behind a proxy too: the TLS
-    // settings are read without it, and it is checked against both below.
-    let use_cert_as_principal = match get("USE_CERT_AS_PRINCIPAL") {
-        None => false,
-        Some(value) => match value.to_ascii_lowercase().as_str() {
-            "false" | "0" | "no" | "off" => false,
-            "true" | "1" | "yes" | "on" => true,
-            _ => {
-                problems.push(format!(
-                    "USE_CERT_AS_PRINCIPAL={value:?}: write true or false"
-                ));
-                false
-            }
-        },
-    };
-    let tls = ServerTls::from_env_with(|var| {
-        (var != "USE_CERT_AS_PRINCIPAL")
-            .then(|| lookup(var))
-            .flatten()
-    })
-    .unwrap_or_else(|e| {
-        problems.extend(e.into_each().iter().map(ToString::to_string));
-        None
-    });
-
-    // Every other known certificate header goes too: the stack hands the
-    // application one identity, never a header a client could have set.
-    let xfcc = XfccLayer::from_env_with(&lookup)
-        .unwrap_or_else(|e| {
-            problems.extend(e.problems());
-            XfccLayer::new(TrustedProxies::none())
-        })
-        .strip_known_cert_headers();
-    let proxies = xfcc.proxies().clone();
-    let forwarded_certs = !proxies.is_empty();
-    let own_certs = tls
-        .as_ref()
-        .is_some_and(|tls| tls.files.client_ca.is_some());
-    if get("TRUSTED_PROXY_IDENTITIES").is_some() && !own_certs {
-        problems.push(
-            "TRUSTED_PROXY_IDENTITIES is set but no client certificate can be verified here: a \
-             proxy proves its identity with its own TLS client certificate; set TLS_CLIENT_CA \
-             (with TLS_CERT and TLS_KEY), or unset TRUSTED_PROXY_IDENTITIES"
-                .to_owned(),
-        );
-    }
-    if use_cert_as_principal && !own_certs && !forwarded_certs {
-        problems.push(
-            "USE_CERT_AS_PRINCIPAL=true but no certificate can arrive: set TLS_CLIENT_CA (with \
-             TLS_CERT and TLS_KEY) to verify client certificates here, or TRUSTED_PROXY_CIDRS for \
-             a proxy that forwards them"
-                .to_owned(),
-        );
-    }
-
-    // Outbound trust (the platform's roots, SSL_CERT_FILE, ...) is read
-    // only for an https control plane, the one outbound call the stack
-    // makes.
-    let https_control_plane =
-        get("CONTROL_PLANE_URL").is_some_and(|url| url.to_ascii_lowercase().starts_with("https:"));
-    let outbound = https_control_plane
-        .then(|| {
-            OutboundTrust::from_env_with(portcullis_client_cert::DEFAULT_PREFIX, &lookup)
-                .and_then(|trust| trust.client_config())
-                .map_err(|e| problems.push(e.to_string()))
-                .ok()
-        })
-        .flatten();
-    let outbound_failed = outbound.is_none();
-    // USE_CERT_AS_PRINCIPAL never changes who must authenticate (the bearer
-    // still selects the tenant): only the rate-limit bucket, below.
-    let tenant = match TenantLayer::from_env_with(&lookup, outbound) {
-        Ok(Some(layer)) => Some(layer),
-        Ok(None) => {
-            for var in ["AUTH_POLICY", "TENANT_HEADER", "CALLER_HEADER"] {
-                if get(var).is_some() {
-                    problems.push(format!(
-                        "{var} is set but no tenants are: set TENANTS_FILE or CONTROL_PLANE_URL \
-                         (with CONTROL_PLANE_INTERNAL_SECRET), or unset {var}"
-                    ));
-                }
-            }
-            None
-        }
-        Err(e) => {
-            // Without outbound trust the tenant reader also says an https
-            // control plane has no TLS configuration: the trust problem
-            // above is the one to fix.
-            let trust_failed = https_control_plane && outbound_failed;
-            problems.extend(
-                e.problems()
-                    .iter()
-                    .filter(|p| !(trust_failed && p.contains("no TLS client configuration")))
-                    .cloned(),
-            );
-            None
-        }
-    };
-    // Configured, even if wrongly: its own problems are reported above.
-    let tenants =
-        tenant.is_some() || get("TENANTS_FILE").is_some() || get("CONTROL_PLANE_URL").is_some();
-
-    let rate_limit = match RateLimitEnv::from_env_with(&lookup, &proxies) {
-        Ok(mut env) => {
-            if use_cert_as_principal {
-                env = env.certificate_as_principal(&proxies);
-            }
-            let sources: Vec<&'static str> = env.keys().sources().map(KeySource::name).collect();
-            let certificate_only = sources
-                .iter()
-                .all(|name| matches!(*name, "cn" | "spiffe" | "fingerprint"));
-            if certificate_only && !own_certs && !forwarded_certs {
-                problems.push(format!(
-                    "RATE_LIMIT_KEY={:?} names only certificate keys but no certificate can arrive: \
-                     add bearer or ip to the chain, or set TLS_CLIENT_CA or TRUSTED_PROXY_CIDRS",
-                    sources.join(",")
-                ));
-            }
-            if sources.contains(&"tenant") && !tenants {
-                problems.push(
-                    "RATE_LIMIT_KEY names tenant but no tenants are configured: set TENANTS_FILE \
-                     or CONTROL_PLANE_URL, or key by cn, bearer or ip"
-                        .to_owned(),
-                );
-            }
-            Some(env)
-        }
-        Err(e) => {
-            problems.extend(e.problems().iter().cloned());
-            None
-        }
-    };
-
-    // Connect to Redis last, and only when everything else is right.
-    let (Some(listen), Some(rate_limit), true) = (listen, rate_limit, problems.is_empty()) else {
-        return Err(StartupError { problems });
-    };
-    let rate_limit = rate_limit.layer().await.map_err(|e| StartupError {
-        problems: e.problems().to_vec(),
-    })?;
-    Ok(Portcullis {
-        layer: PortcullisLayer::new(
-            ClientCertLayer::new(),
-            xfcc,
-            tenant.unwrap_or_else(TenantLayer::strip_only),
-            rate_limit,
-        ),
-        tls,
-        guard: InternalGuardLayer::from_env_with(&lookup),
-        listen,
-        proxies,
-        serve_options,
-    })
 }

@@ -11,6 +11,7 @@
 ))]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use portcullis::identity::env::Env;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 
@@ -73,9 +74,9 @@ async fn serve_stack(dir: &TempDir) -> SocketAddr {
         ("RATE_LIMIT_PER_MIN", "1000000".to_owned()),
         ("RATE_LIMIT_KEY", "bearer".to_owned()),
     ];
-    let stack = portcullis::from_env_with(|var| {
+    let stack = portcullis::from_env(&Env::from_fn(|var| {
         vars.iter().find(|(k, _)| *k == var).map(|(_, v)| v.clone())
-    })
+    }))
     .await
     .unwrap();
     let service = ServiceBuilder::new()

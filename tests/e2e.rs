@@ -1,4 +1,4 @@
-//! The whole stack from `portcullis::from_env_with`, driven by real curl:
+//! The whole stack from `portcullis::from_env`, driven by real curl:
 //! the scenarios the design names, end to end. On the TLS listener (h2 and
 //! HTTP/1.1), and plaintext behind a real nginx; with a real control plane
 //! that goes away mid-test, and a real redis-server shared by two stacks.

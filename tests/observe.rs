@@ -12,6 +12,7 @@
 ))]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use portcullis::identity::env::Env;
 use std::collections::{BTreeMap, HashMap};
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -175,11 +176,11 @@ fn the_request_span_and_the_counters_say_who_which_tenant_and_what_was_decided()
         .unwrap();
     let statuses = tracing::subscriber::with_default(spans.clone(), || {
         runtime.block_on(async {
-            let stack = portcullis::from_env_with(|var| {
+            let stack = portcullis::from_env(&Env::from_fn(|var| {
                 env.iter()
                     .find(|(k, _)| *k == var)
                     .map(|(_, v)| (*v).to_owned())
-            })
+            }))
             .await
             .unwrap();
             let service = ServiceBuilder::new().layer(stack.layer()).service_fn(

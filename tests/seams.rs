@@ -12,6 +12,7 @@
 ))]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use portcullis::identity::env::Env;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -675,11 +676,11 @@ async fn under_plain_axum_serve_the_peer_comes_from_connect_info() {
     // so an anonymous caller is counted by its address (it was 401 "no
     // rate-limit key").
     let vars = [("RATE_LIMIT_PER_MIN", "60"), ("RATE_LIMIT_BURST", "1")];
-    let stack = portcullis::from_env_with(|var| {
+    let stack = portcullis::from_env(&Env::from_fn(|var| {
         vars.iter()
             .find(|(k, _)| *k == var)
             .map(|(_, v)| (*v).to_owned())
-    })
+    }))
     .await
     .unwrap();
     let app = axum::Router::new()

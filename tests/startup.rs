@@ -8,18 +8,19 @@
 ))]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use portcullis::identity::env::Env;
 async fn problems(vars: &[(&str, &str)]) -> Vec<String> {
     let vars: Vec<(String, String)> = vars
         .iter()
         .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
         .collect();
-    match portcullis::from_env_with(|var| {
+    match portcullis::from_env(&Env::from_fn(|var| {
         vars.iter().find(|(k, _)| k == var).map(|(_, v)| v.clone())
-    })
+    }))
     .await
     {
         Ok(_) => Vec::new(),
-        Err(error) => error.problems().to_vec(),
+        Err(error) => error.problems().iter().map(ToString::to_string).collect(),
     }
 }
 
@@ -28,26 +29,26 @@ async fn problems(vars: &[(&str, &str)]) -> Vec<String> {
 const TABLE: &[(&[(&str, &str)], &str)] = &[
     (
         &[("TLS_CERT", "/srv/tls/cert.pem")],
-        "TLS_CERT is set but TLS_KEY is not: set both (the server certificate chain and its private key), or neither for plaintext",
+        "TLS_CERT: set without TLS_KEY; set both (the server certificate chain and its private key), or neither for plaintext",
     ),
     (
         &[("TLS_CERT", "/nope/cert.pem"), ("TLS_KEY", "/nope/key.pem")],
         concat!(
-            "TLS_CERT (/nope/cert.pem): cannot read /nope/cert.pem: No such file or directory (os error 2); check the path and its permissions\n",
-            "TLS_KEY (/nope/key.pem): cannot read /nope/key.pem: No such file or directory (os error 2); check the path and its permissions",
+            "TLS_CERT=\"/nope/cert.pem\": cannot read it: No such file or directory (os error 2); check the path and its permissions\n",
+            "TLS_KEY=\"/nope/key.pem\": cannot read it: No such file or directory (os error 2); check the path and its permissions",
         ),
     ),
     (
         &[("TLS_CLIENT_AUTH", "sometimes")],
-        "TLS_CLIENT_AUTH=\"sometimes\" is not valid; expected one of: none, optional, required",
+        "TLS_CLIENT_AUTH=\"sometimes\": not a client-certificate mode; write none, optional or required",
     ),
     (
         &[("USE_CERT_AS_PRINCIPAL", "true")],
-        "USE_CERT_AS_PRINCIPAL=true but no certificate can arrive: set TLS_CLIENT_CA (with TLS_CERT and TLS_KEY) to verify client certificates here, or TRUSTED_PROXY_CIDRS for a proxy that forwards them",
+        "USE_CERT_AS_PRINCIPAL=\"true\": no certificate can arrive; set TLS_CLIENT_CA (with TLS_CERT and TLS_KEY) to verify client certificates here, or TRUSTED_PROXY_CIDRS for a proxy that forwards them",
     ),
     (
         &[("USE_CERT_AS_PRINCIPAL", "perhaps")],
-        "USE_CERT_AS_PRINCIPAL=\"perhaps\": write true or false",
+        "USE_CERT_AS_PRINCIPAL=\"perhaps\": not a switch; write true or false",
     ),
     (
         &[("TRUSTED_PROXY_CIDRS", "10.0.0.1/8")],
@@ -59,7 +60,7 @@ const TABLE: &[(&[(&str, &str)], &str)] = &[
     ),
     (
         &[("CONTROL_PLANE_URL", "https://cp.internal")],
-        "CONTROL_PLANE_URL is set but CONTROL_PLANE_INTERNAL_SECRET is not: set both to use a control plane, or neither",
+        "CONTROL_PLANE_URL: set without CONTROL_PLANE_INTERNAL_SECRET; set both to use a control plane, or neither",
     ),
     (
         &[
@@ -67,19 +68,19 @@ const TABLE: &[(&[(&str, &str)], &str)] = &[
             ("CONTROL_PLANE_INTERNAL_SECRET", "s3cret"),
             ("SSL_CERT_FILE", "/nope/ca.pem"),
         ],
-        "SSL_CERT_FILE (/nope/ca.pem): cannot read /nope/ca.pem: No such file or directory (os error 2); check the path and its permissions",
+        "SSL_CERT_FILE=\"/nope/ca.pem\": cannot read it: No such file or directory (os error 2); check the path and its permissions",
     ),
     (
         &[("TENANTS_FILE", "/nope/tenants.json")],
-        "tenants file /nope/tenants.json: No such file or directory (os error 2); set TENANTS_FILE to a readable JSON file",
+        "TENANTS_FILE=\"/nope/tenants.json\": cannot read it: No such file or directory (os error 2); set it to a readable JSON file",
     ),
     (
         &[("AUTH_POLICY", "cert")],
-        "AUTH_POLICY is set but no tenants are: set TENANTS_FILE or CONTROL_PLANE_URL (with CONTROL_PLANE_INTERNAL_SECRET), or unset AUTH_POLICY",
+        "AUTH_POLICY: set, but no tenants are; set TENANTS_FILE or CONTROL_PLANE_URL (with CONTROL_PLANE_INTERNAL_SECRET), or unset AUTH_POLICY",
     ),
     (
         &[("RATE_LIMIT_BURST", "5")],
-        "RATE_LIMIT_BURST is set but RATE_LIMIT_PER_MIN is not: set the rate too, or unset the burst",
+        "RATE_LIMIT_BURST: set without RATE_LIMIT_PER_MIN; set the rate too, or unset the burst",
     ),
     (
         &[("RATE_LIMIT_PER_MIN", "lots")],
@@ -87,15 +88,15 @@ const TABLE: &[(&[(&str, &str)], &str)] = &[
     ),
     (
         &[("RATE_LIMIT_KEY", "cn,spiffe")],
-        "RATE_LIMIT_KEY=\"cn,spiffe\" names only certificate keys but no certificate can arrive: add bearer or ip to the chain, or set TLS_CLIENT_CA or TRUSTED_PROXY_CIDRS",
+        "RATE_LIMIT_KEY=\"cn,spiffe\": names only certificate keys but no certificate can arrive; add bearer or ip to the chain, or set TLS_CLIENT_CA or TRUSTED_PROXY_CIDRS",
     ),
     (
         &[("RATE_LIMIT_KEY", "tenant")],
-        "RATE_LIMIT_KEY names tenant but no tenants are configured: set TENANTS_FILE or CONTROL_PLANE_URL, or key by cn, bearer or ip",
+        "RATE_LIMIT_KEY=\"tenant\": names tenant but no tenants are configured; set TENANTS_FILE or CONTROL_PLANE_URL, or key by cn, bearer or ip",
     ),
     (
         &[("RATE_LIMIT_ON_STORE_ERROR", "maybe")],
-        "RATE_LIMIT_ON_STORE_ERROR=\"maybe\": write open (let requests through uncounted) or closed (refuse them with 503)",
+        "RATE_LIMIT_ON_STORE_ERROR=\"maybe\": not a store-failure policy; write open (let requests through uncounted) or closed (refuse them with 503)",
     ),
     (
         &[("LISTEN_ADDR", "nowhere")],
@@ -107,6 +108,16 @@ const TABLE: &[(&[(&str, &str)], &str)] = &[
 async fn each_bad_setting_gives_its_exact_problem() {
     for (vars, expected) in TABLE {
         assert_eq!(problems(vars).await.join("\n"), *expected, "{vars:?}");
+        // Typed: the first problem names one of the row's variables.
+        let error = portcullis::from_env(&Env::from_pairs(vars.iter().copied()))
+            .await
+            .err()
+            .unwrap_or_else(|| panic!("{vars:?} started"));
+        let var = error.problems()[0].var();
+        assert!(
+            vars.iter().any(|(name, _)| *name == var),
+            "{var} for {vars:?}"
+        );
     }
 }
 
@@ -131,16 +142,16 @@ async fn every_problem_is_reported_at_once() {
     // reader reports all of its own problems, in the order it reads them.
     let expected = [
         "LISTEN_ADDR=",
-        "USE_CERT_AS_PRINCIPAL=\"perhaps\"",
         "TLS_CLIENT_AUTH=",
-        "TLS_CERT (/nope/cert.pem)",
-        "TLS_KEY (/nope/key.pem)",
+        "TLS_CERT=\"/nope/cert.pem\"",
+        "TLS_KEY=\"/nope/key.pem\"",
         "TRUSTED_PROXY_CIDRS=",
         "FORWARDED_CERT_FORMAT=",
-        "SSL_CERT_FILE (/nope/ca.pem)",
-        "tenants file /nope/tenants.json",
-        "CONTROL_PLANE_URL is set",
+        "TENANTS_FILE=\"/nope/tenants.json\"",
+        "SSL_CERT_FILE=\"/nope/ca.pem\"",
+        "CONTROL_PLANE_URL: set without",
         "RATE_LIMIT_PER_MIN=\"lots\"",
+        "USE_CERT_AS_PRINCIPAL=\"perhaps\"",
         "RATE_LIMIT_ON_STORE_ERROR=",
     ];
     assert_eq!(found.len(), expected.len(), "{found:#?}");
@@ -150,12 +161,12 @@ async fn every_problem_is_reported_at_once() {
             "{start} expected, found {problem}"
         );
     }
-    let error = portcullis::from_env_with(|var| {
+    let error = portcullis::from_env(&Env::from_fn(|var| {
         every
             .iter()
             .find(|(k, _)| *k == var)
             .map(|(_, v)| (*v).to_owned())
-    })
+    }))
     .await
     .unwrap_err();
     assert!(error.to_string().starts_with(&format!(
@@ -187,7 +198,7 @@ async fn redis_that_cannot_be_reached_is_named() {
 
 #[tokio::test]
 async fn nothing_set_is_a_plaintext_stack_on_the_default_address() {
-    let stack = portcullis::from_env_with(|_| None).await.unwrap();
+    let stack = portcullis::from_env(&Env::from_fn(|_| None)).await.unwrap();
     assert!(stack.tls().is_none());
     assert_eq!(stack.listen_addr().to_string(), "127.0.0.1:8443");
     assert!(stack.trusted_proxies().is_empty());

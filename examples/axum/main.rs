@@ -24,6 +24,7 @@
 //! `GET /internal/usage` behind the internal-route guard
 //! (`CONTROL_PLANE_INTERNAL_SECRET`; unset, it answers 404).
 
+use portcullis::identity::env::Env;
 use std::process::ExitCode;
 
 use axum::Router;
@@ -61,7 +62,7 @@ async fn main() -> ExitCode {
 }
 
 async fn run() -> Result<(), Box<dyn std::error::Error>> {
-    let stack = portcullis::from_env().await?;
+    let stack = portcullis::from_env(&Env::process()).await?;
     let public = Router::new()
         .route(
             "/whoami",

@@ -21,7 +21,8 @@ use axum::Router;
 use axum::extract::Request;
 use axum::routing::get;
 use portcullis::client_cert::serve_tcp;
-use portcullis::identity::ClientIpLayer;
+use portcullis::identity::env::Env;
+use portcullis::identity::{ClientIpLayer, TrustedProxies};
 use portcullis::xfcc::XfccLayer;
 use tower::ServiceBuilder;
 
@@ -30,8 +31,9 @@ mod whoami;
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let xfcc = XfccLayer::from_env().map_err(|e| format!("configuration: {e}"))?;
-    let proxies = xfcc.proxies().clone();
+    let env = Env::process();
+    let proxies = TrustedProxies::from_env(&env).map_err(|e| format!("configuration: {e}"))?;
+    let xfcc = XfccLayer::from_env(&env, &proxies).map_err(|e| format!("configuration: {e}"))?;
     if proxies.is_empty() {
         eprintln!(
             "TRUSTED_PROXY_CIDRS is empty: no proxy is trusted, so every forwarded \

@@ -12,6 +12,7 @@
 //! peer as `PeerAddr`. Routes: `GET /whoami`, and `GET /internal/usage`
 //! behind the internal-route guard; anything else is 404.
 
+use portcullis::identity::env::Env;
 use std::convert::Infallible;
 use std::process::ExitCode;
 
@@ -49,7 +50,7 @@ async fn main() -> ExitCode {
 }
 
 async fn run() -> Result<(), Box<dyn std::error::Error>> {
-    let stack = portcullis::from_env().await?;
+    let stack = portcullis::from_env(&Env::process()).await?;
     // /internal/* goes to the guard beside the stack: the stack removes
     // x-internal-secret from everything it handles, so a guard behind it
     // would never see the secret. Everything else goes through the stack.

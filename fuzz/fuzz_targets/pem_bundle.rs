@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use portcullis_client_cert::pem::parse_bundle;
+use portcullis_identity::pem::parse_bundle;
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(bundle) = parse_bundle(data) {

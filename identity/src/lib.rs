@@ -9,6 +9,8 @@
 //!   constant time.
 //! - [`TlsConnectInfo`] and [`PeerAddr`]: what the acceptor learnt about a
 //!   connection.
+//! - [`env`](mod@env): settings from the environment, one lookup type and one typed
+//!   problem for every crate.
 //! - [`observe`]: the request span's fields and the counters every layer
 //!   reports.
 //! - [`pem`]: a PEM/DER bundle reader that sees every block, shared by the
@@ -44,6 +46,8 @@
 //! |---|---|---|
 //! | `axum` | `FromRequestParts` / `OptionalFromRequestParts` for [`ClientIdentity`] and [`ClientIp`] (axum-core only) | No |
 //! | `tracing` | debug events when a client-IP walk stops early, a warning when a leaf cannot be parsed; [`observe::record`] into the request span | No |
+//! | `outbound-tls` | [`OutboundTrust`]: the roots for the service's own outbound TLS (rustls, rustls-native-certs) | No |
+//! | `watch` | [`watch::FileWatcher`]: the one file watcher every reload uses (notify) | No |
 //! | `metrics` | the counters of [`observe`], through the `metrics` facade | No |
 
 #![forbid(unsafe_code)]
@@ -57,9 +61,12 @@ mod certificate;
 mod client_ip;
 mod connection;
 mod dn;
+pub mod env;
 mod forwarded;
 pub mod hex;
 pub mod observe;
+#[cfg(feature = "outbound-tls")]
+mod outbound;
 pub mod pem;
 pub mod percent;
 mod protected;
@@ -67,6 +74,9 @@ mod proxies;
 pub mod response;
 mod spiffe;
 mod tenant;
+#[cfg(feature = "watch")]
+#[cfg_attr(docsrs, doc(cfg(feature = "watch")))]
+pub mod watch;
 
 #[cfg(feature = "axum")]
 #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
@@ -78,9 +88,13 @@ pub use certificate::{
 };
 pub use client_ip::{ClientIp, ClientIpLayer, SetClientIp};
 pub use connection::{PeerAddr, TlsConnectInfo, TlsConnectInfoBuilder};
+#[cfg(feature = "outbound-tls")]
+#[cfg_attr(docsrs, doc(cfg(feature = "outbound-tls")))]
+pub use outbound::{OutboundTrust, OutboundTrustError, crypto_provider};
 pub use protected::ProtectedHeaders;
 pub use proxies::{
-    ClientIpHeader, ClientIpResolution, ConfigError, DEFAULT_MAX_HOPS, ResolvedBy, TrustedProxies,
+    ClientIpHeader, ClientIpResolution, DEFAULT_MAX_HOPS, ProxyConfigError, ResolvedBy,
+    TrustedProxies,
 };
 pub use spiffe::{MAX_SPIFFE_ID_LEN, MAX_TRUST_DOMAIN_LEN, SpiffeId, SpiffeIdError};
 pub use tenant::{Quota, Tenant, TenantStatus};

@@ -45,7 +45,7 @@ impl ClientIpHeader {
 }
 
 impl FromStr for ClientIpHeader {
-    type Err = ConfigError;
+    type Err = ProxyConfigError;
 
     /// `x-forwarded-for`, `forwarded` (any case), or any other header name.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
@@ -57,7 +57,7 @@ impl FromStr for ClientIpHeader {
         } else {
             HeaderName::from_bytes(name.as_bytes())
                 .map(ClientIpHeader::Single)
-                .map_err(|_| ConfigError::InvalidHeaderName {
+                .map_err(|_| ProxyConfigError::InvalidHeaderName {
                     value: s.to_owned(),
                 })
         }
@@ -129,13 +129,13 @@ impl TrustedProxies {
     /// address or network, a network with host bits set (`10.0.0.1/8`:
     /// write `10.0.0.0/8`), and a `/0`, which would let every client forge
     /// its address.
-    pub fn parse(list: &str) -> Result<Self, ConfigError> {
+    pub fn parse(list: &str) -> Result<Self, ProxyConfigError> {
         let mut nets = Vec::new();
         for (index, entry) in list.split(',').map(str::trim).enumerate() {
             if entry.is_empty() {
                 continue;
             }
-            let invalid = |reason: &'static str| ConfigError::InvalidProxyEntry {
+            let invalid = |reason: &'static str| ProxyConfigError::InvalidProxyEntry {
                 position: index + 1,
                 entry: entry.to_owned(),
                 reason,
@@ -273,7 +273,7 @@ impl Default for TrustedProxies {
 }
 
 impl FromStr for TrustedProxies {
-    type Err = ConfigError;
+    type Err = ProxyConfigError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         Self::parse(s)
@@ -398,7 +398,7 @@ pub enum ResolvedBy {
 /// A configuration value that cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
-pub enum ConfigError {
+pub enum ProxyConfigError {
     /// An entry of a trusted-proxy list.
     InvalidProxyEntry {
         /// 1-based position in the comma-separated list.
@@ -415,15 +415,15 @@ pub enum ConfigError {
     },
 }
 
-impl fmt::Display for ConfigError {
+impl fmt::Display for ProxyConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            ConfigError::InvalidProxyEntry {
+            ProxyConfigError::InvalidProxyEntry {
                 position,
                 entry,
                 reason,
             } => write!(f, "trusted proxy entry {position} ({entry:?}): {reason}"),
-            ConfigError::InvalidHeaderName { value } => write!(
+            ProxyConfigError::InvalidHeaderName { value } => write!(
                 f,
                 "{value:?} is not a header name; use x-forwarded-for, forwarded, or a header \
                  such as x-real-ip"
@@ -432,7 +432,7 @@ impl fmt::Display for ConfigError {
     }
 }
 
-impl std::error::Error for ConfigError {}
+impl std::error::Error for ProxyConfigError {}
 
 #[cfg(test)]
 mod tests {
@@ -458,7 +458,7 @@ mod tests {
         );
         assert!(matches!(
             TrustedProxies::parse("10.0.0.1/8"),
-            Err(ConfigError::InvalidProxyEntry { position: 1, .. })
+            Err(ProxyConfigError::InvalidProxyEntry { position: 1, .. })
         ));
         assert!(TrustedProxies::parse("0.0.0.0/0").is_err());
         assert!(TrustedProxies::parse("::/0").is_err());

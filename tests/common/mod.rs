@@ -1,8 +1,9 @@
-//! The whole stack from `portcullis::from_env_with`, served on loopback the
+//! The whole stack from `portcullis::from_env`, served on loopback the
 //! way the examples serve it, and the application behind it reporting what
 //! it received. Shared by the end-to-end tests.
 #![allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::expect_used)]
 
+use portcullis::identity::env::Env;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 
@@ -104,9 +105,9 @@ pub async fn serve_stack(extra: &[(&str, &str)]) -> Served {
         vars.retain(|(name, _)| name != k);
         vars.push(((*k).into(), (*v).into()));
     }
-    let stack = portcullis::from_env_with(|var| {
+    let stack = portcullis::from_env(&Env::from_fn(|var| {
         vars.iter().find(|(k, _)| k == var).map(|(_, v)| v.clone())
-    })
+    }))
     .await
     .unwrap();
     let guarded = ServiceBuilder::new()

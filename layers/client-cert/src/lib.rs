@@ -43,8 +43,9 @@
 //! connection open indefinitely: prefer [`serve`] (and [`serve_tcp`] for
 //! plaintext), whose [`ServeOptions`] bound slow and idle clients.
 //!
-//! For the service's own outbound HTTPS, [`OutboundTrust`] adds
-//! `PORTCULLIS_CA_CERTIFICATE` (or `SSL_CERT_FILE`) to the platform's roots.
+//! From the environment: [`ServerTls::from_env`] and
+//! [`ServeOptions::from_env`] (this crate's variables are all read in its
+//! `env.rs`).
 //!
 //! # Revocation and OCSP
 //!
@@ -68,25 +69,24 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod acceptor;
+mod env;
 mod error;
 pub mod layer;
 mod listener;
-mod outbound;
-pub use portcullis_identity::pem;
 mod reload;
 mod serve;
 mod server;
 
 pub use acceptor::{DEFAULT_HANDSHAKE_TIMEOUT, TlsAcceptor, TlsStream};
-pub use error::ConfigError;
+pub use env::EnvTls;
+pub use error::TlsConfigError;
 pub use layer::{ClientCert, ClientCertLayer, ClientCertRejection, RejectionKind};
 pub use listener::{DEFAULT_MAX_HANDSHAKES, TlsListener};
-pub use outbound::{DEFAULT_PREFIX, OutboundTrust};
 pub use reload::{ReloadStats, TlsFiles, TlsReloader};
 #[cfg(feature = "axum")]
 pub use serve::WithTlsConnectInfo;
 pub use serve::{AddTlsConnectInfo, DEFAULT_MAX_CONNECTIONS, ServeOptions, serve, serve_tcp};
-pub use server::{ClientAuth, EnvTls, Policy, Revocation, RevocationDepth, ServerTls};
+pub use server::{ClientAuth, Policy, Revocation, RevocationDepth, ServerTls};
 
 /// The process-default crypto provider when the application installed one,
 /// otherwise *ring*: what every rustls config this crate builds uses.

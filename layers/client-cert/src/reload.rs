@@ -1,22 +1,14 @@
 //! Hot reload: rebuild the whole TLS configuration when its files change,
 //! keep the last good one when they are bad.
 
-use std::collections::HashSet;
-use std::ffi::OsString;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
-use notify::{RecursiveMode, Watcher};
+use portcullis_identity::watch::{DEFAULT_SETTLE, FileWatcher};
 
-use crate::{ClientAuth, ConfigError, Revocation, ServerTls, TlsAcceptor};
-
-/// Changes closer together than this are one reload: editors and
-/// Kubernetes write several files in a burst.
-const SETTLE: Duration = Duration::from_millis(200);
+use crate::{ClientAuth, Revocation, ServerTls, TlsAcceptor, TlsConfigError};
 
 /// The files a [`ServerTls`] is built from, and how to use them: what a
 /// reload reads again.
@@ -50,7 +42,7 @@ impl TlsFiles {
     }
 
     /// Reads every file and assembles the configuration.
-    pub fn load(&self) -> Result<ServerTls, ConfigError> {
+    pub fn load(&self) -> Result<ServerTls, TlsConfigError> {
         let mut tls = ServerTls::from_files(&self.cert, &self.key)?;
         if let Some(ca) = &self.client_ca {
             tls = tls.with_client_ca_file(ca)?;
@@ -110,71 +102,28 @@ impl ReloadStats {
 /// last good one, [`ReloadStats::failed`] goes up and the error is logged.
 pub struct TlsReloader {
     stats: Arc<ReloadStats>,
-    trigger: mpsc::Sender<()>,
-    _watcher: notify::RecommendedWatcher,
+    watcher: FileWatcher,
 }
 
 impl TlsReloader {
     /// Starts watching `files` for `acceptor`.
-    pub fn watch(acceptor: TlsAcceptor, files: TlsFiles) -> Result<Self, ConfigError> {
-        let (trigger, changes) = mpsc::channel::<()>();
-        let names: HashSet<OsString> = files
-            .paths()
-            .filter_map(|p| p.file_name().map(OsString::from))
-            .collect();
-        let events = trigger.clone();
-        let mut watcher =
-            notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-                let relevant = event.is_ok_and(|event| {
-                    is_change(&event.kind)
-                        && event.paths.iter().any(|path| {
-                            path.file_name().is_some_and(|name| {
-                                names.contains(name) || name.to_string_lossy().starts_with("..")
-                            })
-                        })
-                });
-                if relevant {
-                    let _ = events.send(());
-                }
-            })
-            .map_err(|e| ConfigError::Watch {
-                path: PathBuf::new(),
-                detail: e.to_string(),
-            })?;
-        let dirs: HashSet<PathBuf> = files
-            .paths()
-            .map(|path| match path.parent() {
-                Some(parent) if !parent.as_os_str().is_empty() => parent.to_owned(),
-                _ => PathBuf::from("."),
-            })
-            .collect();
-        for dir in &dirs {
-            watcher
-                .watch(dir, RecursiveMode::NonRecursive)
-                .map_err(|e| ConfigError::Watch {
-                    path: dir.clone(),
-                    detail: e.to_string(),
-                })?;
-        }
+    pub fn watch(acceptor: TlsAcceptor, files: TlsFiles) -> Result<Self, TlsConfigError> {
         let stats = Arc::new(ReloadStats::default());
         let thread_stats = stats.clone();
-        std::thread::Builder::new()
-            .name("portcullis-tls-reload".to_owned())
-            .spawn(move || reload_loop(&changes, &acceptor, &files, &thread_stats))
-            .map_err(|e| ConfigError::Watch {
-                path: PathBuf::new(),
-                detail: e.to_string(),
-            })?;
-        Ok(TlsReloader {
-            stats,
-            trigger,
-            _watcher: watcher,
+        let paths: Vec<PathBuf> = files.paths().map(Path::to_owned).collect();
+        let watcher = FileWatcher::watch(paths, DEFAULT_SETTLE, move || {
+            reload(&acceptor, &files, &thread_stats);
         })
+        .map_err(|e| TlsConfigError::Watch {
+            path: e.path.unwrap_or_default(),
+            detail: e.detail,
+        })?;
+        Ok(TlsReloader { stats, watcher })
     }
 
     /// Reloads now (for a `SIGHUP` handler, say), as if a file changed.
     pub fn reload_now(&self) {
-        let _ = self.trigger.send(());
+        self.watcher.trigger();
     }
 
     /// Reload counts.
@@ -191,50 +140,23 @@ impl fmt::Debug for TlsReloader {
     }
 }
 
-fn reload_loop(
-    changes: &mpsc::Receiver<()>,
-    acceptor: &TlsAcceptor,
-    files: &TlsFiles,
-    stats: &ReloadStats,
-) {
-    // Ends when the reloader (and with it the watcher) is dropped.
-    while changes.recv().is_ok() {
-        loop {
-            match changes.recv_timeout(SETTLE) {
-                Ok(()) => continue,
-                Err(RecvTimeoutError::Timeout) => break,
-                Err(RecvTimeoutError::Disconnected) => return,
-            }
+/// Rebuilds the configuration from every file; the last good one stays on
+/// failure.
+fn reload(acceptor: &TlsAcceptor, files: &TlsFiles, stats: &ReloadStats) {
+    match files.load().and_then(|tls| tls.build()) {
+        Ok(config) => {
+            acceptor.set_config(config);
+            stats.succeeded.fetch_add(1, Ordering::Relaxed);
+            portcullis_identity::observe::reloaded("tls", true);
+            #[cfg(feature = "tracing")]
+            tracing::info!(cert = %files.cert.display(), "TLS configuration reloaded");
         }
-        match files.load().and_then(|tls| tls.build()) {
-            Ok(config) => {
-                acceptor.set_config(config);
-                stats.succeeded.fetch_add(1, Ordering::Relaxed);
-                portcullis_identity::observe::reloaded("tls", true);
-                #[cfg(feature = "tracing")]
-                tracing::info!(cert = %files.cert.display(), "TLS configuration reloaded");
-            }
-            Err(error) => {
-                stats.failed.fetch_add(1, Ordering::Relaxed);
-                portcullis_identity::observe::reloaded("tls", false);
-                #[cfg(feature = "tracing")]
-                tracing::warn!(%error, "TLS reload failed; keeping the previous configuration");
-                *stats.last_error.lock().unwrap_or_else(|p| p.into_inner()) =
-                    Some(error.to_string());
-            }
+        Err(error) => {
+            stats.failed.fetch_add(1, Ordering::Relaxed);
+            portcullis_identity::observe::reloaded("tls", false);
+            #[cfg(feature = "tracing")]
+            tracing::warn!(%error, "TLS reload failed; keeping the previous configuration");
+            *stats.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(error.to_string());
         }
-    }
-}
-
-/// Whether an event says a file changed. Our own reads of the files (open,
-/// read, close) are events too on Linux, and reacting to them would reload
-/// forever.
-pub(crate) fn is_change(kind: &notify::EventKind) -> bool {
-    use notify::EventKind;
-    use notify::event::{MetadataKind, ModifyKind};
-    match kind {
-        EventKind::Access(_) | EventKind::Other => false,
-        EventKind::Modify(ModifyKind::Metadata(MetadataKind::AccessTime)) => false,
-        EventKind::Any | EventKind::Create(_) | EventKind::Modify(_) | EventKind::Remove(_) => true,
     }
 }

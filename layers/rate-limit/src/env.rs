@@ -1,42 +1,26 @@
 //! The rate limiter from the environment: `RATE_LIMIT_PER_MIN`,
-//! `RATE_LIMIT_BURST`, `RATE_LIMIT_KEY`, `RATE_LIMIT_MAX_KEYS`, `REDIS_URL`
-//! and `RATE_LIMIT_ON_STORE_ERROR`.
+//! `RATE_LIMIT_BURST`, `RATE_LIMIT_KEY`, `USE_CERT_AS_PRINCIPAL`,
+//! `RATE_LIMIT_MAX_KEYS`, `REDIS_URL` and `RATE_LIMIT_ON_STORE_ERROR`.
 
 use std::fmt;
 use std::sync::Arc;
 
 use portcullis_identity::TrustedProxies;
+use portcullis_identity::env::{Env, EnvError, EnvProblem, Invalid, Problems};
 
-use crate::{KeyChain, MemoryStore, OnStoreError, Quota, RateLimitLayer, SystemClock, WhenFull};
-
-/// Bad rate-limit settings: every problem found, each naming its variable
-/// and the fix.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RateLimitEnvError(Vec<String>);
-
-impl RateLimitEnvError {
-    /// Each problem, one line each.
-    pub fn problems(&self) -> &[String] {
-        &self.0
-    }
-}
-
-impl fmt::Display for RateLimitEnvError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0.join("\n"))
-    }
-}
-
-impl std::error::Error for RateLimitEnvError {}
+use crate::{
+    KeyChain, KeyChainError, MemoryStore, OnStoreError, Quota, RateLimitLayer, SystemClock,
+    WhenFull,
+};
 
 /// The rate limiter the environment describes, read and checked but not
 /// yet connected (see [`RateLimitEnv::layer`]).
 #[derive(Clone)]
 pub struct RateLimitEnv {
     keys: KeyChain,
-    /// Whether `RATE_LIMIT_KEY` named the chain (it then wins over any
-    /// default a caller supplies).
-    keys_set: bool,
+    /// `USE_CERT_AS_PRINCIPAL`: the certificate's principal keys the
+    /// bucket before the bearer.
+    certificate_as_principal: bool,
     default_quota: Option<Quota>,
     max_keys: usize,
     redis_url: Option<String>,
@@ -61,107 +45,86 @@ impl fmt::Debug for RateLimitEnv {
 pub const DEFAULT_MAX_KEYS: usize = 1_000_000;
 
 impl RateLimitEnv {
-    /// Reads the process environment; `ip` keys resolve through `proxies`
-    /// (the same `TRUSTED_PROXY_CIDRS` the other layers use).
-    pub fn from_env(proxies: &TrustedProxies) -> Result<Self, RateLimitEnvError> {
-        Self::from_env_with(|var| std::env::var(var).ok(), proxies)
-    }
-
-    /// Reads the variables through `lookup`.
+    /// Reads the variables; `ip` keys resolve through `proxies` (see
+    /// [`TrustedProxies::from_env`], the same proxies every layer uses).
     ///
     /// | variable | meaning | default |
     /// |---|---|---|
     /// | `RATE_LIMIT_PER_MIN` | the default quota: requests a minute | unset: only tenant plans limit |
     /// | `RATE_LIMIT_BURST` | its burst | `RATE_LIMIT_PER_MIN` |
     /// | `RATE_LIMIT_KEY` | the key chain | `bearer,ip` (see [`default_keys`](Self::default_keys)) |
+    /// | `USE_CERT_AS_PRINCIPAL` | key by the certificate first: `spiffe,cn,bearer,ip` (when `RATE_LIMIT_KEY` is unset) | `false` |
     /// | `RATE_LIMIT_MAX_KEYS` | buckets held in memory | 1,000,000 |
     /// | `REDIS_URL` | share limits through Redis (feature `redis`) | unset: in memory |
     /// | `RATE_LIMIT_ON_STORE_ERROR` | `open` or `closed` when Redis fails | `closed` |
-    pub fn from_env_with(
-        lookup: impl Fn(&str) -> Option<String>,
-        proxies: &TrustedProxies,
-    ) -> Result<Self, RateLimitEnvError> {
-        let get = |var: &str| {
-            lookup(var)
-                .map(|v| v.trim().to_owned())
-                .filter(|v| !v.is_empty())
-        };
-        let mut problems = Vec::new();
-        let number = |var: &str, problems: &mut Vec<String>| -> Option<u64> {
-            let text = get(var)?;
-            match text.parse::<u64>() {
-                Ok(n) if n > 0 => Some(n),
-                _ => {
-                    problems.push(format!(
-                        "{var}={text:?}: not a whole number above 0; write one such as 600"
-                    ));
-                    None
-                }
-            }
-        };
-        let per_min = number("RATE_LIMIT_PER_MIN", &mut problems);
-        let burst = number("RATE_LIMIT_BURST", &mut problems);
-        let default_quota = match (per_min, burst) {
-            (Some(rate), burst) => {
-                let rate = u32::try_from(rate).unwrap_or(u32::MAX);
-                let burst = burst.map_or(rate, |b| u32::try_from(b).unwrap_or(u32::MAX));
-                match Quota::per_minute(rate, burst) {
-                    Ok(quota) => Some(quota),
-                    Err(e) => {
-                        problems.push(format!("RATE_LIMIT_PER_MIN/RATE_LIMIT_BURST: {e}"));
-                        None
+    ///
+    /// ```
+    /// use portcullis_identity::TrustedProxies;
+    /// use portcullis_identity::env::Env;
+    /// use portcullis_rate_limit::RateLimitEnv;
+    ///
+    /// let env = Env::from_pairs([("RATE_LIMIT_PER_MIN", "600"), ("USE_CERT_AS_PRINCIPAL", "true")]);
+    /// let limits = RateLimitEnv::from_env(&env, &TrustedProxies::none())?;
+    /// assert!(limits.certificate_as_principal());
+    /// assert_eq!(format!("{:?}", limits.keys()), "KeyChain([spiffe, cn, bearer, ip])");
+    /// # Ok::<(), portcullis_identity::env::EnvError>(())
+    /// ```
+    pub fn from_env(env: &Env<'_>, proxies: &TrustedProxies) -> Result<Self, EnvError> {
+        let mut problems = Problems::new();
+        let default_quota = default_quota(env, &mut problems);
+        let certificate_as_principal = env
+            .flag("USE_CERT_AS_PRINCIPAL", &mut problems)
+            .unwrap_or(false);
+        let keys = env
+            .parse("RATE_LIMIT_KEY", &mut problems, |text| {
+                KeyChain::parse(text, proxies).map_err(|e| match e {
+                    KeyChainError::Empty => {
+                        Invalid::new(e.to_string(), "name at least one, e.g. cn,bearer,ip")
                     }
+                    _ => Invalid::new(
+                        e.to_string(),
+                        "use cn, spiffe, fingerprint, bearer, tenant or ip, comma-separated",
+                    ),
+                })
+            })
+            .unwrap_or_else(|| {
+                if certificate_as_principal {
+                    certificate_keys(proxies)
+                } else {
+                    default_keys(proxies)
                 }
-            }
-            (None, Some(_)) if get("RATE_LIMIT_PER_MIN").is_none() => {
-                problems.push(
-                    "RATE_LIMIT_BURST is set but RATE_LIMIT_PER_MIN is not: set the rate too, \
-                     or unset the burst"
-                        .to_owned(),
-                );
-                None
-            }
-            _ => None,
-        };
-        let keys_set = get("RATE_LIMIT_KEY").is_some();
-        let keys = match get("RATE_LIMIT_KEY") {
-            Some(text) => KeyChain::parse(&text, proxies).unwrap_or_else(|e| {
-                problems.push(e);
-                default_keys(proxies)
-            }),
-            None => default_keys(proxies),
-        };
-        let max_keys = number("RATE_LIMIT_MAX_KEYS", &mut problems).map_or(DEFAULT_MAX_KEYS, |n| {
-            usize::try_from(n).unwrap_or(usize::MAX)
-        });
-        let on_store_error = match get("RATE_LIMIT_ON_STORE_ERROR") {
-            None => OnStoreError::FailClosed,
-            Some(text) => match text.to_ascii_lowercase().as_str() {
-                "closed" => OnStoreError::FailClosed,
-                "open" => OnStoreError::FailOpen,
-                _ => {
-                    problems.push(format!(
-                        "RATE_LIMIT_ON_STORE_ERROR={text:?}: write open (let requests through \
-                         uncounted) or closed (refuse them with 503)"
-                    ));
-                    OnStoreError::FailClosed
-                }
-            },
-        };
-        let redis_url = get("REDIS_URL");
+            });
+        let max_keys = env
+            .count("RATE_LIMIT_MAX_KEYS", &mut problems, 1_000_000)
+            .map_or(DEFAULT_MAX_KEYS, |n| {
+                usize::try_from(n).unwrap_or(usize::MAX)
+            });
+        let on_store_error = env
+            .parse(
+                "RATE_LIMIT_ON_STORE_ERROR",
+                &mut problems,
+                |text| match text.to_ascii_lowercase().as_str() {
+                    "closed" => Ok(OnStoreError::FailClosed),
+                    "open" => Ok(OnStoreError::FailOpen),
+                    _ => Err(Invalid::new(
+                        "not a store-failure policy",
+                        "write open (let requests through uncounted) or closed (refuse them \
+                         with 503)",
+                    )),
+                },
+            )
+            .unwrap_or(OnStoreError::FailClosed);
+        let redis_url = env.get("REDIS_URL");
         if redis_url.is_some() && cfg!(not(feature = "redis")) {
-            problems.push(
-                "REDIS_URL is set but portcullis was built without the `redis` feature: \
-                 enable it, or unset REDIS_URL to keep limits in memory"
-                    .to_owned(),
-            );
+            problems.push(EnvProblem::setting(
+                "REDIS_URL",
+                "set, but portcullis was built without the `redis` feature",
+                "enable it, or unset REDIS_URL to keep limits in memory",
+            ));
         }
-        if !problems.is_empty() {
-            return Err(RateLimitEnvError(problems));
-        }
-        Ok(RateLimitEnv {
+        problems.finish(|| RateLimitEnv {
             keys,
-            keys_set,
+            certificate_as_principal,
             default_quota,
             max_keys,
             redis_url,
@@ -169,16 +132,10 @@ impl RateLimitEnv {
         })
     }
 
-    /// Buckets by the client certificate's principal (SPIFFE ID, else CN)
-    /// before the bearer key, `spiffe,cn,bearer,ip`, unless `RATE_LIMIT_KEY`
-    /// named a chain (which wins): what `USE_CERT_AS_PRINCIPAL=true` asks
-    /// for. Authentication is not changed by it.
-    #[must_use]
-    pub fn certificate_as_principal(mut self, proxies: &TrustedProxies) -> Self {
-        if !self.keys_set {
-            self.keys = certificate_keys(proxies);
-        }
-        self
+    /// Whether `USE_CERT_AS_PRINCIPAL` asked for the certificate's
+    /// principal to name the caller's bucket.
+    pub fn certificate_as_principal(&self) -> bool {
+        self.certificate_as_principal
     }
 
     /// The chain used when `RATE_LIMIT_KEY` is unset: `bearer,ip`.
@@ -204,14 +161,17 @@ impl RateLimitEnv {
     /// The layer: connects to Redis when `REDIS_URL` is set (a Redis that
     /// cannot be reached is a start-up error naming `REDIS_URL`), else
     /// keeps buckets in memory.
-    pub async fn layer(self) -> Result<RateLimitLayer, RateLimitEnvError> {
+    pub async fn layer(self) -> Result<RateLimitLayer, EnvError> {
         let limiter: Arc<dyn crate::Limiter> = match &self.redis_url {
             #[cfg(feature = "redis")]
             Some(url) => Arc::new(crate::RedisStore::connect(url).await.map_err(|e| {
-                RateLimitEnvError(vec![format!(
-                    "REDIS_URL: {e}; check the address and that Redis is running, or unset \
-                     REDIS_URL to keep limits in memory"
-                )])
+                // The URL may carry a password: never quoted.
+                EnvProblem::setting(
+                    "REDIS_URL",
+                    e.to_string(),
+                    "check the address and that Redis is running, or unset REDIS_URL to keep \
+                     limits in memory",
+                )
             })?),
             _ => Arc::new(MemoryStore::new(
                 self.max_keys,
@@ -224,6 +184,38 @@ impl RateLimitEnv {
             layer = layer.default_quota(quota);
         }
         Ok(layer)
+    }
+}
+
+/// `RATE_LIMIT_PER_MIN` with `RATE_LIMIT_BURST`: the quota for callers
+/// without a plan.
+fn default_quota(env: &Env<'_>, problems: &mut Problems) -> Option<Quota> {
+    let per_min = env.count("RATE_LIMIT_PER_MIN", problems, 600);
+    let burst = env.count("RATE_LIMIT_BURST", problems, 20);
+    match (per_min, burst) {
+        (Some(rate), burst) => {
+            let rate = u32::try_from(rate).unwrap_or(u32::MAX);
+            let burst = burst.map_or(rate, |b| u32::try_from(b).unwrap_or(u32::MAX));
+            Quota::per_minute(rate, burst)
+                .map_err(|e| {
+                    problems.push(EnvProblem::invalid(
+                        "RATE_LIMIT_PER_MIN",
+                        rate.to_string(),
+                        e.to_string(),
+                        "write a smaller rate or burst",
+                    ));
+                })
+                .ok()
+        }
+        (None, Some(_)) if !env.is_set("RATE_LIMIT_PER_MIN") => {
+            problems.push(EnvProblem::missing_partner(
+                "RATE_LIMIT_BURST",
+                "RATE_LIMIT_PER_MIN",
+                "set the rate too, or unset the burst",
+            ));
+            None
+        }
+        _ => None,
     }
 }
 
@@ -249,13 +241,9 @@ fn certificate_keys(proxies: &TrustedProxies) -> KeyChain {
 mod tests {
     use super::*;
 
-    fn read(vars: &[(&str, &str)]) -> Result<RateLimitEnv, RateLimitEnvError> {
-        let vars: Vec<(String, String)> = vars
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect();
-        RateLimitEnv::from_env_with(
-            |var| vars.iter().find(|(k, _)| k == var).map(|(_, v)| v.clone()),
+    fn read(vars: &[(&str, &str)]) -> Result<RateLimitEnv, EnvError> {
+        RateLimitEnv::from_env(
+            &Env::from_pairs(vars.iter().copied()),
             &TrustedProxies::none(),
         )
     }
@@ -266,17 +254,20 @@ mod tests {
         assert_eq!(env.default_quota(), None);
         assert!(!env.uses_redis());
         assert_eq!(format!("{:?}", env.keys), "KeyChain([bearer, ip])");
+        assert!(!env.certificate_as_principal());
         // USE_CERT_AS_PRINCIPAL's chain, unless RATE_LIMIT_KEY names one.
-        let proxies = TrustedProxies::none();
-        let env = env.certificate_as_principal(&proxies);
+        let env = read(&[("USE_CERT_AS_PRINCIPAL", "yes")]).unwrap();
+        assert!(env.certificate_as_principal());
         assert_eq!(
             format!("{:?}", env.keys),
             "KeyChain([spiffe, cn, bearer, ip])"
         );
-        let env = read(&[("RATE_LIMIT_KEY", "ip")])
-            .unwrap()
-            .certificate_as_principal(&proxies);
+        assert!(!env.keys().needs_certificate());
+        let env = read(&[("RATE_LIMIT_KEY", "ip"), ("USE_CERT_AS_PRINCIPAL", "true")]).unwrap();
         assert_eq!(format!("{:?}", env.keys), "KeyChain([ip])");
+        let env = read(&[("RATE_LIMIT_KEY", "cn,Fingerprint")]).unwrap();
+        assert!(env.keys().needs_certificate());
+        assert!(!env.keys().uses_tenant());
         let env = read(&[("RATE_LIMIT_PER_MIN", "120")]).unwrap();
         assert_eq!(env.default_quota(), Quota::per_minute(120, 120).ok());
         let env = read(&[("RATE_LIMIT_PER_MIN", "120"), ("RATE_LIMIT_BURST", "10")]).unwrap();
@@ -297,18 +288,29 @@ mod tests {
             ("RATE_LIMIT_KEY", "cn,email"),
             ("RATE_LIMIT_ON_STORE_ERROR", "maybe"),
             ("RATE_LIMIT_MAX_KEYS", "0"),
+            ("USE_CERT_AS_PRINCIPAL", "perhaps"),
         ])
         .unwrap_err();
-        let problems = error.problems();
-        assert_eq!(problems.len(), 4, "{error}");
+        assert_eq!(
+            error.vars().collect::<Vec<_>>(),
+            [
+                "RATE_LIMIT_PER_MIN",
+                "USE_CERT_AS_PRINCIPAL",
+                "RATE_LIMIT_KEY",
+                "RATE_LIMIT_MAX_KEYS",
+                "RATE_LIMIT_ON_STORE_ERROR"
+            ]
+        );
+        let problems: Vec<String> = error.problems().iter().map(ToString::to_string).collect();
         assert!(problems[0].starts_with("RATE_LIMIT_PER_MIN=\"lots\": not a whole number"));
-        assert!(problems[1].starts_with("RATE_LIMIT_KEY=\"cn,email\": \"email\" is not a key"));
-        assert!(problems[2].starts_with("RATE_LIMIT_MAX_KEYS=\"0\""));
-        assert!(problems[3].starts_with("RATE_LIMIT_ON_STORE_ERROR=\"maybe\": write open"));
+        assert!(problems[2].starts_with("RATE_LIMIT_KEY=\"cn,email\": \"email\" is not a key"));
+        assert!(problems[4].starts_with(
+            "RATE_LIMIT_ON_STORE_ERROR=\"maybe\": not a store-failure policy; write open"
+        ));
         let error = read(&[("RATE_LIMIT_BURST", "5")]).unwrap_err();
         assert_eq!(
             error.to_string(),
-            "RATE_LIMIT_BURST is set but RATE_LIMIT_PER_MIN is not: set the rate too, or unset the burst"
+            "RATE_LIMIT_BURST: set without RATE_LIMIT_PER_MIN; set the rate too, or unset the burst"
         );
     }
 

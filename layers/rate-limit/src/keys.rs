@@ -64,6 +64,14 @@ impl KeySource {
         }
     }
 
+    /// Whether this source reads a client certificate.
+    pub fn needs_certificate(&self) -> bool {
+        matches!(
+            self,
+            KeySource::CommonName | KeySource::SpiffeId | KeySource::Fingerprint
+        )
+    }
+
     /// The bucket this source names for the request, if any.
     pub fn key(&self, parts: &Parts) -> Option<BucketKey> {
         let identity = || parts.extensions.get::<ClientIdentity>();
@@ -147,9 +155,10 @@ impl KeyChain {
         KeyChain(sources.into_iter().collect())
     }
 
-    /// Reads `RATE_LIMIT_KEY` syntax, e.g. `cn,bearer,ip`; `ip` resolves
-    /// through `proxies`.
-    pub fn parse(text: &str, proxies: &TrustedProxies) -> Result<Self, String> {
+    /// Parses a comma-separated chain: `cn`, `spiffe`, `fingerprint`,
+    /// `bearer`, `tenant`, `ip` (any case); `ip` resolves through
+    /// `proxies`.
+    pub fn parse(text: &str, proxies: &TrustedProxies) -> Result<Self, KeyChainError> {
         let mut sources = Vec::new();
         for name in text.split(',').map(str::trim).filter(|n| !n.is_empty()) {
             sources.push(match name.to_ascii_lowercase().as_str() {
@@ -159,19 +168,26 @@ impl KeyChain {
                 "bearer" => KeySource::Bearer,
                 "tenant" => KeySource::Tenant,
                 "ip" => KeySource::ClientIp(proxies.clone()),
-                _ => {
-                    return Err(format!(
-                        "RATE_LIMIT_KEY={text:?}: {name:?} is not a key; use cn, spiffe, fingerprint, bearer, tenant or ip, comma-separated"
-                    ));
-                }
+                _ => return Err(KeyChainError::UnknownKey(name.to_owned())),
             });
         }
         if sources.is_empty() {
-            return Err(format!(
-                "RATE_LIMIT_KEY={text:?}: name at least one key, e.g. cn,bearer,ip"
-            ));
+            return Err(KeyChainError::Empty);
         }
         Ok(KeyChain(sources))
+    }
+
+    /// Whether every source needs a client certificate (`cn`, `spiffe`,
+    /// `fingerprint`): with no certificate, no request would have a key.
+    pub fn needs_certificate(&self) -> bool {
+        self.0.iter().all(KeySource::needs_certificate)
+    }
+
+    /// Whether a source is the resolved tenant.
+    pub fn uses_tenant(&self) -> bool {
+        self.0
+            .iter()
+            .any(|source| matches!(source, KeySource::Tenant))
     }
 
     /// The sources, in the order they are tried.
@@ -186,3 +202,24 @@ impl KeyChain {
             .find_map(|source| source.key(parts).map(|key| (source.name(), key)))
     }
 }
+
+/// A key chain that cannot be parsed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum KeyChainError {
+    /// A name that is not a key source.
+    UnknownKey(String),
+    /// No key at all.
+    Empty,
+}
+
+impl fmt::Display for KeyChainError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            KeyChainError::UnknownKey(name) => write!(f, "{name:?} is not a key"),
+            KeyChainError::Empty => f.write_str("names no key"),
+        }
+    }
+}
+
+impl std::error::Error for KeyChainError {}

@@ -68,9 +68,9 @@ mod memory;
 mod redis_store;
 
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use env::{DEFAULT_MAX_KEYS, RateLimitEnv, RateLimitEnvError};
+pub use env::{DEFAULT_MAX_KEYS, RateLimitEnv};
 pub use gcra::{Outcome, Quota, QuotaError};
-pub use keys::{CustomKey, KeyChain, KeySource};
+pub use keys::{CustomKey, KeyChain, KeyChainError, KeySource};
 pub use layer::{
     CheckingBucket, MissingKey, OnStoreError, RateLimit, RateLimitDecision, RateLimitLayer,
     RateLimitRejection, RateLimitRejectionKind, ResponseFuture,

@@ -12,8 +12,8 @@ use portcullis_identity::{
     BearerDigest, ClientIdentity, PeerAddr, Quota as Plan, Tenant, TenantStatus, TrustedProxies,
 };
 use portcullis_rate_limit::{
-    KeyChain, KeySource, ManualClock, MemoryStore, MissingKey, Quota, RateLimitDecision,
-    RateLimitLayer, RateLimitRejection, RateLimitRejectionKind, WhenFull,
+    KeyChain, KeyChainError, KeySource, ManualClock, MemoryStore, MissingKey, Quota,
+    RateLimitDecision, RateLimitLayer, RateLimitRejection, RateLimitRejectionKind, WhenFull,
 };
 use portcullis_test_support::pki;
 use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
@@ -166,10 +166,13 @@ async fn the_key_chain_falls_back_and_no_key_is_401_by_default() {
     let res = send(&mut unlimited, Request::get("/").body(()).unwrap()).await;
     assert_eq!(res.status(), StatusCode::OK);
     assert!(!res.headers().contains_key("ratelimit"));
-    assert!(
-        KeyChain::parse("cn,token", &proxies)
-            .unwrap_err()
-            .contains("\"token\" is not a key")
+    assert_eq!(
+        KeyChain::parse("cn,token", &proxies).unwrap_err(),
+        KeyChainError::UnknownKey("token".to_owned())
+    );
+    assert_eq!(
+        KeyChain::parse(" , ", &proxies).unwrap_err(),
+        KeyChainError::Empty
     );
 }
 

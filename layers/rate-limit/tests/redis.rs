@@ -10,6 +10,7 @@ use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body_util::Full;
 use portcullis_identity::TrustedProxies;
+use portcullis_identity::env::Env;
 use portcullis_rate_limit::{
     BucketKey, KeyChain, KeySource, Limiter, ManualClock, MemoryStore, OnStoreError, Outcome,
     Quota, RateLimitEnv, RateLimitLayer, RedisOptions, RedisStore, StoreErrorKind, WhenFull,
@@ -293,14 +294,13 @@ async fn from_the_environment() {
     let dead = format!("redis://:hunter2@127.0.0.1:{}/", free_port());
     let url = redis.url();
     let env = |redis_url: String| {
-        RateLimitEnv::from_env_with(
-            move |var| match var {
-                "REDIS_URL" => Some(redis_url.clone()),
-                "RATE_LIMIT_PER_MIN" => Some("60".to_owned()),
-                "RATE_LIMIT_BURST" => Some("1".to_owned()),
-                "RATE_LIMIT_KEY" => Some("bearer".to_owned()),
-                _ => None,
-            },
+        RateLimitEnv::from_env(
+            &Env::from_pairs([
+                ("REDIS_URL", redis_url),
+                ("RATE_LIMIT_PER_MIN", "60".to_owned()),
+                ("RATE_LIMIT_BURST", "1".to_owned()),
+                ("RATE_LIMIT_KEY", "bearer".to_owned()),
+            ]),
             &TrustedProxies::none(),
         )
         .unwrap()

@@ -53,35 +53,78 @@ pub const INTERNAL_SECRET_HEADER: &str = "x-internal-secret";
 pub(crate) fn internal_secret(secret: &str) -> Result<&str, ControlPlaneError> {
     let trimmed = secret.trim();
     if trimmed.is_empty() {
-        return Err(ControlPlaneError(
-            "CONTROL_PLANE_INTERNAL_SECRET is empty or only white space; set it to the secret the control plane expects".into(),
-        ));
+        return Err(ControlPlaneError::BlankSecret);
     }
     if trimmed.bytes().any(|b| b.is_ascii_control()) {
-        // Never echoed: it is a secret.
-        return Err(ControlPlaneError(
-            "CONTROL_PLANE_INTERNAL_SECRET holds a control character (a line break inside it?); it must fit in one header value".into(),
-        ));
+        return Err(ControlPlaneError::SecretNotAHeaderValue);
     }
     Ok(trimmed)
-}
-
-fn userinfo_error() -> ControlPlaneError {
-    ControlPlaneError(
-        "CONTROL_PLANE_URL holds a user name or password (user:pass@host); the control plane is authenticated by CONTROL_PLANE_INTERNAL_SECRET: remove the user part of the URL".into(),
-    )
 }
 
 /// Largest control-plane answer read.
 const MAX_ANSWER_BYTES: usize = 64 * 1024;
 
-/// A control plane that cannot be used as configured.
+/// A control plane that cannot be used as configured. The secret is never
+/// part of it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ControlPlaneError(String);
+#[non_exhaustive]
+pub enum ControlPlaneError {
+    /// The URL cannot be used.
+    InvalidUrl {
+        /// The URL as given.
+        url: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// The URL holds a user name or password (`user:pass@host`); it is
+    /// not repeated here, since it may be a password.
+    UserInfo,
+    /// The secret is empty or only white space.
+    BlankSecret,
+    /// The secret holds a control character (a line break inside it?).
+    SecretNotAHeaderValue,
+    /// An `https` control plane without a TLS client configuration.
+    NoTls,
+}
+
+impl ControlPlaneError {
+    /// What is wrong, and the fix.
+    pub fn problem_and_fix(&self) -> (&'static str, &'static str) {
+        match self {
+            ControlPlaneError::InvalidUrl { reason, .. } => (
+                reason,
+                "write an http:// or https:// URL such as https://control-plane.internal:8443",
+            ),
+            ControlPlaneError::UserInfo => (
+                "holds a user name or password (user:pass@host)",
+                "the control plane is authenticated by the internal secret: remove the user part \
+                 of the URL",
+            ),
+            ControlPlaneError::BlankSecret => (
+                "the secret is empty or only white space",
+                "set it to the secret the control plane expects",
+            ),
+            ControlPlaneError::SecretNotAHeaderValue => (
+                "the secret holds a control character (a line break inside it?)",
+                "it must fit in one header value",
+            ),
+            ControlPlaneError::NoTls => (
+                "the URL is https but no TLS client configuration was given",
+                "pass one with ControlPlane::with_tls (OutboundTrust::client_config, say)",
+            ),
+        }
+    }
+}
 
 impl fmt::Display for ControlPlaneError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        let (problem, fix) = self.problem_and_fix();
+        match self {
+            ControlPlaneError::InvalidUrl { url, .. } => {
+                write!(f, "control plane URL {url:?}: {problem}; {fix}")
+            }
+            _ => write!(f, "control plane: {problem}; {fix}"),
+        }
     }
 }
 
@@ -128,16 +171,15 @@ impl ControlPlane {
     /// by `secret`. An `https` URL needs [`with_tls`](Self::with_tls).
     pub fn new(url: &str, secret: &str) -> Result<Self, ControlPlaneError> {
         let url = url.trim();
-        let bad = |why: &str| {
-            ControlPlaneError(format!(
-                "CONTROL_PLANE_URL={url:?}: {why}; write an http:// or https:// URL such as https://control-plane.internal:8443"
-            ))
+        let bad = |reason| ControlPlaneError::InvalidUrl {
+            url: url.to_owned(),
+            reason,
         };
         let uri: Uri = url.parse().map_err(|_| {
             // A URL that does not parse may still hold a password: say
             // where, not what.
             if url.contains('@') {
-                userinfo_error()
+                ControlPlaneError::UserInfo
             } else {
                 bad("not a URL")
             }
@@ -149,17 +191,13 @@ impl ControlPlane {
         };
         let authority = uri.authority().cloned().ok_or_else(|| bad("no host"))?;
         if authority.as_str().contains('@') {
-            return Err(userinfo_error());
+            return Err(ControlPlaneError::UserInfo);
         }
         if uri.query().is_some() {
             return Err(bad("a query does not belong in the base URL"));
         }
         let mut secret = http::HeaderValue::from_bytes(internal_secret(secret)?.as_bytes())
-            .map_err(|_| {
-                ControlPlaneError(
-                    "CONTROL_PLANE_INTERNAL_SECRET cannot be sent as a header value".into(),
-                )
-            })?;
+            .map_err(|_| ControlPlaneError::SecretNotAHeaderValue)?;
         secret.set_sensitive(true);
         Ok(ControlPlane {
             prefix: format!(
@@ -185,35 +223,8 @@ impl ControlPlane {
         })
     }
 
-    /// Reads `CONTROL_PLANE_URL` and `CONTROL_PLANE_INTERNAL_SECRET`.
-    /// `Ok(None)` when neither is set (no control plane); one without the
-    /// other is an error naming both. The secret is trimmed once (a
-    /// Kubernetes secret made from a file ends in a newline), the same
-    /// value that is sent out and that [`InternalGuardLayer`](crate::InternalGuardLayer)
-    /// checks; a secret of only white space is an error.
-    pub fn from_env_with(
-        lookup: impl Fn(&str) -> Option<String>,
-    ) -> Result<Option<Self>, ControlPlaneError> {
-        let url = lookup("CONTROL_PLANE_URL").filter(|v| !v.trim().is_empty());
-        let secret = match lookup("CONTROL_PLANE_INTERNAL_SECRET") {
-            None => None,
-            Some(secret) if secret.is_empty() => None,
-            Some(secret) => Some(internal_secret(&secret)?.to_owned()),
-        };
-        match (url, secret) {
-            (None, None) => Ok(None),
-            (Some(url), Some(secret)) => ControlPlane::new(&url, &secret).map(Some),
-            (Some(_), None) => Err(ControlPlaneError(
-                "CONTROL_PLANE_URL is set but CONTROL_PLANE_INTERNAL_SECRET is not: set both to use a control plane, or neither".into(),
-            )),
-            (None, Some(_)) => Err(ControlPlaneError(
-                "CONTROL_PLANE_INTERNAL_SECRET is set but CONTROL_PLANE_URL is not: set both to use a control plane, or neither".into(),
-            )),
-        }
-    }
-
     /// The TLS client configuration for an `https` control plane (e.g.
-    /// `OutboundTrust::client_config()` from portcullis-client-cert).
+    /// [`OutboundTrust::client_config`](portcullis_identity::OutboundTrust::client_config)).
     #[must_use]
     pub fn with_tls(mut self, config: Arc<rustls::ClientConfig>) -> Self {
         self.tls = Some(config);
@@ -237,11 +248,9 @@ impl ControlPlane {
     }
 
     /// Checks that an `https` control plane has a TLS configuration.
-    fn check(&self) -> Result<(), ControlPlaneError> {
+    pub(crate) fn check(&self) -> Result<(), ControlPlaneError> {
         if self.scheme_https && self.tls.is_none() {
-            return Err(ControlPlaneError(
-                "CONTROL_PLANE_URL is https but no TLS client configuration was given: pass one with ControlPlane::with_tls (the facade wires OutboundTrust)".into(),
-            ));
+            return Err(ControlPlaneError::NoTls);
         }
         Ok(())
     }
@@ -625,7 +634,7 @@ impl ControlPlaneResolver {
 fn status_failure(status: StatusCode) -> String {
     match status {
         StatusCode::FORBIDDEN | StatusCode::UNAUTHORIZED => format!(
-            "control plane refused the internal secret ({status}): check CONTROL_PLANE_INTERNAL_SECRET"
+            "control plane refused the internal secret ({status}): check that both sides hold the same one"
         ),
         _ => format!("control plane answered {status}"),
     }
@@ -667,34 +676,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn configuration_errors_name_the_variables() {
-        let env = |pairs: Vec<(&'static str, &'static str)>| {
-            move |var: &str| {
-                pairs
-                    .iter()
-                    .find(|(k, _)| *k == var)
-                    .map(|(_, v)| (*v).to_owned())
+    fn urls_and_secrets_that_cannot_be_used_are_typed() {
+        assert_eq!(
+            ControlPlane::new("ftp://cp", "s").unwrap_err(),
+            ControlPlaneError::InvalidUrl {
+                url: "ftp://cp".to_owned(),
+                reason: "the scheme must be http or https"
             }
-        };
-        assert!(ControlPlane::from_env_with(env(vec![])).unwrap().is_none());
-        let err =
-            ControlPlane::from_env_with(env(vec![("CONTROL_PLANE_URL", "http://cp")])).unwrap_err();
-        assert!(
-            err.to_string()
-                .contains("CONTROL_PLANE_INTERNAL_SECRET is not"),
-            "{err}"
-        );
-        let err = ControlPlane::from_env_with(env(vec![("CONTROL_PLANE_INTERNAL_SECRET", "s")]))
-            .unwrap_err();
-        assert!(
-            err.to_string().contains("CONTROL_PLANE_URL is not"),
-            "{err}"
-        );
-        let err = ControlPlane::new("ftp://cp", "s").unwrap_err();
-        assert!(
-            err.to_string()
-                .starts_with("CONTROL_PLANE_URL=\"ftp://cp\": the scheme"),
-            "{err}"
         );
         let https = ControlPlane::new("https://cp:8443/base/", "s").unwrap();
         assert_eq!(
@@ -702,43 +690,30 @@ mod tests {
             (8443, "https://cp:8443/base")
         );
         assert!(!format!("{https:?}").contains("\"s\""));
-        let err = ControlPlaneResolver::new(https).unwrap_err();
-        assert!(err.to_string().contains("with_tls"), "{err}");
-    }
-
-    #[test]
-    fn the_secret_is_trimmed_once_and_blank_or_userinfo_is_refused() {
-        let env = |url: &'static str, secret: &'static str| {
-            move |var: &str| match var {
-                "CONTROL_PLANE_URL" => Some(url.to_owned()),
-                "CONTROL_PLANE_INTERNAL_SECRET" => Some(secret.to_owned()),
-                _ => None,
-            }
-        };
-        let cp = ControlPlane::from_env_with(env("http://cp:8080", "s3cret\n"))
-            .unwrap()
-            .unwrap();
+        assert_eq!(
+            ControlPlaneResolver::new(https).unwrap_err(),
+            ControlPlaneError::NoTls
+        );
+        for url in [
+            "https://admin:hunter2@cp:8443",
+            "http://admin@cp",
+            "http://a:b@",
+        ] {
+            let err = ControlPlane::new(url, "s").unwrap_err();
+            assert_eq!(err, ControlPlaneError::UserInfo, "{url}");
+            assert!(!err.to_string().contains("hunter2"), "{err}");
+        }
+        let cp = ControlPlane::new("http://cp:8080", "s3cret\n").unwrap();
         assert_eq!(cp.secret, "s3cret");
         assert!(cp.secret.is_sensitive());
         for blank in [" ", "\n", " \t\n"] {
-            let err = ControlPlane::from_env_with(env("http://cp:8080", blank)).unwrap_err();
-            assert!(
-                err.to_string()
-                    .starts_with("CONTROL_PLANE_INTERNAL_SECRET is empty or only white space"),
-                "{err}"
+            assert_eq!(
+                ControlPlane::new("http://cp", blank).unwrap_err(),
+                ControlPlaneError::BlankSecret
             );
         }
-        let err = ControlPlane::from_env_with(env("http://cp:8080", "a\nb")).unwrap_err();
-        assert!(err.to_string().contains("control character"), "{err}");
+        let err = ControlPlane::new("http://cp", "a\nb").unwrap_err();
+        assert_eq!(err, ControlPlaneError::SecretNotAHeaderValue);
         assert!(!err.to_string().contains("a\nb"), "{err}");
-        for url in ["https://admin:hunter2@cp:8443", "http://admin@cp"] {
-            let err = ControlPlane::from_env_with(env(url, "s")).unwrap_err();
-            assert!(
-                err.to_string()
-                    .starts_with("CONTROL_PLANE_URL holds a user name or password"),
-                "{err}"
-            );
-            assert!(!err.to_string().contains("hunter2"), "{err}");
-        }
     }
 }

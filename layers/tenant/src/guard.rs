@@ -64,13 +64,6 @@ impl InternalGuardLayer {
                 .map(|s| Arc::new(Sha256::digest(s.as_bytes()).into())),
         }
     }
-
-    /// Guards with `CONTROL_PLANE_INTERNAL_SECRET` (unset: hidden), read
-    /// as [`ControlPlane::from_env_with`](crate::ControlPlane::from_env_with)
-    /// reads it, which reports a secret that cannot be used.
-    pub fn from_env_with(lookup: impl Fn(&str) -> Option<String>) -> Self {
-        Self::new(lookup("CONTROL_PLANE_INTERNAL_SECRET").as_deref())
-    }
 }
 
 impl<S> Layer<S> for InternalGuardLayer {

@@ -78,12 +78,12 @@ pub use chain::Chain;
 pub use control_plane::{
     ControlPlane, ControlPlaneError, ControlPlaneResolver, INTERNAL_SECRET_HEADER,
 };
-pub use env::TenantEnvError;
 pub use guard::{GuardRejection, InternalGuard, InternalGuardLayer};
 pub use layer::{
     AuthPolicy, CertificatePrincipal, DEFAULT_CALLER_HEADER, DEFAULT_TENANT_HEADER, ResolveTenant,
     ResolvingTenant, ResponseFuture, TenantLayer, TenantRejection, TenantRejectionKind,
+    UnknownAuthPolicy,
 };
 pub use portcullis_identity::{Quota, Tenant, TenantStatus};
 pub use resolver::{BoxFuture, Principal, Resolution, ResolveError, TenantResolver};
-pub use store::{FileStore, MemoryStore, StoreError};
+pub use store::{FileStore, MemoryStore, TenantsFileError};

@@ -5,6 +5,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, PoisonError, RwLock};
 
+use portcullis_identity::watch::{DEFAULT_SETTLE, FileWatcher};
 use portcullis_identity::{BearerDigest, Quota, Tenant, TenantStatus};
 use serde::Deserialize;
 
@@ -68,7 +69,7 @@ impl MemoryStore {
 
     /// A store holding the records of a tenants-file text (the
     /// [`FileStore`] format); `label` names the source in errors.
-    pub fn from_tenants_json(label: &str, text: &str) -> Result<Self, StoreError> {
+    pub fn from_tenants_json(label: &str, text: &str) -> Result<Self, TenantsFileError> {
         let store = MemoryStore::new();
         store.replace(parse_records(Path::new(label), text)?);
         Ok(store)
@@ -171,14 +172,14 @@ fn active_by_default() -> bool {
 
 /// Why a tenants file was refused. The last good records stay in force.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StoreError {
+pub struct TenantsFileError {
     path: PathBuf,
     problem: String,
 }
 
-impl StoreError {
+impl TenantsFileError {
     fn new(path: &Path, problem: impl Into<String>) -> Self {
-        StoreError {
+        TenantsFileError {
             path: path.to_owned(),
             problem: problem.into(),
         }
@@ -188,15 +189,20 @@ impl StoreError {
     pub fn path(&self) -> &Path {
         &self.path
     }
+
+    /// What is wrong with it.
+    pub fn problem(&self) -> &str {
+        &self.problem
+    }
 }
 
-impl fmt::Display for StoreError {
+impl fmt::Display for TenantsFileError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "tenants file {}: {}", self.path.display(), self.problem)
     }
 }
 
-impl std::error::Error for StoreError {}
+impl std::error::Error for TenantsFileError {}
 
 /// What was wrong with the JSON, in words of our own: serde's messages
 /// quote the offending value or name, and a key pasted into the wrong place
@@ -290,9 +296,9 @@ pub(crate) fn plan_quota(
 }
 
 /// Reads a tenants file's text into records.
-fn parse_records(path: &Path, text: &str) -> Result<Records, StoreError> {
+fn parse_records(path: &Path, text: &str) -> Result<Records, TenantsFileError> {
     let file: TenantsFile = serde_json::from_str(text).map_err(|e| {
-        StoreError::new(
+        TenantsFileError::new(
             path,
             format!(
                 "{}; expected {{\"keys\": [{{\"sha256\", \"principal\", \"cn\", \"spiffe_id\" or \"fingerprint_sha256\", \"tenant_id\", \"consumer\", \"active\", \"rate_per_min\", \"burst\"}}]}}",
@@ -303,7 +309,8 @@ fn parse_records(path: &Path, text: &str) -> Result<Records, StoreError> {
     let mut records = Records::default();
     let mut seen: HashMap<Principal, usize> = HashMap::new();
     for (index, key) in file.keys.into_iter().enumerate() {
-        let entry = |problem: String| StoreError::new(path, format!("keys[{index}]: {problem}"));
+        let entry =
+            |problem: String| TenantsFileError::new(path, format!("keys[{index}]: {problem}"));
         let principal = key_principal(&key).map_err(entry)?;
         if key.tenant_id.trim().is_empty() {
             return Err(entry("tenant_id is empty".into()));
@@ -328,7 +335,7 @@ fn parse_records(path: &Path, text: &str) -> Result<Records, StoreError> {
     }
     for (index, record) in file.tenants.into_iter().enumerate() {
         if record.tenant_id.trim().is_empty() {
-            return Err(StoreError::new(
+            return Err(TenantsFileError::new(
                 path,
                 format!("tenants[{index}]: tenant_id is empty"),
             ));
@@ -370,12 +377,12 @@ pub struct FileStore {
     loads: Arc<std::sync::atomic::AtomicU64>,
     /// The watcher [`watched`](Self::watched) started, stopped with the
     /// last clone.
-    watcher: Option<Arc<notify::RecommendedWatcher>>,
+    watcher: Option<Arc<FileWatcher>>,
 }
 
 impl FileStore {
     /// Loads `path`.
-    pub fn load(path: impl Into<PathBuf>) -> Result<Self, StoreError> {
+    pub fn load(path: impl Into<PathBuf>) -> Result<Self, TenantsFileError> {
         let store = FileStore {
             path: path.into(),
             store: MemoryStore::new(),
@@ -388,13 +395,9 @@ impl FileStore {
 
     /// Reads the file again; on any error the records in force stay.
     /// Returns how many keys the new file holds.
-    pub fn reload(&self) -> Result<usize, StoreError> {
-        let text = std::fs::read_to_string(&self.path).map_err(|e| {
-            StoreError::new(
-                &self.path,
-                format!("{e}; set TENANTS_FILE to a readable JSON file"),
-            )
-        })?;
+    pub fn reload(&self) -> Result<usize, TenantsFileError> {
+        let text = std::fs::read_to_string(&self.path)
+            .map_err(|e| TenantsFileError::new(&self.path, format!("cannot read it: {e}")))?;
         let records = parse_records(&self.path, &text)?;
         let count = records.by_principal.len();
         self.store.replace(records);
@@ -414,7 +417,7 @@ impl FileStore {
     /// held inside. A refused file is logged (feature `tracing`) and the
     /// last good records stay. `portcullis::from_env` loads
     /// `TENANTS_FILE` this way.
-    pub fn watched(mut self) -> Result<Self, StoreError> {
+    pub fn watched(mut self) -> Result<Self, TenantsFileError> {
         let watcher = self.watch(|_| {})?;
         self.watcher = Some(Arc::new(watcher));
         Ok(self)
@@ -425,53 +428,27 @@ impl FileStore {
         &self.path
     }
 
-    /// Reloads whenever the file's directory changes (so a Kubernetes
-    /// `..data` swap is seen), until the returned watcher is dropped. A bad
-    /// file is reported through `on_error` and the last good records stay.
+    /// Reloads whenever the file changes (its directory is watched, so a
+    /// Kubernetes `..data` swap is seen), until the returned watcher is
+    /// dropped. A bad file is reported through `on_error` and the last good
+    /// records stay.
     pub fn watch(
         &self,
-        on_error: impl Fn(StoreError) + Send + 'static,
-    ) -> Result<notify::RecommendedWatcher, StoreError> {
-        use notify::Watcher as _;
-        let dir = self
-            .path
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new("."))
-            .to_owned();
+        on_error: impl Fn(TenantsFileError) + Send + 'static,
+    ) -> Result<FileWatcher, TenantsFileError> {
         let store = self.clone();
-        let name = self.path.file_name().map(std::ffi::OsString::from);
-        let mut watcher =
-            notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-                // Changes to this file, or a Kubernetes `..data` swap; not
-                // the reload's own reads (which would reload forever), nor
-                // other files in the directory.
-                let relevant = event.is_ok_and(|event| {
-                    is_change(&event.kind)
-                        && event.paths.iter().any(|path| {
-                            path.file_name().is_some_and(|file| {
-                                Some(file) == name.as_deref()
-                                    || file.to_string_lossy().starts_with("..")
-                            })
-                        })
-                });
-                if relevant {
-                    match store.reload() {
-                        Ok(_) => portcullis_identity::observe::reloaded("tenants", true),
-                        Err(error) => {
-                            portcullis_identity::observe::reloaded("tenants", false);
-                            #[cfg(feature = "tracing")]
-                            tracing::warn!(%error, "tenants file refused; the last good records stay");
-                            on_error(error);
-                        }
-                    }
+        FileWatcher::watch([self.path.clone()], DEFAULT_SETTLE, move || {
+            match store.reload() {
+                Ok(_) => portcullis_identity::observe::reloaded("tenants", true),
+                Err(error) => {
+                    portcullis_identity::observe::reloaded("tenants", false);
+                    #[cfg(feature = "tracing")]
+                    tracing::warn!(%error, "tenants file refused; the last good records stay");
+                    on_error(error);
                 }
-            })
-            .map_err(|e| StoreError::new(&self.path, format!("cannot watch: {e}")))?;
-        watcher
-            .watch(&dir, notify::RecursiveMode::NonRecursive)
-            .map_err(|e| StoreError::new(&dir, format!("cannot watch: {e}")))?;
-        Ok(watcher)
+            }
+        })
+        .map_err(|e| TenantsFileError::new(&self.path, e.to_string()))
     }
 }
 
@@ -489,18 +466,6 @@ impl TenantResolver for FileStore {
 
     fn tenant_status(&self, tenant_id: &str) -> Option<TenantStatus> {
         self.store.tenant_status(tenant_id)
-    }
-}
-
-/// Whether an event says a file changed: our own reads (open, read,
-/// close) are events too on Linux.
-fn is_change(kind: &notify::EventKind) -> bool {
-    use notify::EventKind;
-    use notify::event::{MetadataKind, ModifyKind};
-    match kind {
-        EventKind::Access(_) | EventKind::Other => false,
-        EventKind::Modify(ModifyKind::Metadata(MetadataKind::AccessTime)) => false,
-        EventKind::Any | EventKind::Create(_) | EventKind::Modify(_) | EventKind::Remove(_) => true,
     }
 }
 

@@ -37,6 +37,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod cert;
+mod env;
 mod format;
 mod grammar;
 pub mod layer;

@@ -1,8 +1,7 @@
 //! Start-up from the environment: each bad combination and its message.
 
-use std::collections::HashMap;
-
 use portcullis_client_cert::{ClientAuth, ServerTls};
+use portcullis_identity::env::Env;
 use portcullis_test_support::{TempDir, pki};
 
 /// A scratch directory holding the fixture files these tests name.
@@ -25,8 +24,7 @@ fn files(name: &str) -> TempDir {
 }
 
 fn load(vars: &[(&str, String)]) -> Result<Option<portcullis_client_cert::EnvTls>, String> {
-    let vars: HashMap<&str, String> = vars.iter().cloned().collect();
-    ServerTls::from_env_with(|var| vars.get(var).cloned()).map_err(|e| e.to_string())
+    ServerTls::from_env(&Env::from_pairs(vars.iter().cloned())).map_err(|e| e.to_string())
 }
 
 #[test]
@@ -45,7 +43,6 @@ fn a_ca_without_a_mode_requires_client_certificates() {
     .unwrap()
     .unwrap();
     assert_eq!(env.tls.client_auth(), ClientAuth::Required);
-    assert!(!env.use_cert_as_principal);
 }
 
 #[test]
@@ -63,11 +60,9 @@ fn good_combinations() {
     optional.extend([
         ("TLS_CLIENT_CA", f.file("ca.pem")),
         ("TLS_CLIENT_AUTH", "Optional".to_owned()),
-        ("USE_CERT_AS_PRINCIPAL", "true".to_owned()),
     ]);
     let env = load(&optional).unwrap().unwrap();
     assert_eq!(env.tls.client_auth(), ClientAuth::Optional);
-    assert!(env.use_cert_as_principal);
 }
 
 #[test]
@@ -78,50 +73,46 @@ fn bad_combinations_name_the_variables_and_the_fix() {
     let cases: Vec<(Vec<(&str, String)>, String)> = vec![
         (
             vec![cert.clone()],
-            "TLS_CERT is set but TLS_KEY is not: set both (the server certificate chain and its private key), or neither for plaintext".into(),
+            "TLS_CERT: set without TLS_KEY; set both (the server certificate chain and its private key), or neither for plaintext".into(),
         ),
         (
             vec![key.clone()],
-            "TLS_KEY is set but TLS_CERT is not: set both (the server certificate chain and its private key), or neither for plaintext".into(),
+            "TLS_KEY: set without TLS_CERT; set both (the server certificate chain and its private key), or neither for plaintext".into(),
         ),
         (
             vec![cert.clone(), key.clone(), ("TLS_CLIENT_AUTH", "required".into())],
-            "TLS_CLIENT_AUTH=required needs TLS_CLIENT_CA, the CA bundle client certificates are verified against; set it, or set TLS_CLIENT_AUTH=none".into(),
+            "TLS_CLIENT_AUTH=\"required\": needs TLS_CLIENT_CA, the CA bundle client certificates are verified against; set it, or set TLS_CLIENT_AUTH=none".into(),
         ),
         (
             vec![cert.clone(), key.clone(), ("TLS_CLIENT_AUTH", "sometimes".into())],
-            "TLS_CLIENT_AUTH=\"sometimes\" is not valid; expected one of: none, optional, required".into(),
+            "TLS_CLIENT_AUTH=\"sometimes\": not a client-certificate mode; write none, optional or required".into(),
         ),
         (
             vec![("TLS_CLIENT_CA", f.file("ca.pem"))],
-            "TLS_CLIENT_CA is set but TLS_CERT and TLS_KEY are not: client certificates need TLS; set TLS_CERT and TLS_KEY, or unset TLS_CLIENT_CA".into(),
-        ),
-        (
-            vec![cert.clone(), key.clone(), ("USE_CERT_AS_PRINCIPAL", "maybe".into())],
-            "USE_CERT_AS_PRINCIPAL=\"maybe\" is not valid; expected one of: true, false".into(),
+            "TLS_CLIENT_CA: set without TLS_CERT and TLS_KEY; client certificates need TLS: set TLS_CERT and TLS_KEY, or unset TLS_CLIENT_CA".into(),
         ),
         (
             vec![cert.clone(), key.clone(), ("TLS_CLIENT_CA", f.file("empty.pem"))],
             format!(
-                "TLS_CLIENT_CA ({}): no certificates found; it must hold PEM \"CERTIFICATE\" (or \"TRUSTED CERTIFICATE\") blocks, or one DER certificate",
+                "TLS_CLIENT_CA={:?}: no certificates found; it must hold PEM \"CERTIFICATE\" (or \"TRUSTED CERTIFICATE\") blocks, or one DER certificate",
                 f.file("empty.pem")
             ),
         ),
         (
             vec![cert.clone(), key.clone(), ("TLS_CLIENT_CA", f.file("garbage.pem"))],
-            format!("TLS_CLIENT_CA ({}): PEM block 1: its body is not valid base64; re-export the file as PEM", f.file("garbage.pem")),
+            format!("TLS_CLIENT_CA={:?}: PEM block 1: its body is not valid base64; re-export the file as PEM", f.file("garbage.pem")),
         ),
         (
             vec![("TLS_CERT", f.file("ca.pem")), key.clone()],
-            "server certificate and key: the private key is not the key of the first certificate in the chain; check that TLS_KEY belongs to the leaf certificate at the top of TLS_CERT".into(),
+            format!("TLS_KEY={:?}: server certificate and key: the private key is not the key of the first certificate in the chain; check that the key belongs to the leaf certificate at the top of the chain", f.file("key.pem")),
         ),
         (
             vec![cert.clone(), ("TLS_KEY", f.file("cert.pem"))],
-            format!("TLS_KEY ({}): no usable private key", f.file("cert.pem")),
+            format!("TLS_KEY={:?}: no usable private key", f.file("cert.pem")),
         ),
         (
             vec![cert.clone(), ("TLS_KEY", f.file("missing.pem"))],
-            format!("TLS_KEY ({0}): cannot read {0}: No such file or directory", f.file("missing.pem")),
+            format!("TLS_KEY={:?}: cannot read it: No such file or directory", f.file("missing.pem")),
         ),
     ];
     for (vars, expected) in cases {
@@ -136,40 +127,32 @@ fn bad_combinations_name_the_variables_and_the_fix() {
 #[test]
 fn every_tls_problem_is_reported_at_once() {
     let f = files("several");
-    let err = ServerTls::from_env_with(|var| match var {
-        "TLS_CERT" => Some(f.file("missing-cert.pem")),
-        "TLS_KEY" => Some(f.file("missing-key.pem")),
-        "TLS_CLIENT_CA" => Some(f.file("missing-ca.pem")),
-        "TLS_CLIENT_AUTH" => Some("sometimes".to_owned()),
-        "USE_CERT_AS_PRINCIPAL" => Some("maybe".to_owned()),
-        _ => None,
-    })
+    let err = ServerTls::from_env(&Env::from_pairs([
+        ("TLS_CERT", f.file("missing-cert.pem")),
+        ("TLS_KEY", f.file("missing-key.pem")),
+        ("TLS_CLIENT_CA", f.file("missing-ca.pem")),
+        ("TLS_CLIENT_AUTH", "sometimes".to_owned()),
+    ]))
     .unwrap_err();
-    let each: Vec<String> = err.into_each().iter().map(ToString::to_string).collect();
-    let starts = [
-        "TLS_CLIENT_AUTH=\"sometimes\" is not valid",
-        "USE_CERT_AS_PRINCIPAL=\"maybe\" is not valid",
-        "TLS_CERT (",
-        "TLS_KEY (",
-        "TLS_CLIENT_CA (",
-    ];
-    assert_eq!(each.len(), starts.len(), "{each:#?}");
-    for (problem, start) in each.iter().zip(starts) {
-        assert!(problem.starts_with(start), "{problem}");
-    }
+    assert_eq!(
+        err.vars().collect::<Vec<_>>(),
+        ["TLS_CLIENT_AUTH", "TLS_CERT", "TLS_KEY", "TLS_CLIENT_CA"]
+    );
+    assert_eq!(
+        err.problems()[1].value(),
+        Some(f.file("missing-cert.pem").as_str())
+    );
 
     let err = load(&[
         ("TLS_CLIENT_CA", f.file("ca.pem")),
         ("TLS_CLIENT_AUTH", "required".to_owned()),
-        ("USE_CERT_AS_PRINCIPAL", "true".to_owned()),
     ])
     .unwrap_err();
     assert_eq!(
         err.lines().collect::<Vec<_>>(),
         [
-            "TLS_CLIENT_CA is set but TLS_CERT and TLS_KEY are not: client certificates need TLS; set TLS_CERT and TLS_KEY, or unset TLS_CLIENT_CA",
-            "TLS_CLIENT_AUTH is set but TLS_CERT and TLS_KEY are not: client certificates need TLS; set TLS_CERT and TLS_KEY, or unset TLS_CLIENT_AUTH",
-            "USE_CERT_AS_PRINCIPAL is set but TLS_CERT and TLS_KEY are not: client certificates need TLS; set TLS_CERT and TLS_KEY, or unset USE_CERT_AS_PRINCIPAL",
+            "TLS_CLIENT_CA: set without TLS_CERT and TLS_KEY; client certificates need TLS: set TLS_CERT and TLS_KEY, or unset TLS_CLIENT_CA",
+            "TLS_CLIENT_AUTH: set without TLS_CERT and TLS_KEY; client certificates need TLS: set TLS_CERT and TLS_KEY, or unset TLS_CLIENT_AUTH",
         ]
     );
 }

@@ -1,11 +1,12 @@
 //! Outbound trust with real handshakes: a private CA from the environment
 //! is added to the platform's roots; host names are still verified.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use portcullis_client_cert::{ClientCertLayer, OutboundTrust, ServerTls, TlsAcceptor};
+use portcullis_client_cert::{ClientCertLayer, ServerTls, TlsAcceptor};
+use portcullis_identity::OutboundTrust;
+use portcullis_identity::env::Env;
 use portcullis_test_support::{TempDir, ThrowawayPki};
 use rustls::pki_types::ServerName;
 use tokio::net::TcpStream;
@@ -37,11 +38,8 @@ async fn handshake(
 }
 
 fn trust(vars: &[(&str, &str)]) -> Result<OutboundTrust, String> {
-    let vars: HashMap<String, String> = vars
-        .iter()
-        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-        .collect();
-    OutboundTrust::from_env_with("TESTAPP", |var| vars.get(var).cloned()).map_err(|e| e.to_string())
+    OutboundTrust::from_env_prefixed(&Env::from_pairs(vars.iter().copied()), "TESTAPP")
+        .map_err(|e| e.to_string())
 }
 
 fn files(pki: &ThrowawayPki) -> TempDir {
@@ -141,7 +139,7 @@ fn bad_bundles_get_exact_errors() {
     assert_eq!(
         trust(&[("TESTAPP_CA_CERTIFICATE", &empty)]).unwrap_err(),
         format!(
-            "TESTAPP_CA_CERTIFICATE ({empty}): no certificates found; it must hold PEM \"CERTIFICATE\" \
+            "TESTAPP_CA_CERTIFICATE={empty:?}: no certificates found; it must hold PEM \"CERTIFICATE\" \
              (or \"TRUSTED CERTIFICATE\") blocks, or one DER certificate"
         )
     );
@@ -149,14 +147,14 @@ fn bad_bundles_get_exact_errors() {
     assert_eq!(
         trust(&[("TESTAPP_CA_CERTIFICATE", &garbage)]).unwrap_err(),
         format!(
-            "TESTAPP_CA_CERTIFICATE ({garbage}): PEM block 1: its body is not valid base64; re-export the file as PEM"
+            "TESTAPP_CA_CERTIFICATE={garbage:?}: PEM block 1: its body is not valid base64; re-export the file as PEM"
         )
     );
     let missing = files.file("missing.pem");
     assert_eq!(
         trust(&[("SSL_CERT_FILE", &missing)]).unwrap_err(),
         format!(
-            "SSL_CERT_FILE ({missing}): cannot read {missing}: No such file or directory (os error 2); \
+            "SSL_CERT_FILE={missing:?}: cannot read it: No such file or directory (os error 2); \
              check the path and its permissions"
         )
     );

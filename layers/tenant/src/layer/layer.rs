@@ -34,18 +34,32 @@ pub enum AuthPolicy {
     BearerOrCert,
 }
 
-impl FromStr for AuthPolicy {
-    type Err = String;
+/// A name that is not an [`AuthPolicy`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnknownAuthPolicy(String);
 
-    fn from_str(text: &str) -> Result<Self, String> {
+impl fmt::Display for UnknownAuthPolicy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{:?} is not an authentication policy; write bearer, cert, bearer+cert or bearer-or-cert",
+            self.0
+        )
+    }
+}
+
+impl std::error::Error for UnknownAuthPolicy {}
+
+impl FromStr for AuthPolicy {
+    type Err = UnknownAuthPolicy;
+
+    fn from_str(text: &str) -> Result<Self, UnknownAuthPolicy> {
         match text.trim().to_ascii_lowercase().as_str() {
             "bearer" => Ok(AuthPolicy::Bearer),
             "cert" => Ok(AuthPolicy::Cert),
             "bearer+cert" => Ok(AuthPolicy::BearerAndCert),
             "bearer-or-cert" => Ok(AuthPolicy::BearerOrCert),
-            _ => Err(format!(
-                "AUTH_POLICY={text:?}: expected bearer, cert, bearer+cert or bearer-or-cert"
-            )),
+            _ => Err(UnknownAuthPolicy(text.to_owned())),
         }
     }
 }

@@ -16,6 +16,7 @@ mod service;
 pub use future::{ResolvingTenant, ResponseFuture};
 pub use layer::{
     AuthPolicy, CertificatePrincipal, DEFAULT_CALLER_HEADER, DEFAULT_TENANT_HEADER, TenantLayer,
+    UnknownAuthPolicy,
 };
 pub use rejection::{TenantRejection, TenantRejectionKind};
 pub use service::ResolveTenant;

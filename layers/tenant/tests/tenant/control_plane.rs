@@ -289,7 +289,7 @@ async fn a_wrong_secret_is_reported_as_the_control_planes_403() {
     let err = resolver.resolve(&bearer("sk-1")).await.unwrap_err();
     assert_eq!(
         err.reason(),
-        "control plane refused the internal secret (403 Forbidden): check CONTROL_PLANE_INTERNAL_SECRET"
+        "control plane refused the internal secret (403 Forbidden): check that both sides hold the same one"
     );
     assert!(!err.reason().contains("not-the-secret"));
     let out = run(

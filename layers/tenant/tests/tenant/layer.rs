@@ -161,7 +161,8 @@ async fn the_certificate_policies() {
         "mtls"
             .parse::<AuthPolicy>()
             .unwrap_err()
-            .starts_with("AUTH_POLICY=\"mtls\"")
+            .to_string()
+            .starts_with("\"mtls\" is not an authentication policy")
     );
 }
 

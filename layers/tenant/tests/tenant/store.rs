@@ -1,5 +1,6 @@
 //! The file store: load, reload, a bad file keeps the last good records.
 
+use portcullis_identity::env::Env;
 use std::time::Duration;
 
 use http::StatusCode;
@@ -82,12 +83,9 @@ async fn the_watcher_sees_a_kubernetes_style_swap() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(status, StatusCode::OK);
-    assert!(
-        FileStore::load(dir.join("missing.json"))
-            .unwrap_err()
-            .to_string()
-            .contains("TENANTS_FILE")
-    );
+    let error = FileStore::load(dir.join("missing.json")).unwrap_err();
+    assert_eq!(error.path(), dir.join("missing.json"));
+    assert!(error.problem().starts_with("cannot read it: "), "{error}");
 }
 
 #[tokio::test]
@@ -122,27 +120,13 @@ async fn a_watched_store_reloads_for_changes_only_not_its_own_reads_or_other_fil
 fn the_environment_wires_file_control_plane_and_policy() {
     let dir = TempDir::new("tenants-env");
     let path = dir.write("tenants.json", file(&[("sk-1", "acme", true)]));
-    let env = |pairs: Vec<(&'static str, String)>| {
-        move |var: &str| {
-            pairs
-                .iter()
-                .find(|(k, _)| *k == var)
-                .map(|(_, v)| v.clone())
-        }
-    };
-    assert!(
-        TenantLayer::from_env_with(env(vec![]), None)
-            .unwrap()
-            .is_none()
-    );
-    let layer = TenantLayer::from_env_with(
-        env(vec![
-            ("TENANTS_FILE", path.clone()),
-            ("AUTH_POLICY", "bearer-or-cert".into()),
-            ("TENANT_HEADER", "x-tenant".into()),
-        ]),
-        None,
-    )
+    let env = |pairs: Vec<(&'static str, String)>| Env::from_pairs(pairs);
+    assert!(TenantLayer::from_env(&env(vec![])).unwrap().is_none());
+    let layer = TenantLayer::from_env(&env(vec![
+        ("TENANTS_FILE", path.clone()),
+        ("AUTH_POLICY", "bearer-or-cert".into()),
+        ("TENANT_HEADER", "x-tenant".into()),
+    ]))
     .unwrap()
     .unwrap();
     let debug = format!("{layer:?}");
@@ -157,7 +141,7 @@ fn the_environment_wires_file_control_plane_and_policy() {
         ),
         (
             vec![("CONTROL_PLANE_URL", "http://cp".to_owned())],
-            "CONTROL_PLANE_INTERNAL_SECRET is not",
+            "CONTROL_PLANE_URL: set without CONTROL_PLANE_INTERNAL_SECRET",
         ),
         (
             vec![
@@ -175,13 +159,6 @@ fn the_environment_wires_file_control_plane_and_policy() {
         ),
         (
             vec![
-                ("CONTROL_PLANE_URL", "https://cp".into()),
-                ("CONTROL_PLANE_INTERNAL_SECRET", "s".into()),
-            ],
-            "no TLS client configuration",
-        ),
-        (
-            vec![
                 ("CONTROL_PLANE_URL", "http://cp".into()),
                 ("CONTROL_PLANE_INTERNAL_SECRET", "s".into()),
                 ("CONTROL_PLANE_STALE_GRACE_SECS", "-1".into()),
@@ -190,14 +167,19 @@ fn the_environment_wires_file_control_plane_and_policy() {
         ),
         (
             vec![("CONTROL_PLANE_CACHE_TTL_SECS", "5".into())],
-            "CONTROL_PLANE_CACHE_TTL_SECS is set but CONTROL_PLANE_URL is not",
+            "CONTROL_PLANE_CACHE_TTL_SECS: set without CONTROL_PLANE_URL",
         ),
     ] {
-        let err = TenantLayer::from_env_with(env(pairs), None)
-            .unwrap_err()
-            .to_string();
+        let err = TenantLayer::from_env(&env(pairs)).unwrap_err().to_string();
         assert!(err.contains(expected), "{err}");
     }
+    // An https control plane gets the outbound roots from the same
+    // environment: no TLS configuration to wire by hand.
+    let https = TenantLayer::from_env(&env(vec![
+        ("CONTROL_PLANE_URL", "https://cp".into()),
+        ("CONTROL_PLANE_INTERNAL_SECRET", "s".into()),
+    ]));
+    assert!(matches!(https, Ok(Some(_))), "{https:?}");
 }
 
 #[test]
@@ -210,17 +192,13 @@ fn every_tenant_setting_problem_is_reported_at_once() {
         ("AUTH_POLICY", "mtls".to_owned()),
         ("CALLER_HEADER", "bad header".to_owned()),
     ];
-    let err = TenantLayer::from_env_with(
-        |var| env.iter().find(|(k, _)| *k == var).map(|(_, v)| v.clone()),
-        None,
-    )
-    .unwrap_err();
-    let problems = err.problems();
+    let err = TenantLayer::from_env(&Env::from_pairs(env)).unwrap_err();
+    let problems: Vec<String> = err.problems().iter().map(ToString::to_string).collect();
     assert_eq!(problems.len(), 5, "{problems:#?}");
     for (problem, expected) in problems.iter().zip([
         "TENANTS_FILE",
         "CONTROL_PLANE_CACHE_TTL_SECS=\"soon\"",
-        "CONTROL_PLANE_INTERNAL_SECRET is not",
+        "CONTROL_PLANE_URL: set without CONTROL_PLANE_INTERNAL_SECRET",
         "AUTH_POLICY=\"mtls\"",
         "CALLER_HEADER=\"bad header\"",
     ]) {

@@ -72,7 +72,8 @@ mod cache;
 mod layer;
 mod service;
 
-pub use layer::{CERT_SIDE_HEADERS, EnvError, ForwardingProxy, KNOWN_CERT_HEADERS, XfccLayer};
+pub(crate) use layer::ProxyPrincipals;
+pub use layer::{CERT_SIDE_HEADERS, ForwardingProxy, KNOWN_CERT_HEADERS, XfccLayer};
 pub use portcullis_identity::response::ResponseBody;
 pub use service::Xfcc;
 

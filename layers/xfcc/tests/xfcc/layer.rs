@@ -1,6 +1,7 @@
 //! Each rule of the layer, in process.
 
 use http::StatusCode;
+use portcullis_identity::env::{Env, EnvError, Problems};
 use portcullis_identity::{ClientIdentity, KnownFields, Source, TrustedProxies};
 use portcullis_test_support::pki;
 use portcullis_xfcc::{
@@ -548,30 +549,29 @@ async fn envoy_documented_two_hop_example_reads_the_last_element() {
     assert_eq!(id.common_name(), None);
 }
 
+/// The proxies and the layer, as the facade reads them: every problem of
+/// both.
+fn from_env(pairs: &[(&str, &str)]) -> Result<XfccLayer, EnvError> {
+    let env = Env::from_pairs(pairs.iter().copied());
+    let mut problems = Problems::new();
+    let proxies = problems
+        .take(TrustedProxies::from_env(&env))
+        .unwrap_or_else(TrustedProxies::none);
+    let layer = problems.take(XfccLayer::from_env(&env, &proxies));
+    problems.finish(|| layer.expect("no problem, so a layer"))
+}
+
 #[test]
 fn configuration_from_the_environment_names_the_variable() {
-    let env = |pairs: &'static [(&'static str, &'static str)]| {
-        move |var: &str| {
-            pairs
-                .iter()
-                .find(|(k, _)| *k == var)
-                .map(|(_, v)| (*v).to_owned())
-        }
-    };
-    let layer = XfccLayer::from_env_with(env(&[
+    let layer = from_env(&[
         ("TRUSTED_PROXY_CIDRS", "10.0.0.0/8"),
         ("FORWARDED_CERT_FORMAT", "traefik"),
-    ]))
+    ])
     .unwrap();
     assert!(layer.proxies().contains("10.1.1.1".parse().unwrap()));
     assert!(format!("{layer:?}").contains("Traefik"));
     // Nothing set: nobody trusted.
-    assert!(
-        XfccLayer::from_env_with(|_| None)
-            .unwrap()
-            .proxies()
-            .is_empty()
-    );
+    assert!(from_env(&[]).unwrap().proxies().is_empty());
     for (pairs, var) in [
         (
             &[("TRUSTED_PROXY_CIDRS", "10.0.0.1/8")][..],
@@ -594,18 +594,16 @@ fn configuration_from_the_environment_names_the_variable() {
             "FORWARDED_CERT_FORMAT",
         ),
     ] {
-        let pairs: &'static [(&'static str, &'static str)] =
-            Box::leak(pairs.to_vec().into_boxed_slice());
-        let err = XfccLayer::from_env_with(env(pairs)).unwrap_err();
+        let err = from_env(pairs).unwrap_err();
         assert_eq!(err.vars().collect::<Vec<_>>(), [var]);
         assert!(err.to_string().starts_with(&format!("{var}=")), "{err}");
     }
     // Every bad setting at once, in the order they are read.
-    let err = XfccLayer::from_env_with(env(&[
+    let err = from_env(&[
         ("FORWARDED_CERT_FORMAT", "pem"),
         ("TRUSTED_PROXY_CIDRS", "0.0.0.0/0"),
         ("FORWARDED_CERT_HEADER", "bad header"),
-    ]))
+    ])
     .unwrap_err();
     assert_eq!(
         err.vars().collect::<Vec<_>>(),
@@ -764,37 +762,27 @@ async fn trust_bound_to_the_proxys_own_certificate() {
 
 #[test]
 fn proxy_identities_from_the_environment() {
-    let env = |pairs: &'static [(&'static str, &'static str)]| {
-        move |var: &str| {
-            pairs
-                .iter()
-                .find(|(k, _)| *k == var)
-                .map(|(_, v)| (*v).to_owned())
-        }
-    };
     assert!(
-        XfccLayer::from_env_with(env(&[
+        from_env(&[
             ("TRUSTED_PROXY_CIDRS", "10.0.0.0/8"),
             (
                 "TRUSTED_PROXY_IDENTITIES",
                 "spiffe://example.org/gw, envoy-gw"
             ),
-        ]))
+        ])
         .is_ok()
     );
-    let err = XfccLayer::from_env_with(env(&[("TRUSTED_PROXY_IDENTITIES", "envoy-gw")]))
+    let err = from_env(&[("TRUSTED_PROXY_IDENTITIES", "envoy-gw")])
         .unwrap_err()
         .to_string();
     assert!(
-        err.starts_with(
-            "TRUSTED_PROXY_IDENTITIES=\"envoy-gw\": set, but TRUSTED_PROXY_CIDRS is not"
-        ),
+        err.starts_with("TRUSTED_PROXY_IDENTITIES: set without TRUSTED_PROXY_CIDRS"),
         "{err}"
     );
-    let err = XfccLayer::from_env_with(env(&[
+    let err = from_env(&[
         ("TRUSTED_PROXY_CIDRS", "10.0.0.0/8"),
         ("TRUSTED_PROXY_IDENTITIES", "spiffe://bad/../x"),
-    ]))
+    ])
     .unwrap_err()
     .to_string();
     assert!(err.contains("is not a valid SPIFFE ID"), "{err}");
