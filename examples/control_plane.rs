@@ -113,8 +113,8 @@ async fn answer(
                     "active": matches!(resolution, Resolution::Active(_)),
                     "consumer": tenant.caller(),
                     "tenant_id": tenant.id(),
-                    "rate_per_min": tenant.quota().map(|q| q.rate_per_min),
-                    "burst": tenant.quota().map(|q| q.burst),
+                    "rate_per_min": tenant.quota().map(|q| q.rate()),
+                    "burst": tenant.quota().map(|q| q.burst()),
                 })
                 .to_string(),
             ),

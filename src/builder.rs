@@ -1,4 +1,4 @@
-//! [`ServiceBuilderExt`]: one method per layer on tower's `ServiceBuilder`.
+//! [`PortcullisExt`]: one method per layer on tower's `ServiceBuilder`.
 
 use tower::ServiceBuilder;
 use tower_layer::Stack;
@@ -17,18 +17,19 @@ mod sealed {
 ///
 /// ```
 /// use std::sync::Arc;
-/// use portcullis::ServiceBuilderExt;
+/// use portcullis::PortcullisExt;
 /// use portcullis::prelude::*;
-/// use portcullis::rate_limit::{MemoryStore as Buckets, Quota as Rate, SystemClock, WhenFull};
+/// use portcullis::identity::Quota;
+/// use portcullis::rate_limit::{MemoryLimiter, SystemClock, WhenFull};
 ///
-/// let buckets = Arc::new(Buckets::new(100_000, WhenFull::default(), SystemClock::new()));
+/// let buckets = Arc::new(MemoryLimiter::new(100_000, WhenFull::default(), SystemClock::new()));
 /// let service = tower::ServiceBuilder::new()
 ///     .client_cert(ClientCertLayer::new())
 ///     .xfcc(XfccLayer::new(TrustedProxies::none()))
 ///     .tenant(TenantLayer::strip_only())
 ///     .rate_limit(
 ///         RateLimitLayer::new(buckets, KeyChain::new([KeySource::CommonName]))
-///             .default_quota(Rate::per_minute(600, 20)?),
+///             .default_quota(Quota::per_minute(600, 20)?),
 ///     )
 ///     .service_fn(|_req: http::Request<()>| async {
 ///         Ok::<_, std::convert::Infallible>(http::Response::new(String::new()))
@@ -36,7 +37,7 @@ mod sealed {
 /// # let _ = service;
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-pub trait ServiceBuilderExt<L>: sealed::Sealed + Sized {
+pub trait PortcullisExt<L>: sealed::Sealed + Sized {
     /// [`ClientCertLayer`](crate::client_cert::ClientCertLayer): the
     /// certificate our TLS acceptor verified.
     #[cfg(feature = "client-cert")]
@@ -83,7 +84,7 @@ pub trait ServiceBuilderExt<L>: sealed::Sealed + Sized {
     ) -> ServiceBuilder<Stack<crate::PortcullisLayer, L>>;
 }
 
-impl<L> ServiceBuilderExt<L> for ServiceBuilder<L> {
+impl<L> PortcullisExt<L> for ServiceBuilder<L> {
     #[cfg(feature = "client-cert")]
     fn client_cert(
         self,

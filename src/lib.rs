@@ -44,8 +44,8 @@
 //! | `client-cert` | [`client_cert`]: server TLS from config or env, the concurrent TLS listener, `ClientCertLayer` | Yes |
 //! | `xfcc` | [`xfcc`]: `XfccLayer`, Envoy's XFCC grammar (`parse`, `to_header_value`), other proxies' formats | Yes |
 //! | `tenant` | [`tenant`]: `TenantLayer`, `MemoryStore`, `FileStore`, `ControlPlaneResolver`, `InternalGuardLayer` | Yes |
-//! | `rate-limit` | [`rate_limit`]: `RateLimitLayer`, the GCRA `MemoryStore`, key chains | Yes |
-//! | `redis` | `rate_limit::RedisStore`: limits shared by every instance | No |
+//! | `rate-limit` | [`rate_limit`]: `RateLimitLayer`, the GCRA `MemoryLimiter`, key chains | Yes |
+//! | `redis` | `rate_limit::RedisLimiter`: limits shared by every instance | No |
 //! | `axum` | axum extractors for the identity extensions; `axum::serve` over the TLS listener | No |
 //! | `tracing` | a `portcullis` span per request from [`PortcullisLayer`], with what each layer established (see [`identity::observe`]), and events from every layer | No |
 //! | `metrics` | counters through the `metrics` facade: strips, rejections by reason, control-plane cache results, reloads, rate-limit decisions ([`identity::observe`]) | No |
@@ -124,7 +124,7 @@ mod builder;
     feature = "tenant",
     feature = "rate-limit"
 ))]
-pub use builder::ServiceBuilderExt;
+pub use builder::PortcullisExt;
 
 /// The names most services need, for a glob import.
 pub mod prelude {
@@ -145,7 +145,7 @@ pub mod prelude {
     pub use portcullis_identity::{Quota, Tenant, TenantStatus};
 
     #[cfg(feature = "redis")]
-    pub use portcullis_rate_limit::RedisStore;
+    pub use portcullis_rate_limit::RedisLimiter;
     #[cfg(feature = "rate-limit")]
     pub use portcullis_rate_limit::{
         KeyChain, KeySource, OnStoreError, RateLimitDecision, RateLimitEnv, RateLimitLayer,

@@ -668,7 +668,7 @@ async fn a_client_sending_one_header_byte_at_a_time_is_cut_off() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn under_plain_axum_serve_the_peer_comes_from_connect_info() {
     use axum::routing::get;
-    use portcullis::ServiceBuilderExt;
+    use portcullis::PortcullisExt;
     if interop_binary("curl").is_none() {
         return;
     }

@@ -30,7 +30,7 @@ use std::process::ExitCode;
 use axum::Router;
 use axum::extract::Request;
 use axum::routing::get;
-use portcullis::ServiceBuilderExt;
+use portcullis::PortcullisExt;
 use portcullis::identity::{ClientIdentity, ClientIp, ClientIpLayer, Tenant};
 use tower::ServiceBuilder;
 

@@ -19,7 +19,7 @@ use std::process::ExitCode;
 use http::{Request, Response, StatusCode};
 use http_body_util::Either;
 use hyper::body::Incoming;
-use portcullis::ServiceBuilderExt;
+use portcullis::PortcullisExt;
 use portcullis::identity::ClientIpLayer;
 use tower::{ServiceBuilder, ServiceExt, service_fn};
 

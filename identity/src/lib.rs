@@ -63,14 +63,17 @@ mod connection;
 mod dn;
 pub mod env;
 mod forwarded;
+#[doc(hidden)]
 pub mod hex;
 pub mod observe;
 #[cfg(feature = "outbound-tls")]
 mod outbound;
 pub mod pem;
+#[doc(hidden)]
 pub mod percent;
 mod protected;
 mod proxies;
+mod quota;
 pub mod response;
 mod spiffe;
 mod tenant;
@@ -96,5 +99,6 @@ pub use proxies::{
     ClientIpHeader, ClientIpResolution, DEFAULT_MAX_HOPS, ProxyConfigError, ResolvedBy,
     TrustedProxies,
 };
+pub use quota::{Quota, QuotaError};
 pub use spiffe::{MAX_SPIFFE_ID_LEN, MAX_TRUST_DOMAIN_LEN, SpiffeId, SpiffeIdError};
-pub use tenant::{Quota, Tenant, TenantStatus};
+pub use tenant::{Tenant, TenantStatus};

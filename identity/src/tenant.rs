@@ -7,15 +7,7 @@ use std::sync::{Arc, OnceLock};
 
 use http::HeaderValue;
 
-/// A tenant's plan quota: requests per minute, and the burst allowed
-/// above the steady rate.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Quota {
-    /// Sustained requests per minute.
-    pub rate_per_min: u32,
-    /// Requests allowed at once before the rate applies (at least 1).
-    pub burst: u32,
-}
+use crate::Quota;
 
 /// Whether a tenant may call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -34,14 +26,17 @@ pub enum TenantStatus {
 ///
 /// ```
 /// use portcullis_identity::{Quota, Tenant, TenantStatus};
+/// # fn main() -> Result<(), portcullis_identity::QuotaError> {
 ///
 /// let tenant = Tenant::new("acme", TenantStatus::Active)
 ///     .with_caller("billing")
-///     .with_quota(Quota { rate_per_min: 600, burst: 20 });
+///     .with_quota(Quota::per_minute(600, 20)?);
 /// assert_eq!(tenant.id(), "acme");
 /// assert_eq!(tenant.caller(), Some("billing"));
 /// assert!(tenant.is_active());
 /// assert_eq!(tenant.id_header_value().unwrap(), "acme");
+/// # Ok(())
+/// # }
 /// ```
 #[derive(Clone)]
 pub struct Tenant(Arc<Inner>);

@@ -71,7 +71,7 @@
 mod acceptor;
 mod env;
 mod error;
-pub mod layer;
+mod layer;
 mod listener;
 mod reload;
 mod serve;
@@ -80,7 +80,9 @@ mod server;
 pub use acceptor::{DEFAULT_HANDSHAKE_TIMEOUT, TlsAcceptor, TlsStream};
 pub use env::EnvTls;
 pub use error::TlsConfigError;
-pub use layer::{ClientCert, ClientCertLayer, ClientCertRejection, RejectionKind};
+pub use layer::{
+    ClientCert, ClientCertFuture, ClientCertLayer, ClientCertRejection, ClientCertRejectionKind,
+};
 pub use listener::{DEFAULT_MAX_HANDSHAKES, TlsListener};
 pub use reload::{ReloadStats, TlsFiles, TlsReloader};
 #[cfg(feature = "axum")]

@@ -20,8 +20,9 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use http::{Request, Response};
 use http_body_util::{Empty, Full};
 use hyper::body::Incoming;
+use portcullis_identity::Quota;
 use portcullis_rate_limit::{
-    KeyChain, KeySource, MemoryStore, Quota, RateLimitLayer, SystemClock, WhenFull,
+    KeyChain, KeySource, MemoryLimiter, RateLimitLayer, SystemClock, WhenFull,
 };
 use tower::ServiceBuilder;
 
@@ -56,7 +57,7 @@ fn authenticated<B>(mut req: Request<B>) -> Request<B> {
 }
 
 fn layer() -> RateLimitLayer {
-    let store = Arc::new(MemoryStore::new(
+    let store = Arc::new(MemoryLimiter::new(
         100_000,
         WhenFull::default(),
         SystemClock::new(),
@@ -92,7 +93,7 @@ fn in_process(c: &mut Criterion) {
             b.iter(|| portcullis_identity::BearerDigest::from_headers(black_box(req.headers())))
         },
     );
-    group.bench_function("RateLimitLayer, bearer key, MemoryStore", |b| {
+    group.bench_function("RateLimitLayer, bearer key, MemoryLimiter", |b| {
         let mut svc = ServiceBuilder::new()
             .map_request(authenticated)
             .layer(layer())

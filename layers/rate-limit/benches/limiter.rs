@@ -13,7 +13,8 @@ use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use governor::{Quota as GovernorQuota, RateLimiter};
-use portcullis_rate_limit::{BucketKey, MemoryStore, Quota, SystemClock, WhenFull};
+use portcullis_identity::Quota;
+use portcullis_rate_limit::{BucketKey, MemoryLimiter, SystemClock, WhenFull};
 
 /// splitmix64: a cheap stand-in for the SHA-256 the key chain uses, so
 /// every byte is spread as a digest's is.
@@ -39,7 +40,7 @@ fn checks(c: &mut Criterion) {
 
     let mut group = c.benchmark_group("keyed check, 16 hot keys");
     let governor = RateLimiter::keyed(governor_quota);
-    let ours = MemoryStore::new(1 << 20, WhenFull::default(), SystemClock::new());
+    let ours = MemoryLimiter::new(1 << 20, WhenFull::default(), SystemClock::new());
     let mut i = 0u64;
     group.bench_function("governor DefaultKeyedRateLimiter (baseline)", |b| {
         b.iter(|| {
@@ -47,7 +48,7 @@ fn checks(c: &mut Criterion) {
             black_box(governor.check_key(&key(i % 16)).is_ok())
         })
     });
-    group.bench_function("portcullis MemoryStore", |b| {
+    group.bench_function("portcullis MemoryLimiter", |b| {
         b.iter(|| {
             i = i.wrapping_add(1);
             black_box(ours.check(key(i % 16), &quota, 1).is_allowed())
@@ -57,7 +58,7 @@ fn checks(c: &mut Criterion) {
 
     let mut group = c.benchmark_group("keyed check, 1M distinct keys");
     let governor = RateLimiter::keyed(governor_quota);
-    let ours = MemoryStore::new(2_000_000, WhenFull::default(), SystemClock::new());
+    let ours = MemoryLimiter::new(2_000_000, WhenFull::default(), SystemClock::new());
     for n in 0..1_000_000 {
         let _ = governor.check_key(&key(n));
         ours.check(key(n), &quota, 1);
@@ -68,7 +69,7 @@ fn checks(c: &mut Criterion) {
             black_box(governor.check_key(&key(i % 1_000_000)).is_ok())
         })
     });
-    group.bench_function("portcullis MemoryStore", |b| {
+    group.bench_function("portcullis MemoryLimiter", |b| {
         b.iter(|| {
             i = i.wrapping_add(7919);
             black_box(ours.check(key(i % 1_000_000), &quota, 1).is_allowed())
@@ -76,7 +77,7 @@ fn checks(c: &mut Criterion) {
     });
     group.finish();
     println!(
-        "portcullis MemoryStore: {} keys, {:.1} bytes per key (table capacity included)",
+        "portcullis MemoryLimiter: {} keys, {:.1} bytes per key (table capacity included)",
         ours.len(),
         ours.approximate_bytes() as f64 / ours.len() as f64
     );
@@ -90,9 +91,9 @@ fn paired(_: &mut Criterion) {
         GovernorQuota::per_second(NonZeroU32::new(1_000_000_000).unwrap())
             .allow_burst(NonZeroU32::new(1_000_000).unwrap()),
     );
-    let ours = MemoryStore::new(1 << 20, WhenFull::default(), SystemClock::new());
+    let ours = MemoryLimiter::new(1 << 20, WhenFull::default(), SystemClock::new());
     portcullis_test_support::paired_rounds(
-        "keyed check, 16 hot keys: governor -> portcullis MemoryStore",
+        "keyed check, 16 hot keys: governor -> portcullis MemoryLimiter",
         24,
         2_000_000,
         |candidate, n| {
@@ -118,7 +119,7 @@ criterion_main!(benches);
 fn key_spray(_: &mut Criterion) {
     let quota = Quota::new(1, Duration::from_secs(60), 1).unwrap();
     let cap = 1_000_000;
-    let store = MemoryStore::new(cap, WhenFull::EvictSoonestFull, SystemClock::new());
+    let store = MemoryLimiter::new(cap, WhenFull::EvictSoonestFull, SystemClock::new());
     let start = std::time::Instant::now();
     let mut peak = 0;
     for n in 0..10_000_000u64 {

@@ -1,7 +1,7 @@
 //! The Redis store against the raw `redis` crate running the same script,
 //! in the same run, on a redis-server started here on loopback:
 //!
-//! - checks/s through `RedisStore` vs a bare `EVALSHA` of `GCRA_SCRIPT`
+//! - checks/s through `RedisLimiter` vs a bare `EVALSHA` of `GCRA_SCRIPT`
 //!   (one at a time, and 32 in flight);
 //! - a refused key answered from the local cache vs that round trip.
 //!
@@ -13,7 +13,8 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use portcullis_rate_limit::{BucketKey, GCRA_SCRIPT, Limiter, Outcome, Quota, RedisOptions};
+use portcullis_identity::Quota;
+use portcullis_rate_limit::{BucketKey, GCRA_SCRIPT, Limiter, Outcome, RedisOptions};
 use portcullis_test_support::{TempDir, free_port, redis_server};
 use redis::aio::ConnectionManager;
 
@@ -71,7 +72,7 @@ fn redis(c: &mut Criterion) {
             runtime.block_on(async { black_box(raw_evalsha(&mut raw, &sha, &raw_key).await) })
         })
     });
-    group.bench_function("RedisStore", |b| {
+    group.bench_function("RedisLimiter", |b| {
         b.iter(|| {
             runtime.block_on(async {
                 black_box(store.check(key(1), &open, 1).await.unwrap().is_allowed())
@@ -95,7 +96,7 @@ fn redis(c: &mut Criterion) {
             })
         })
     });
-    group.bench_function("RedisStore", |b| {
+    group.bench_function("RedisLimiter", |b| {
         b.iter(|| {
             runtime.block_on(async {
                 let mut tasks = tokio::task::JoinSet::new();
@@ -124,7 +125,7 @@ fn redis(c: &mut Criterion) {
             runtime.block_on(async { black_box(raw_evalsha(&mut raw, &sha, &raw_key).await) })
         })
     });
-    group.bench_function("RedisStore, from the local cache", |b| {
+    group.bench_function("RedisLimiter, from the local cache", |b| {
         b.iter(|| {
             // Answered without a future to run: the check is ready at once.
             let answer = store.check(key(3), &tight, 1).now();

@@ -9,7 +9,7 @@ use portcullis_identity::TrustedProxies;
 use portcullis_identity::env::{Env, EnvError, EnvProblem, Invalid, Problems};
 
 use crate::{
-    KeyChain, KeyChainError, MemoryStore, OnStoreError, Quota, RateLimitLayer, SystemClock,
+    KeyChain, KeyChainError, MemoryLimiter, OnStoreError, Quota, RateLimitLayer, SystemClock,
     WhenFull,
 };
 
@@ -164,7 +164,7 @@ impl RateLimitEnv {
     pub async fn layer(self) -> Result<RateLimitLayer, EnvError> {
         let limiter: Arc<dyn crate::Limiter> = match &self.redis_url {
             #[cfg(feature = "redis")]
-            Some(url) => Arc::new(crate::RedisStore::connect(url).await.map_err(|e| {
+            Some(url) => Arc::new(crate::RedisLimiter::connect(url).await.map_err(|e| {
                 // The URL may carry a password: never quoted.
                 EnvProblem::setting(
                     "REDIS_URL",
@@ -173,7 +173,7 @@ impl RateLimitEnv {
                      limits in memory",
                 )
             })?),
-            _ => Arc::new(MemoryStore::new(
+            _ => Arc::new(MemoryLimiter::new(
                 self.max_keys,
                 WhenFull::default(),
                 SystemClock::new(),

@@ -1,7 +1,7 @@
 //! May they call again now: GCRA rate limiting whose quota travels with
 //! each check, so one limiter serves every tenant's plan.
 //!
-//! - [`Quota`] and the integer GCRA step, and [`MemoryStore`]: one atomic
+//! - the integer GCRA step on a [`Quota`], and [`MemoryLimiter`]: one atomic
 //!   theoretical arrival time per fixed-size key, bounded and sharded, with
 //!   all-or-nothing checks across several policies. No tower types.
 //! - [`KeyChain`]: the bucket from the certificate's CN, SPIFFE ID or
@@ -13,7 +13,7 @@
 //!   optionally the legacy trio) on every answer, `Retry-After` on `429`, a
 //!   [`RateLimitDecision`] for handlers, and a shadow mode.
 //! - [`RateLimitEnv`]: all of it from `RATE_LIMIT_*` and `REDIS_URL`.
-//! - [`RedisStore`] (feature `redis`): the same buckets in Redis for
+//! - [`RedisLimiter`] (feature `redis`): the same buckets in Redis for
 //!   services on many instances: one `EVALSHA` of a Lua GCRA on Redis's
 //!   clock per check, a local cache of refusals, and an explicit
 //!   [`OnStoreError`] when Redis cannot answer.
@@ -22,10 +22,11 @@
 //!
 //! ```
 //! use std::time::Duration;
-//! use portcullis_rate_limit::{BucketKey, ManualClock, MemoryStore, Quota, WhenFull};
+//! use portcullis_identity::Quota;
+//! use portcullis_rate_limit::{BucketKey, ManualClock, MemoryLimiter, WhenFull};
 //!
 //! let clock = ManualClock::new();
-//! let store = MemoryStore::new(10_000, WhenFull::default(), clock.clone());
+//! let store = MemoryLimiter::new(10_000, WhenFull::default(), clock.clone());
 //! let plan = Quota::per_minute(60, 2)?; // one a second, bursts of two
 //! let key = BucketKey([7; 16]);
 //! assert!(store.check(key, &plan, 1).is_allowed());
@@ -33,7 +34,7 @@
 //! assert!(!store.check(key, &plan, 1).is_allowed());
 //! clock.advance(Duration::from_secs(1));
 //! assert!(store.check(key, &plan, 1).is_allowed());
-//! # Ok::<(), portcullis_rate_limit::QuotaError>(())
+//! # Ok::<(), portcullis_identity::QuotaError>(())
 //! ```
 //!
 //! Shared by every instance, through Redis (feature `redis`):
@@ -42,9 +43,10 @@
 //! # #[cfg(feature = "redis")]
 //! # async fn shared() -> Result<(), Box<dyn std::error::Error>> {
 //! use std::sync::Arc;
-//! use portcullis_rate_limit::{KeyChain, KeySource, OnStoreError, Quota, RateLimitLayer, RedisStore};
+//! use portcullis_identity::Quota;
+//! use portcullis_rate_limit::{KeyChain, KeySource, OnStoreError, RateLimitLayer, RedisLimiter};
 //!
-//! let store = RedisStore::connect("redis://127.0.0.1:6379/").await?;
+//! let store = RedisLimiter::connect("redis://127.0.0.1:6379/").await?;
 //! let layer = RateLimitLayer::new(Arc::new(store), KeyChain::new([KeySource::Bearer]))
 //!     .default_quota(Quota::per_minute(600, 50)?)
 //!     // Redis down or slower than the store's timeout (50 ms): refuse
@@ -69,17 +71,19 @@ mod redis_store;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use env::{DEFAULT_MAX_KEYS, RateLimitEnv};
-pub use gcra::{Outcome, Quota, QuotaError};
+pub use gcra::Outcome;
+// The quota is identity's, shared with the tenant plans it checks.
 pub use keys::{CustomKey, KeyChain, KeyChainError, KeySource};
 pub use layer::{
-    CheckingBucket, MissingKey, OnStoreError, RateLimit, RateLimitDecision, RateLimitLayer,
-    RateLimitRejection, RateLimitRejectionKind, ResponseFuture,
+    CheckingBucket, MissingKey, OnStoreError, RateLimit, RateLimitDecision, RateLimitFuture,
+    RateLimitLayer, RateLimitRejection, RateLimitRejectionKind,
 };
 pub use limiter::{Checking, Limiter, StoreError, StoreErrorKind};
-pub use memory::{BucketKey, MemoryStore, WhenFull};
+pub use memory::{BucketKey, MemoryLimiter, WhenFull};
+use portcullis_identity::Quota;
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
-pub use redis_store::{GCRA_SCRIPT, RedisOptions, RedisStore};
+pub use redis_store::{GCRA_SCRIPT, RedisLimiter, RedisOptions};
 
 #[cfg(test)]
 mod properties {
@@ -100,7 +104,7 @@ mod properties {
         ) {
             let quota = Quota::new(rate, Duration::from_secs(1), burst).unwrap();
             let clock = ManualClock::new();
-            let store = MemoryStore::new(16, WhenFull::default(), clock.clone());
+            let store = MemoryLimiter::new(16, WhenFull::default(), clock.clone());
             let mut allowed_at = Vec::new();
             for gap in gaps {
                 clock.advance(Duration::from_nanos(gap));

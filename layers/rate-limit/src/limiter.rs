@@ -6,11 +6,11 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use crate::{BucketKey, Clock, MemoryStore, Outcome, Quota};
+use crate::{BucketKey, Clock, MemoryLimiter, Outcome, Quota};
 
 /// Checks a bucket; implemented by the stores.
 ///
-/// A store that knows the answer at once (the [`MemoryStore`]) returns
+/// A store that knows the answer at once (the [`MemoryLimiter`]) returns
 /// [`Checking::ready`], which the layer reads without a future or an
 /// allocation; a store across the network (the Redis store) returns
 /// [`Checking::pending`].
@@ -19,9 +19,9 @@ pub trait Limiter: Send + Sync + 'static {
     fn check(&self, key: BucketKey, quota: &Quota, cost: u32) -> Checking;
 }
 
-impl<C: Clock> Limiter for MemoryStore<C> {
+impl<C: Clock> Limiter for MemoryLimiter<C> {
     fn check(&self, key: BucketKey, quota: &Quota, cost: u32) -> Checking {
-        Checking::ready(Ok(MemoryStore::check(self, key, quota, cost)))
+        Checking::ready(Ok(MemoryLimiter::check(self, key, quota, cost)))
     }
 }
 

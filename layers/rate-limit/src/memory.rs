@@ -4,8 +4,9 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{PoisonError, RwLock, RwLockWriteGuard};
 
+use crate::Quota;
 use crate::clock::Clock;
-use crate::gcra::{Outcome, Quota, evaluate};
+use crate::gcra::{Outcome, evaluate};
 
 /// A bucket's name: a fixed-size digest, so memory per key is fixed and no
 /// raw token or address is ever held.
@@ -77,17 +78,17 @@ type Shard = HashMap<BucketKey, AtomicU64, std::hash::BuildHasherDefault<DigestH
 /// are already full again (they remember nothing) are swept first, then
 /// [`WhenFull`] decides.
 #[derive(Debug)]
-pub struct MemoryStore<C> {
+pub struct MemoryLimiter<C> {
     shards: Box<[RwLock<Shard>]>,
     per_shard: usize,
     when_full: WhenFull,
     clock: C,
 }
 
-impl<C: Clock> MemoryStore<C> {
+impl<C: Clock> MemoryLimiter<C> {
     /// A store of at most about `max_keys` buckets on `clock`.
     pub fn new(max_keys: usize, when_full: WhenFull, clock: C) -> Self {
-        MemoryStore {
+        MemoryLimiter {
             shards: (0..SHARDS).map(|_| RwLock::new(Shard::default())).collect(),
             per_shard: max_keys.div_ceil(SHARDS).max(1),
             when_full,
@@ -305,7 +306,7 @@ mod tests {
     #[test]
     fn all_or_nothing_across_policies() {
         let clock = ManualClock::new();
-        let store = MemoryStore::new(1000, WhenFull::default(), clock.clone());
+        let store = MemoryLimiter::new(1000, WhenFull::default(), clock.clone());
         let per_second = Quota::new(10, Duration::from_secs(1), 10).unwrap();
         let per_minute = Quota::new(3, Duration::from_secs(60), 3).unwrap();
         // One caller, two policies: two buckets (a bucket is a key and a
@@ -327,7 +328,7 @@ mod tests {
     fn bounded_full_buckets_swept_first_then_the_policy() {
         let clock = ManualClock::new();
         let quota = Quota::new(1, Duration::from_secs(1), 1).unwrap();
-        let store = MemoryStore::new(64, WhenFull::DenyNewKeys, clock.clone());
+        let store = MemoryLimiter::new(64, WhenFull::DenyNewKeys, clock.clone());
         // One key per shard (the shard is the first byte).
         let spread = |n: u32| {
             let mut k = [0u8; 16];
@@ -345,7 +346,7 @@ mod tests {
         clock.advance(Duration::from_secs(2));
         assert!(store.check(spread(256), &quota, 1).is_allowed());
         assert!(store.len() <= 64);
-        let evicting = MemoryStore::new(64, WhenFull::EvictSoonestFull, clock.clone());
+        let evicting = MemoryLimiter::new(64, WhenFull::EvictSoonestFull, clock.clone());
         for n in 0..10_000u32 {
             evicting.check(spread(n), &quota, 1);
         }

@@ -8,12 +8,13 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
+use portcullis_identity::Quota;
 use portcullis_identity::{
-    BearerDigest, ClientIdentity, PeerAddr, Quota as Plan, Tenant, TenantStatus, TrustedProxies,
+    BearerDigest, ClientIdentity, PeerAddr, Tenant, TenantStatus, TrustedProxies,
 };
 use portcullis_rate_limit::{
-    KeyChain, KeyChainError, KeySource, ManualClock, MemoryStore, MissingKey, Quota,
-    RateLimitDecision, RateLimitLayer, RateLimitRejection, RateLimitRejectionKind, WhenFull,
+    KeyChain, KeyChainError, KeySource, ManualClock, MemoryLimiter, MissingKey, RateLimitDecision,
+    RateLimitLayer, RateLimitRejection, RateLimitRejectionKind, WhenFull,
 };
 use portcullis_test_support::pki;
 use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
@@ -31,7 +32,11 @@ fn app()
 }
 
 fn layer(clock: &ManualClock) -> RateLimitLayer {
-    let store = Arc::new(MemoryStore::new(10_000, WhenFull::default(), clock.clone()));
+    let store = Arc::new(MemoryLimiter::new(
+        10_000,
+        WhenFull::default(),
+        clock.clone(),
+    ));
     RateLimitLayer::new(store, KeyChain::new([KeySource::Bearer]))
         .default_quota(Quota::new(2, Duration::from_secs(1), 2).unwrap())
 }
@@ -105,11 +110,10 @@ async fn the_tenant_plan_wins_over_the_default() {
     let mut svc = ServiceBuilder::new().layer(layer(&clock)).service(app());
     let with_plan = || {
         let mut req = bearer("k");
-        req.extensions_mut()
-            .insert(Tenant::new("acme", TenantStatus::Active).with_quota(Plan {
-                rate_per_min: 600,
-                burst: 5,
-            }));
+        req.extensions_mut().insert(
+            Tenant::new("acme", TenantStatus::Active)
+                .with_quota(Quota::per_minute(600, 5).unwrap()),
+        );
         req
     };
     for _ in 0..5 {
@@ -126,7 +130,11 @@ async fn the_tenant_plan_wins_over_the_default() {
 #[tokio::test]
 async fn the_key_chain_falls_back_and_no_key_is_401_by_default() {
     let clock = ManualClock::new();
-    let store = Arc::new(MemoryStore::new(10_000, WhenFull::default(), clock.clone()));
+    let store = Arc::new(MemoryLimiter::new(
+        10_000,
+        WhenFull::default(),
+        clock.clone(),
+    ));
     let proxies = TrustedProxies::none();
     let keys = KeyChain::parse("cn,bearer,ip", &proxies).unwrap();
     let limited = RateLimitLayer::new(store, keys)
@@ -156,7 +164,7 @@ async fn the_key_chain_falls_back_and_no_key_is_401_by_default() {
     assert_eq!(body(res).await, "none");
     // No quota at all (no default, no plan): nothing to count, so no key is
     // demanded either.
-    let store = Arc::new(MemoryStore::new(16, WhenFull::default(), clock.clone()));
+    let store = Arc::new(MemoryLimiter::new(16, WhenFull::default(), clock.clone()));
     let mut unlimited = ServiceBuilder::new()
         .layer(RateLimitLayer::new(
             store,
@@ -180,7 +188,7 @@ async fn the_key_chain_falls_back_and_no_key_is_401_by_default() {
 async fn shadow_mode_counts_but_never_denies_and_legacy_headers_on_request() {
     let clock = ManualClock::new();
     let mut svc = ServiceBuilder::new()
-        .layer(layer(&clock).shadow(true).legacy_headers(true))
+        .layer(layer(&clock).shadow_mode().with_legacy_headers())
         .service(app());
     let mut last = String::new();
     for _ in 0..4 {
@@ -196,7 +204,7 @@ async fn shadow_mode_counts_but_never_denies_and_legacy_headers_on_request() {
 fn a_key_spray_stays_under_the_cap() {
     let clock = ManualClock::new();
     let cap = 50_000;
-    let store = MemoryStore::new(cap, WhenFull::EvictSoonestFull, clock.clone());
+    let store = MemoryLimiter::new(cap, WhenFull::EvictSoonestFull, clock.clone());
     let quota = Quota::new(1, Duration::from_secs(60), 1).unwrap();
     let chain = KeyChain::new([KeySource::Header(http::HeaderName::from_static("x-key"))]);
     let mut peak = 0;
@@ -273,7 +281,11 @@ async fn a_bearer_no_layer_authenticated_names_no_bucket() {
     // No tenants: nothing vouches for the token. Eight made-up tokens from
     // one address share the address's bucket instead of getting one each.
     let clock = ManualClock::new();
-    let store = Arc::new(MemoryStore::new(10_000, WhenFull::default(), clock.clone()));
+    let store = Arc::new(MemoryLimiter::new(
+        10_000,
+        WhenFull::default(),
+        clock.clone(),
+    ));
     let keys = KeyChain::parse("bearer,ip", &TrustedProxies::none()).unwrap();
     let limited = RateLimitLayer::new(store, keys)
         .default_quota(Quota::new(2, Duration::from_secs(60), 2).unwrap());

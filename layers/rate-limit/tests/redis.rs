@@ -9,11 +9,12 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body_util::Full;
+use portcullis_identity::Quota;
 use portcullis_identity::TrustedProxies;
 use portcullis_identity::env::Env;
 use portcullis_rate_limit::{
-    BucketKey, KeyChain, KeySource, Limiter, ManualClock, MemoryStore, OnStoreError, Outcome,
-    Quota, RateLimitEnv, RateLimitLayer, RedisOptions, RedisStore, StoreErrorKind, WhenFull,
+    BucketKey, KeyChain, KeySource, Limiter, ManualClock, MemoryLimiter, OnStoreError, Outcome,
+    RateLimitEnv, RateLimitLayer, RedisLimiter, RedisOptions, StoreErrorKind, WhenFull,
 };
 use portcullis_test_support::{Daemon, TempDir, free_port, redis_server};
 use proptest::prelude::*;
@@ -71,8 +72,8 @@ async fn check(store: &impl Limiter, key: BucketKey, quota: &Quota) -> Outcome {
 async fn two_instances_share_one_quota() {
     let Some(redis) = Redis::start() else { return };
     // Two independent stores: own connections, own local caches.
-    let a = RedisStore::connect(&redis.url()).await.unwrap();
-    let b = RedisStore::connect(&redis.url()).await.unwrap();
+    let a = RedisLimiter::connect(&redis.url()).await.unwrap();
+    let b = RedisLimiter::connect(&redis.url()).await.unwrap();
     let quota = Quota::per_minute(60, 5).unwrap();
     let mut allowed = 0;
     for n in 0..12 {
@@ -114,7 +115,7 @@ async fn two_layers_on_two_instances_share_one_quota() {
     let quota = Quota::per_minute(60, 2).unwrap();
     let mut instances = Vec::new();
     for _ in 0..2 {
-        let store = RedisStore::connect(&redis.url()).await.unwrap();
+        let store = RedisLimiter::connect(&redis.url()).await.unwrap();
         let layer = RateLimitLayer::new(Arc::new(store), KeyChain::new([KeySource::Bearer]))
             .default_quota(quota);
         instances.push(ServiceBuilder::new().layer(layer).service(app()));
@@ -257,7 +258,7 @@ async fn redis_down_holds_the_chosen_policy_and_recovers() {
 #[tokio::test]
 async fn noscript_reloads_the_script() {
     let Some(redis) = Redis::start() else { return };
-    let store = RedisStore::connect(&redis.url()).await.unwrap();
+    let store = RedisLimiter::connect(&redis.url()).await.unwrap();
     let quota = Quota::per_minute(60, 5).unwrap();
     assert!(check(&store, key(9), &quota).await.is_allowed());
     let _: () = redis::cmd("SCRIPT")
@@ -273,7 +274,7 @@ async fn noscript_reloads_the_script() {
 
 #[tokio::test]
 async fn start_up_errors_are_clear_and_never_echo_the_url() {
-    let error = RedisStore::connect("http://user:hunter2@example/")
+    let error = RedisLimiter::connect("http://user:hunter2@example/")
         .await
         .unwrap_err();
     assert!(!error.to_string().contains("hunter2"), "{error}");
@@ -372,7 +373,7 @@ proptest! {
         runtime.block_on(async {
             let Some(redis) = Redis::start() else { return };
             let clock = ManualClock::new();
-            let memory = MemoryStore::new(1000, WhenFull::default(), clock.clone());
+            let memory = MemoryLimiter::new(1000, WhenFull::default(), clock.clone());
             let shared = RedisOptions::default()
                 .clock(clock.clone())
                 .denied_cache(if cached { 1000 } else { 0 })

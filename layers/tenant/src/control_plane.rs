@@ -1,30 +1,5 @@
 //! The control plane: resolves keys the local stores do not know, over
-//! HTTP(S), behind a [cache](CachePolicy).
-//!
-//! # The contract
-//!
-//! Any service can be the control plane by answering two requests, each
-//! carrying the shared secret in `x-internal-secret`:
-//!
-//! - `GET {CONTROL_PLANE_URL}/internal/keys/resolve?sha256=<64 hex digits>`
-//!   resolves an API key by the SHA-256 of the key (the key itself never
-//!   leaves the service). `200` with
-//!   `{"active": true, "consumer": "billing", "tenant_id": "acme", "rate_per_min": 600, "burst": 20}`
-//!   (`consumer` optional; `rate_per_min` and `burst` together or neither,
-//!   each at least 1, else the answer is refused as malformed); `404` or
-//!   `410`: no such key. Certificate principals are asked by their kind,
-//!   each a parameter of its own so a control plane cannot confuse them:
-//!   `?spiffe_id=<SPIFFE ID>`, `?cn=<common name>` or
-//!   `?fingerprint_sha256=<64 hex digits>`, percent-encoded.
-//! - `GET {CONTROL_PLANE_URL}/internal/tenants/<tenant id>/provider-env`
-//!   answers `{"env": {"NAME": "value"}}`: per-tenant settings, of which
-//!   only allow-listed names are kept.
-//!
-//! `200`, `404` and `410` are definitive and always replace a cached
-//! answer. Anything else (a transport error, a timeout, a `5xx`, a `403`
-//! for a wrong secret) is a failure: the last answer may stand in for up to
-//! the stale grace, and the control plane is asked again only after a
-//! back-off. `examples/control_plane.rs` is a complete implementation.
+//! HTTP(S), behind a cache; see [`ControlPlane`] for the contract.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -131,6 +106,31 @@ impl fmt::Display for ControlPlaneError {
 impl std::error::Error for ControlPlaneError {}
 
 /// Where the control plane is and how to reach it.
+///
+/// # The contract
+///
+/// Any service can be the control plane by answering two requests, each
+/// carrying the shared secret in `x-internal-secret`:
+///
+/// - `GET {CONTROL_PLANE_URL}/internal/keys/resolve?sha256=<64 hex digits>`
+///   resolves an API key by the SHA-256 of the key (the key itself never
+///   leaves the service). `200` with
+///   `{"active": true, "consumer": "billing", "tenant_id": "acme", "rate_per_min": 600, "burst": 20}`
+///   (`consumer` optional; `rate_per_min` and `burst` together or neither,
+///   each at least 1, else the answer is refused as malformed); `404` or
+///   `410`: no such key. Certificate principals are asked by their kind,
+///   each a parameter of its own so a control plane cannot confuse them:
+///   `?spiffe_id=<SPIFFE ID>`, `?cn=<common name>` or
+///   `?fingerprint_sha256=<64 hex digits>`, percent-encoded.
+/// - `GET {CONTROL_PLANE_URL}/internal/tenants/<tenant id>/provider-env`
+///   answers `{"env": {"NAME": "value"}}`: per-tenant settings, of which
+///   only allow-listed names are kept.
+///
+/// `200`, `404` and `410` are definitive and always replace a cached
+/// answer. Anything else (a transport error, a timeout, a `5xx`, a `403`
+/// for a wrong secret) is a failure: the last answer may stand in for up to
+/// the stale grace, and the control plane is asked again only after a
+/// back-off. `examples/control_plane.rs` is a complete implementation.
 ///
 /// Calls go through one pooled client: HTTP/1.1 connections are kept alive
 /// and reused, and over `https` the protocol is the one ALPN agreed

@@ -13,10 +13,10 @@
 //!    [`ClientIdentity`](portcullis_identity::ClientIdentity) (from
 //!    `ClientCertLayer` or `XfccLayer`), or both.
 //! 3. A [`TenantResolver`] answers: local stores ([`MemoryStore`],
-//!    [`FileStore`]) first, the [control plane](control_plane) only on a
+//!    [`FileStore`]) first, the [control plane](ControlPlane) only on a
 //!    local miss ([`Chain`]). Unknown → `401`, inactive → `403`, resolution
 //!    unavailable → `503` with `Retry-After`.
-//! 4. Only then is the request stamped: the [`Tenant`]
+//! 4. Only then is the request stamped: the [`Tenant`](portcullis_identity::Tenant)
 //!    extension, and the tenant and caller headers set with `insert`. The
 //!    bearer key's `BearerDigest` is left in the extensions too (only once
 //!    the key resolved: a rate limiter keys an authenticated bearer alone), so a rate
@@ -66,7 +66,7 @@
 
 mod cache;
 mod chain;
-pub mod control_plane;
+mod control_plane;
 mod env;
 mod guard;
 mod layer;
@@ -81,9 +81,8 @@ pub use control_plane::{
 pub use guard::{GuardRejection, InternalGuard, InternalGuardLayer};
 pub use layer::{
     AuthPolicy, CertificatePrincipal, DEFAULT_CALLER_HEADER, DEFAULT_TENANT_HEADER, ResolveTenant,
-    ResolvingTenant, ResponseFuture, TenantLayer, TenantRejection, TenantRejectionKind,
+    ResolveTenantFuture, ResolvingTenant, TenantLayer, TenantRejection, TenantRejectionKind,
     UnknownAuthPolicy,
 };
-pub use portcullis_identity::{Quota, Tenant, TenantStatus};
 pub use resolver::{BoxFuture, Principal, Resolution, ResolveError, TenantResolver};
 pub use store::{FileStore, MemoryStore, TenantsFileError};

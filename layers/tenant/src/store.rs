@@ -278,20 +278,18 @@ fn key_principal(key: &KeyRecord) -> Result<Principal, String> {
 }
 
 /// A plan's quota as the tenants file and the control plane give it:
-/// neither field (no plan of its own), or both, each at least 1. Anything
+/// neither field (no plan of its own), or both, a valid [`Quota`]. Anything
 /// else is refused in both places alike, never silently read as no limit.
 pub(crate) fn plan_quota(
     rate_per_min: Option<u32>,
     burst: Option<u32>,
-) -> Result<Option<Quota>, &'static str> {
+) -> Result<Option<Quota>, String> {
     match (rate_per_min, burst) {
         (None, None) => Ok(None),
-        (Some(rate_per_min), Some(burst)) if burst >= 1 && rate_per_min >= 1 => Ok(Some(Quota {
-            rate_per_min,
-            burst,
-        })),
-        (Some(_), Some(_)) => Err("rate_per_min and burst must both be at least 1"),
-        _ => Err("give rate_per_min and burst together, or neither"),
+        (Some(rate_per_min), Some(burst)) => Quota::per_minute(rate_per_min, burst)
+            .map(Some)
+            .map_err(|e| format!("rate_per_min and burst: {e}")),
+        _ => Err("give rate_per_min and burst together, or neither".to_owned()),
     }
 }
 
@@ -315,7 +313,7 @@ fn parse_records(path: &Path, text: &str) -> Result<Records, TenantsFileError> {
         if key.tenant_id.trim().is_empty() {
             return Err(entry("tenant_id is empty".into()));
         }
-        let quota = plan_quota(key.rate_per_min, key.burst).map_err(|e| entry(e.into()))?;
+        let quota = plan_quota(key.rate_per_min, key.burst).map_err(entry)?;
         if let Some(first) = seen.insert(principal.clone(), index) {
             return Err(entry(format!("the same key as keys[{first}]")));
         }
@@ -492,13 +490,7 @@ mod tests {
             panic!("not active")
         };
         assert_eq!((t.id(), t.caller()), ("acme", Some("billing")));
-        assert_eq!(
-            t.quota(),
-            Some(Quota {
-                rate_per_min: 600,
-                burst: 20
-            })
-        );
+        assert_eq!(t.quota(), Quota::per_minute(600, 20).ok());
         assert!(matches!(
             records.resolve(&Principal::SpiffeId("spiffe://example.org/a".into())),
             Resolution::Inactive(_)
@@ -639,17 +631,17 @@ mod tests {
         assert_eq!(plan_quota(None, None), Ok(None));
         assert_eq!(
             plan_quota(Some(60), Some(5)),
-            Ok(Some(Quota {
-                rate_per_min: 60,
-                burst: 5
-            }))
+            Ok(Quota::per_minute(60, 5).ok())
         );
         assert!(plan_quota(Some(60), None).unwrap_err().contains("together"));
         assert!(plan_quota(None, Some(5)).unwrap_err().contains("together"));
-        assert!(
-            plan_quota(Some(0), Some(5))
-                .unwrap_err()
-                .contains("at least 1")
+        assert_eq!(
+            plan_quota(Some(0), Some(5)).unwrap_err(),
+            "rate_per_min and burst: the rate must be at least 1"
+        );
+        assert_eq!(
+            plan_quota(Some(5), Some(0)).unwrap_err(),
+            "rate_per_min and burst: the burst must be at least 1"
         );
     }
 }

@@ -40,7 +40,7 @@ mod cert;
 mod env;
 mod format;
 mod grammar;
-pub mod layer;
+mod layer;
 
 pub use cert::{FieldError, ForwardedCert};
 pub use format::{CertFormat, DecodeError, DecodeErrorKind, UnknownFormat};
@@ -48,8 +48,8 @@ pub use grammar::{
     ParseLimits, XfccElement, XfccError, XfccErrorKind, parse, parse_with_limits, to_header_value,
 };
 pub use layer::{
-    CERT_SIDE_HEADERS, ForwardingProxy, KNOWN_CERT_HEADERS, Mode, OnMalformed, ProxyIdentity,
-    RejectionKind, Xfcc, XfccLayer, XfccRejection,
+    CERT_SIDE_HEADERS, ForwardingProxy, KNOWN_CERT_HEADERS, Mode, OnMalformed, ProxyIdentity, Xfcc,
+    XfccFuture, XfccLayer, XfccRejection, XfccRejectionKind,
 };
 
 #[cfg(test)]

@@ -39,8 +39,59 @@ impl fmt::Debug for Allow {
     }
 }
 
-/// Inserts the connection's [`ClientIdentity`] into each request. See the
-/// [module docs](crate::layer) for an example.
+/// Inserts the connection's [`ClientIdentity`] into each request.
+///
+/// [`ClientCertLayer`] reads the [`TlsConnectInfo`](portcullis_identity::TlsConnectInfo)
+/// the acceptor attached and inserts its [`ClientIdentity`](portcullis_identity::ClientIdentity)
+/// (with `Source::Tls`) into the request extensions. The leaf was parsed
+/// once when the connection was set up; here it is a reference-count
+/// increment. Without a client certificate the request goes on without an
+/// identity, unless [`required`](ClientCertLayer::required) answers `401`.
+/// An allow-list answers `403` to identities it does not name.
+///
+/// Turned-away requests get a built response with a short text reason and a
+/// [`ClientCertRejection`](crate::ClientCertRejection) in its extensions, never an `Err`: the service's
+/// error type is the inner service's.
+///
+/// # Example
+///
+/// ```
+/// use http::{Request, Response, StatusCode};
+/// use http_body_util::{BodyExt, Full};
+/// use bytes::Bytes;
+/// use portcullis_client_cert::ClientCertLayer;
+/// use portcullis_identity::{ClientIdentity, TlsConnectInfo};
+/// use rustls_pki_types::CertificateDer;
+/// use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let leaf = portcullis_test_support::pki().client_spiffe().der().to_vec();
+/// let mut service = ServiceBuilder::new()
+///     .layer(ClientCertLayer::new().required().allow_spiffe_trust_domains(["example.org"]))
+///     .service(service_fn(|req: Request<()>| async move {
+///         let id = req.extensions().get::<ClientIdentity>().unwrap();
+///         Ok::<_, std::convert::Infallible>(Response::new(Full::new(Bytes::from(
+///             id.spiffe_id().unwrap().to_string(),
+///         ))))
+///     }));
+///
+/// // What the acceptor attaches to every request of a connection.
+/// let info = TlsConnectInfo::builder("192.0.2.1:5000".parse()?, "127.0.0.1:8443".parse()?)
+///     .peer_chain(vec![CertificateDer::from(leaf)])
+///     .build();
+/// let mut req = Request::new(());
+/// req.extensions_mut().insert(info);
+/// let res = service.ready().await?.call(req).await?;
+/// assert_eq!(res.status(), StatusCode::OK);
+/// assert_eq!(res.into_body().collect().await?.to_bytes(), "spiffe://example.org/ns/prod/sa/api");
+///
+/// // No client certificate: 401.
+/// let res = service.ready().await?.call(Request::new(())).await?;
+/// assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone, Default)]
 #[must_use]
 pub struct ClientCertLayer {

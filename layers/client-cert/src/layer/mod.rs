@@ -1,63 +1,11 @@
 //! Puts the connection's client-certificate identity on each request.
-//!
-//! [`ClientCertLayer`] reads the [`TlsConnectInfo`](portcullis_identity::TlsConnectInfo)
-//! the acceptor attached and inserts its [`ClientIdentity`](portcullis_identity::ClientIdentity)
-//! (with `Source::Tls`) into the request extensions. The leaf was parsed
-//! once when the connection was set up; here it is a reference-count
-//! increment. Without a client certificate the request goes on without an
-//! identity, unless [`required`](ClientCertLayer::required) answers `401`.
-//! An allow-list answers `403` to identities it does not name.
-//!
-//! Turned-away requests get a built response with a short text reason and a
-//! [`ClientCertRejection`] in its extensions, never an `Err`: the service's
-//! error type is the inner service's.
-//!
-//! # Example
-//!
-//! ```
-//! use http::{Request, Response, StatusCode};
-//! use http_body_util::{BodyExt, Full};
-//! use bytes::Bytes;
-//! use portcullis_client_cert::ClientCertLayer;
-//! use portcullis_identity::{ClientIdentity, TlsConnectInfo};
-//! use rustls_pki_types::CertificateDer;
-//! use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
-//!
-//! # #[tokio::main(flavor = "current_thread")]
-//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! # let leaf = portcullis_test_support::pki().client_spiffe().der().to_vec();
-//! let mut service = ServiceBuilder::new()
-//!     .layer(ClientCertLayer::new().required().allow_spiffe_trust_domains(["example.org"]))
-//!     .service(service_fn(|req: Request<()>| async move {
-//!         let id = req.extensions().get::<ClientIdentity>().unwrap();
-//!         Ok::<_, std::convert::Infallible>(Response::new(Full::new(Bytes::from(
-//!             id.spiffe_id().unwrap().to_string(),
-//!         ))))
-//!     }));
-//!
-//! // What the acceptor attaches to every request of a connection.
-//! let info = TlsConnectInfo::builder("192.0.2.1:5000".parse()?, "127.0.0.1:8443".parse()?)
-//!     .peer_chain(vec![CertificateDer::from(leaf)])
-//!     .build();
-//! let mut req = Request::new(());
-//! req.extensions_mut().insert(info);
-//! let res = service.ready().await?.call(req).await?;
-//! assert_eq!(res.status(), StatusCode::OK);
-//! assert_eq!(res.into_body().collect().await?.to_bytes(), "spiffe://example.org/ns/prod/sa/api");
-//!
-//! // No client certificate: 401.
-//! let res = service.ready().await?.call(Request::new(())).await?;
-//! assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
-//! # Ok(())
-//! # }
-//! ```
 
 #[allow(clippy::module_inception)]
 mod layer;
 mod service;
 
 pub use layer::ClientCertLayer;
-pub use portcullis_identity::response::ResponseBody;
+use portcullis_identity::response::ResponseBody;
 pub use service::ClientCert;
 
 use std::borrow::Cow;
@@ -66,7 +14,8 @@ use std::fmt;
 use portcullis_identity::response::Rejection;
 
 /// Response future of [`ClientCert`].
-pub type ResponseFuture<F> = portcullis_identity::response::ResponseFuture<F, ClientCertRejection>;
+pub type ClientCertFuture<F> =
+    portcullis_identity::response::ResponseFuture<F, ClientCertRejection>;
 
 use http::StatusCode;
 
@@ -74,13 +23,13 @@ use http::StatusCode;
 /// extensions.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClientCertRejection {
-    kind: RejectionKind,
+    kind: ClientCertRejectionKind,
 }
 
 /// The kind of a [`ClientCertRejection`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
-pub enum RejectionKind {
+pub enum ClientCertRejectionKind {
     /// No client certificate, and one is required: `401`.
     Missing,
     /// The client sent a certificate this crate could not read: `401`.
@@ -89,41 +38,43 @@ pub enum RejectionKind {
     NotAllowed,
 }
 
-impl RejectionKind {
+impl ClientCertRejectionKind {
     /// The fixed label counters and the request span use.
     pub fn label(self) -> &'static str {
         match self {
-            RejectionKind::Missing => "certificate_missing",
-            RejectionKind::Unreadable => "certificate_unreadable",
-            RejectionKind::NotAllowed => "certificate_not_allowed",
+            ClientCertRejectionKind::Missing => "certificate_missing",
+            ClientCertRejectionKind::Unreadable => "certificate_unreadable",
+            ClientCertRejectionKind::NotAllowed => "certificate_not_allowed",
         }
     }
 }
 
 impl ClientCertRejection {
-    pub(crate) fn new(kind: RejectionKind) -> Self {
+    pub(crate) fn new(kind: ClientCertRejectionKind) -> Self {
         ClientCertRejection { kind }
     }
 
     /// What went wrong.
-    pub fn kind(&self) -> RejectionKind {
+    pub fn kind(&self) -> ClientCertRejectionKind {
         self.kind
     }
 
     /// The status the response carries.
     pub fn status(&self) -> StatusCode {
         match self.kind {
-            RejectionKind::Missing | RejectionKind::Unreadable => StatusCode::UNAUTHORIZED,
-            RejectionKind::NotAllowed => StatusCode::FORBIDDEN,
+            ClientCertRejectionKind::Missing | ClientCertRejectionKind::Unreadable => {
+                StatusCode::UNAUTHORIZED
+            }
+            ClientCertRejectionKind::NotAllowed => StatusCode::FORBIDDEN,
         }
     }
 
     /// The response body.
     pub fn body_text(&self) -> &'static str {
         match self.kind {
-            RejectionKind::Missing => "client certificate required\n",
-            RejectionKind::Unreadable => "client certificate could not be read\n",
-            RejectionKind::NotAllowed => "client certificate identity not allowed\n",
+            ClientCertRejectionKind::Missing => "client certificate required\n",
+            ClientCertRejectionKind::Unreadable => "client certificate could not be read\n",
+            ClientCertRejectionKind::NotAllowed => "client certificate identity not allowed\n",
         }
     }
 }

@@ -4,9 +4,11 @@ use http::{Request, Response};
 use portcullis_identity::{ClientIdentity, TlsConnectInfo, observe};
 use tower_service::Service;
 
-use super::{ClientCertLayer, ClientCertRejection, RejectionKind, ResponseBody, ResponseFuture};
+use super::{
+    ClientCertFuture, ClientCertLayer, ClientCertRejection, ClientCertRejectionKind, ResponseBody,
+};
 
-/// The service [`ClientCertLayer`] makes. See the [module docs](crate::layer)
+/// The service [`ClientCertLayer`] makes. See [`ClientCertLayer`]
 /// for an example.
 #[derive(Debug, Clone)]
 pub struct ClientCert<S> {
@@ -33,12 +35,14 @@ impl<S> ClientCert<S> {
         let identity = info.and_then(TlsConnectInfo::client_identity);
         match identity {
             Some(identity) if self.policy.allow.allows(identity) => Ok(Some(identity.clone())),
-            Some(_) => Err(ClientCertRejection::new(RejectionKind::NotAllowed)),
+            Some(_) => Err(ClientCertRejection::new(
+                ClientCertRejectionKind::NotAllowed,
+            )),
             None if !self.policy.required => Ok(None),
-            None if info.is_some_and(|i| i.client_identity_error().is_some()) => {
-                Err(ClientCertRejection::new(RejectionKind::Unreadable))
-            }
-            None => Err(ClientCertRejection::new(RejectionKind::Missing)),
+            None if info.is_some_and(|i| i.client_identity_error().is_some()) => Err(
+                ClientCertRejection::new(ClientCertRejectionKind::Unreadable),
+            ),
+            None => Err(ClientCertRejection::new(ClientCertRejectionKind::Missing)),
         }
     }
 }
@@ -49,7 +53,7 @@ where
 {
     type Response = Response<ResponseBody<ResBody>>;
     type Error = S::Error;
-    type Future = ResponseFuture<S::Future>;
+    type Future = ClientCertFuture<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -62,13 +66,13 @@ where
                     observe::identity(&identity);
                     req.extensions_mut().insert(identity);
                 }
-                ResponseFuture::future(self.inner.call(req))
+                ClientCertFuture::future(self.inner.call(req))
             }
             Err(rejection) => {
                 observe::rejected("client_cert", rejection.kind().label());
                 #[cfg(feature = "tracing")]
                 tracing::debug!(reason = %rejection, "client certificate check refused the request");
-                ResponseFuture::rejected(rejection)
+                ClientCertFuture::rejected(rejection)
             }
         }
     }

@@ -55,10 +55,8 @@ impl Shared {
     /// The tenant's plan, else the default, with the policy's name;
     /// `None`: unlimited.
     pub(super) fn quota_for(&self, tenant: Option<&Tenant>) -> Option<(&'static str, Quota)> {
-        match tenant
-            .and_then(Tenant::quota)
-            .and_then(|q| Quota::per_minute(q.rate_per_min, q.burst).ok())
-        {
+        // A plan is valid by construction: never silently "no limit".
+        match tenant.and_then(Tenant::quota) {
             Some(plan) => Some(("tenant", plan)),
             None => Some(("default", self.default_quota?)),
         }

@@ -17,7 +17,7 @@ use crate::limiter::Checking;
 
 /// Response future of [`RateLimit`](crate::RateLimit): checking the
 /// bucket, calling the inner service, or rejected.
-pub type ResponseFuture<S, B> = DecideThenCall<S, B, CheckingBucket>;
+pub type RateLimitFuture<S, B> = DecideThenCall<S, B, CheckingBucket>;
 
 /// A request's bucket being checked by a store that answers later (Redis).
 pub struct CheckingBucket {

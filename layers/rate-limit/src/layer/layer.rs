@@ -113,16 +113,17 @@ impl RateLimitLayer {
     }
 
     /// Also send `X-RateLimit-Limit`, `X-RateLimit-Remaining` and
-    /// `X-RateLimit-Reset`.
+    /// `X-RateLimit-Reset`, beside the IETF `RateLimit` headers.
     #[must_use]
-    pub fn legacy_headers(self, on: bool) -> Self {
-        self.edit(|s| s.legacy_headers = on)
+    pub fn with_legacy_headers(self) -> Self {
+        self.edit(|s| s.legacy_headers = true)
     }
 
-    /// Count and report, never deny: for trying a quota on live traffic.
+    /// Count and report, never deny: for trying a quota on live traffic
+    /// (a refusal is recorded as `shadow` in the decision and the metrics).
     #[must_use]
-    pub fn shadow(self, on: bool) -> Self {
-        self.edit(|s| s.shadow = on)
+    pub fn shadow_mode(self) -> Self {
+        self.edit(|s| s.shadow = true)
     }
 }
 

@@ -14,7 +14,7 @@ mod rejection;
 mod service;
 
 pub use decision::RateLimitDecision;
-pub use future::{CheckingBucket, ResponseFuture};
+pub use future::{CheckingBucket, RateLimitFuture};
 pub use layer::{MissingKey, OnStoreError, RateLimitLayer};
 pub use rejection::{RateLimitRejection, RateLimitRejectionKind};
 pub use service::RateLimit;

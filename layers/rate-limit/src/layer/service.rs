@@ -11,7 +11,7 @@ use portcullis_identity::response::ResponseBody;
 use tower_service::Service;
 
 use super::decision::Applied;
-use super::future::{CheckingBucket, ResponseFuture};
+use super::future::{CheckingBucket, RateLimitFuture};
 use super::layer::{MissingKey, Shared};
 use super::rejection::{RateLimitRejection, RateLimitRejectionKind};
 
@@ -40,7 +40,7 @@ where
 {
     type Response = Response<ResponseBody<ResBody>>;
     type Error = S::Error;
-    type Future = ResponseFuture<S, ReqBody>;
+    type Future = RateLimitFuture<S, ReqBody>;
 
     /// Only the inner service's readiness: quota is answered in `call`,
     /// never by making callers wait.
@@ -55,7 +55,7 @@ where
             // No quota applies (no plan, no default): unlimited, no key
             // needed.
             observe::record("decision", &"allowed");
-            return ResponseFuture::calling(
+            return RateLimitFuture::calling(
                 self.inner.call(Request::from_parts(parts, body)),
                 Vec::new(),
             );
@@ -64,12 +64,12 @@ where
             return match shared.missing_key {
                 MissingKey::Allow => {
                     observe::record("decision", &"allowed");
-                    ResponseFuture::calling(
+                    RateLimitFuture::calling(
                         self.inner.call(Request::from_parts(parts, body)),
                         Vec::new(),
                     )
                 }
-                MissingKey::Reject => ResponseFuture::rejected(RateLimitRejection {
+                MissingKey::Reject => RateLimitFuture::rejected(RateLimitRejection {
                     kind: RateLimitRejectionKind::NoKey,
                     headers: Vec::new(),
                 }),
@@ -85,8 +85,8 @@ where
         match shared.limiter.check(key, &applied.quota, 1).now() {
             // The answer at hand (the memory store): no future to box.
             Ok(answer) => match shared.judge(applied, answer, &mut req) {
-                Ok(headers) => ResponseFuture::calling(self.inner.call(req), headers),
-                Err(rejection) => ResponseFuture::rejected(rejection),
+                Ok(headers) => RateLimitFuture::calling(self.inner.call(req), headers),
+                Err(rejection) => RateLimitFuture::rejected(rejection),
             },
             Err(checking) => {
                 // The service that was polled ready goes with this request.
@@ -97,7 +97,7 @@ where
                     applied,
                     shared: shared.clone(),
                 };
-                ResponseFuture::deciding(bucket, req, inner)
+                RateLimitFuture::deciding(bucket, req, inner)
             }
         }
     }

@@ -12,7 +12,8 @@
 use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
 
-use crate::gcra::{Outcome, Quota, evaluate};
+use crate::Quota;
+use crate::gcra::{Outcome, evaluate};
 use crate::memory::BucketKey;
 
 const SHARDS: usize = 16;

@@ -10,7 +10,8 @@ use std::time::Duration;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{ErrorKind, RedisError, Script};
 
-use crate::gcra::{Outcome, Quota};
+use crate::Quota;
+use crate::gcra::Outcome;
 use crate::limiter::{Checking, Limiter, StoreError, StoreErrorKind};
 use crate::memory::BucketKey;
 use crate::{Clock, SystemClock};
@@ -26,7 +27,7 @@ pub const GCRA_SCRIPT: &str = include_str!("gcra.lua");
 /// years), far under 2^53, so the script's arithmetic stays exact.
 const MAX_MICROS: u64 = 1 << 50;
 
-/// How a [`RedisStore`] connects and answers.
+/// How a [`RedisLimiter`] connects and answers.
 #[derive(Clone)]
 pub struct RedisOptions {
     prefix: String,
@@ -103,7 +104,7 @@ impl RedisOptions {
     /// Connects to `url` (`redis://host:port/db`, `rediss://...`,
     /// `redis+unix:///path`). The URL is never echoed in errors: it may
     /// carry a password.
-    pub async fn connect(self, url: &str) -> Result<RedisStore, StoreError> {
+    pub async fn connect(self, url: &str) -> Result<RedisLimiter, StoreError> {
         let client = redis::Client::open(url).map_err(|e| {
             StoreError::new(
                 StoreErrorKind::Unavailable,
@@ -133,7 +134,7 @@ impl RedisOptions {
             .load_async(&mut connection.clone())
             .await
             .map_err(|e| unavailable(&e))?;
-        Ok(RedisStore {
+        Ok(RedisLimiter {
             connection,
             shared: Arc::new(Shared {
                 script,
@@ -166,7 +167,7 @@ impl RedisOptions {
 ///
 /// Clones share the connection and the cache.
 #[derive(Clone)]
-pub struct RedisStore {
+pub struct RedisLimiter {
     connection: ConnectionManager,
     shared: Arc<Shared>,
 }
@@ -182,9 +183,9 @@ struct Shared {
     redis_time: bool,
 }
 
-impl fmt::Debug for RedisStore {
+impl fmt::Debug for RedisLimiter {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RedisStore")
+        f.debug_struct("RedisLimiter")
             .field("prefix", &self.shared.prefix)
             .field("timeout", &self.shared.timeout)
             .field("redis_time", &self.shared.redis_time)
@@ -232,7 +233,7 @@ impl Prepared {
     }
 }
 
-impl RedisStore {
+impl RedisLimiter {
     /// Connects to `url` with the default [`RedisOptions`].
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
         RedisOptions::default().connect(url).await
@@ -389,7 +390,7 @@ impl RedisStore {
     }
 }
 
-impl RedisStore {
+impl RedisLimiter {
     /// Runs the script by its hash; a Redis that has lost it (restarted,
     /// `SCRIPT FLUSH`, failed over) answers `NOSCRIPT`: load it and run
     /// it again.
@@ -410,7 +411,7 @@ impl RedisStore {
     }
 }
 
-impl Limiter for RedisStore {
+impl Limiter for RedisLimiter {
     fn check(&self, key: BucketKey, quota: &Quota, cost: u32) -> Checking {
         let one = [(key, *quota, cost)];
         match self.start(&one) {

@@ -15,7 +15,7 @@ use crate::resolver::BoxFuture;
 
 /// Response future of [`ResolveTenant`](crate::ResolveTenant): resolving
 /// the tenant, calling the inner service, or rejected.
-pub type ResponseFuture<S, B> = DecideThenCall<S, B, ResolvingTenant>;
+pub type ResolveTenantFuture<S, B> = DecideThenCall<S, B, ResolvingTenant>;
 
 /// A request's tenant being resolved by a resolver that answers later
 /// (the control plane).

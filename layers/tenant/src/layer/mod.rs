@@ -13,7 +13,7 @@ mod layer;
 mod rejection;
 mod service;
 
-pub use future::{ResolvingTenant, ResponseFuture};
+pub use future::{ResolveTenantFuture, ResolvingTenant};
 pub use layer::{
     AuthPolicy, CertificatePrincipal, DEFAULT_CALLER_HEADER, DEFAULT_TENANT_HEADER, TenantLayer,
     UnknownAuthPolicy,

@@ -10,7 +10,7 @@ use portcullis_identity::{ClientIdentity, observe};
 use tower_service::Service;
 
 use super::decide::{decide, decide_now, each, stamp};
-use super::future::{ResolvingTenant, ResponseFuture};
+use super::future::{ResolveTenantFuture, ResolvingTenant};
 use super::layer::Config;
 use super::rejection::{TenantRejection, TenantRejectionKind};
 use crate::resolver::Principal;
@@ -40,7 +40,7 @@ where
 {
     type Response = Response<ResponseBody<ResBody>>;
     type Error = S::Error;
-    type Future = ResponseFuture<S, ReqBody>;
+    type Future = ResolveTenantFuture<S, ReqBody>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -60,13 +60,13 @@ where
                 format!("Connection header nominates the protected header {token:?}"),
             )),
             None if !config.resolve => {
-                return ResponseFuture::calling(self.inner.call(req), Vec::new());
+                return ResolveTenantFuture::calling(self.inner.call(req), Vec::new());
             }
             None => config.principals(req.headers(), req.extensions().get::<ClientIdentity>()),
         };
         let principals = match principals {
             Ok(principals) => principals,
-            Err(rejection) => return ResponseFuture::rejected(rejection),
+            Err(rejection) => return ResolveTenantFuture::rejected(rejection),
         };
         // The span names the key (a digest prefix) even when it is refused.
         if let Some(Principal::Bearer(digest)) = each(&principals).find(|p| !p.is_certificate()) {
@@ -81,9 +81,9 @@ where
                     &config.tenant_header,
                     &config.caller_header,
                 );
-                return ResponseFuture::calling(self.inner.call(req), Vec::new());
+                return ResolveTenantFuture::calling(self.inner.call(req), Vec::new());
             }
-            Some(Err(rejection)) => return ResponseFuture::rejected(rejection),
+            Some(Err(rejection)) => return ResolveTenantFuture::rejected(rejection),
             None => {}
         }
         // The service that was polled ready goes with this request.
@@ -93,6 +93,6 @@ where
             decided: Box::pin(decide(config.clone(), principals)),
             config: config.clone(),
         };
-        ResponseFuture::deciding(resolving, req, inner)
+        ResolveTenantFuture::deciding(resolving, req, inner)
     }
 }

@@ -175,7 +175,7 @@ async fn cache_hits_and_negative_caching() {
         panic!("not resolved")
     };
     assert_eq!((tenant.id(), tenant.caller()), ("acme", Some("billing")));
-    assert_eq!(tenant.quota().map(|q| q.rate_per_min), Some(600));
+    assert_eq!(tenant.quota().map(|q| q.rate()), Some(600));
     for _ in 0..10 {
         resolver.resolve(&bearer("sk-1")).await.unwrap();
     }

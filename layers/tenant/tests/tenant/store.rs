@@ -32,7 +32,7 @@ async fn reloads_and_keeps_the_last_good_file() {
     let out = run(&layer, request(&[("authorization", "Bearer sk-1")])).await;
     assert_eq!(out.stamped("x-llm-router-tenant"), ["acme"]);
     assert_eq!(
-        out.seen().tenant.as_ref().unwrap().quota().unwrap().burst,
+        out.seen().tenant.as_ref().unwrap().quota().unwrap().burst(),
         5
     );
 

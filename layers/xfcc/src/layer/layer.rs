@@ -118,7 +118,73 @@ impl ForwardingProxy {
 }
 
 /// Reads forwarded client certificates from trusted proxies and removes
-/// them from everyone else. See the [module docs](crate::layer).
+/// them from everyone else.
+///
+/// The TCP peer decides trust ([`PeerAddr`](portcullis_identity::PeerAddr),
+/// else the [`TlsConnectInfo`](portcullis_identity::TlsConnectInfo) remote
+/// address, else, with the `axum` feature, axum's
+/// `ConnectInfo<SocketAddr>`). Never "the connection is mTLS", and never a
+/// header. With [`TrustedProxies::none()`](portcullis_identity::TrustedProxies::none)
+/// nobody is trusted and every forwarded-certificate header is removed.
+///
+/// For each request:
+///
+/// 1. A `Connection` header that nominates a protected header is refused
+///    (`400`): it asks the hop to drop the header the proxy wrote.
+/// 2. Every protected header is removed, whatever its spelling
+///    (`X_Forwarded_Client_Cert`, `x.forwarded.client.cert`): names are
+///    compared by their lower-case letters and digits alone. The one header
+///    a trusted peer is configured to send survives, under its exact name.
+/// 3. From a trusted peer, its lines are joined in order and decoded in the
+///    declared [`CertFormat`](crate::CertFormat); the identity comes from
+///    the last XFCC element (the one our proxy wrote). Malformed → `400`
+///    with the reason, or, if configured, the header is dropped and the
+///    request goes on without a forwarded identity.
+/// 4. The forwarded identity becomes the request's
+///    [`ClientIdentity`], with
+///    `Source::Forwarded`: handlers read the same extension as behind
+///    [`ClientCertLayer`](https://docs.rs/portcullis-client-cert). The
+///    trusted proxy's own TLS identity, if it presented one, is not the
+///    client's: it moves to [`ProxyIdentity`](crate::ProxyIdentity).
+///
+/// # Example
+///
+/// ```
+/// use bytes::Bytes;
+/// use http::{Request, Response};
+/// use http_body_util::{BodyExt, Full};
+/// use portcullis_identity::{ClientIdentity, PeerAddr, TrustedProxies};
+/// use portcullis_xfcc::XfccLayer;
+/// use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let proxies = TrustedProxies::new(["10.0.0.0/8".parse()?]);
+/// let mut service = ServiceBuilder::new()
+///     .layer(XfccLayer::new(proxies))
+///     .service(service_fn(|req: Request<()>| async move {
+///         let cn = req.extensions().get::<ClientIdentity>().and_then(|id| id.common_name().map(str::to_owned));
+///         let forwarded = req.headers().contains_key("x-forwarded-client-cert");
+///         Ok::<_, std::convert::Infallible>(Response::new(Full::new(Bytes::from(format!("{cn:?} {forwarded}")))))
+///     }));
+///
+/// let xfcc = r#"By=spiffe://example.org/gw;Hash=468ed33be74eee6556d90c0149c1309e9ba61d6425303443c0748a02dd8de688;Subject="CN=client.example.com";URI=spiffe://example.org/ns/a"#;
+/// let from = |peer: &str| {
+///     let mut req = Request::builder().header("x-forwarded-client-cert", xfcc).body(()).unwrap();
+///     req.extensions_mut().insert(PeerAddr(peer.parse().unwrap()));
+///     req
+/// };
+///
+/// // Our proxy: the header counts.
+/// let res = service.ready().await?.call(from("10.0.0.2:40000")).await?;
+/// assert_eq!(res.into_body().collect().await?.to_bytes(), r#"Some("client.example.com") true"#);
+///
+/// // Anyone else: the header is gone before the handler runs.
+/// let res = service.ready().await?.call(from("203.0.113.9:40000")).await?;
+/// assert_eq!(res.into_body().collect().await?.to_bytes(), "None false");
+/// # Ok(())
+/// # }
+/// ```
 ///
 /// Defaults: [`Mode::ForwardOnly`], Envoy's format in
 /// `x-forwarded-client-cert`, the identity from the last element, malformed
@@ -280,13 +346,13 @@ impl XfccLayer {
         self.edit(|l| l.by = Some(by.into()))
     }
 
-    /// Whether the written element carries `Cert` (URL-encoded PEM) besides
-    /// `Hash`, `Subject`, `URI` and `DNS`, so the next hop gets a full
+    /// The element written for the next hop carries `Cert` (URL-encoded
+    /// PEM) besides `Hash`, `Subject`, `URI` and `DNS`, so it gets a full
     /// identity. Off by default, as in Envoy: a certificate is a kilobyte
     /// per request.
     #[must_use]
-    pub fn set_cert(self, set_cert: bool) -> Self {
-        self.edit(|l| l.set_cert = set_cert)
+    pub fn forward_whole_certificate(self) -> Self {
+        self.edit(|l| l.set_cert = true)
     }
 }
 

@@ -8,13 +8,13 @@ use tower_service::Service;
 
 use super::layer::{CERT_SIDE_HEADERS, Config, Upstream};
 use super::{
-    Mode, OnMalformed, ProxyIdentity, RejectionKind, ResponseBody, ResponseFuture, XfccLayer,
-    XfccRejection,
+    Mode, OnMalformed, ProxyIdentity, ResponseBody, XfccFuture, XfccLayer, XfccRejection,
+    XfccRejectionKind,
 };
 use crate::format::{pem, url_encode};
 use crate::{CertFormat, ForwardedCert, XfccElement, parse_with_limits, to_header_value};
 
-/// The service [`XfccLayer`] makes. See the [module docs](crate::layer).
+/// The service [`XfccLayer`] makes. See [`XfccLayer`].
 #[derive(Debug, Clone)]
 pub struct Xfcc<S> {
     inner: S,
@@ -40,7 +40,7 @@ where
 {
     type Response = Response<ResponseBody<ResBody>>;
     type Error = S::Error;
-    type Future = ResponseFuture<S::Future>;
+    type Future = XfccFuture<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -55,12 +55,12 @@ where
                     observe::rejected("xfcc", rejection.kind().label());
                     #[cfg(feature = "tracing")]
                     tracing::debug!(reason = %rejection, "forwarded client certificate refused");
-                    return ResponseFuture::rejected(rejection);
+                    return XfccFuture::rejected(rejection);
                 }
             }
         };
         req = Request::from_parts(parts, body);
-        ResponseFuture::future(self.inner.call(req))
+        XfccFuture::future(self.inner.call(req))
     }
 }
 
@@ -106,7 +106,7 @@ pub(crate) fn apply(
             Ok(None) => {}
             Err(reason) => match config.on_malformed {
                 OnMalformed::Reject => {
-                    return Err(XfccRejection::new(RejectionKind::Malformed, reason));
+                    return Err(XfccRejection::new(XfccRejectionKind::Malformed, reason));
                 }
                 OnMalformed::StripAndContinue => {
                     observe::stripped("xfcc", 1);
@@ -133,7 +133,7 @@ fn refuse_connection_nominations(
     match config.protected.nominated_by_connection(headers) {
         None => Ok(()),
         Some(token) => Err(XfccRejection::new(
-            RejectionKind::ConnectionNominatesProtected,
+            XfccRejectionKind::ConnectionNominatesProtected,
             format!("Connection header nominates the protected header {token:?}"),
         )),
     }

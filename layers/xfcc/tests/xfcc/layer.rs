@@ -5,8 +5,8 @@ use portcullis_identity::env::{Env, EnvError, Problems};
 use portcullis_identity::{ClientIdentity, KnownFields, Source, TrustedProxies};
 use portcullis_test_support::pki;
 use portcullis_xfcc::{
-    CertFormat, ForwardingProxy, Mode, OnMalformed, ParseLimits, RejectionKind, XfccLayer,
-    XfccRejection, parse,
+    CertFormat, ForwardingProxy, Mode, OnMalformed, ParseLimits, XfccLayer, XfccRejection,
+    XfccRejectionKind, parse,
 };
 
 use crate::support::{Observed, request, run, tls_request};
@@ -162,7 +162,7 @@ async fn malformed_from_a_trusted_proxy_is_400_with_the_reason_or_stripped() {
     assert!(out.seen.is_none());
     assert_eq!(
         out.rejection::<XfccRejection>().unwrap().kind(),
-        RejectionKind::Malformed
+        XfccRejectionKind::Malformed
     );
     assert!(
         out.body.starts_with("x-forwarded-client-cert: "),
@@ -227,7 +227,7 @@ async fn a_connection_header_nominating_a_protected_header_is_refused() {
             assert_eq!(out.status, StatusCode::BAD_REQUEST, "{value}");
             assert_eq!(
                 out.rejection::<XfccRejection>().unwrap().kind(),
-                RejectionKind::ConnectionNominatesProtected
+                XfccRejectionKind::ConnectionNominatesProtected
             );
         }
     }
@@ -304,7 +304,7 @@ async fn sanitize_set_describes_our_own_tls_client() {
     let layer = XfccLayer::new(proxies())
         .mode(Mode::SanitizeSet)
         .by("spiffe://example.org/portcullis")
-        .set_cert(true);
+        .forward_whole_certificate();
     let forged = element_for(pki().client_email().der());
     let out = run(
         &layer,
