@@ -129,6 +129,7 @@ pub use builder::PortcullisExt;
 /// The names most services need, for a glob import.
 pub mod prelude {
     pub use portcullis_identity::env::Env;
+    pub use portcullis_identity::response::{ProblemJson, Refusal, RejectionHookLayer};
     pub use portcullis_identity::{
         BearerDigest, ClientIdentity, ClientIp, ClientIpHeader, ClientIpLayer, PeerAddr, Source,
         SpiffeId, TlsConnectInfo, TrustedProxies,

@@ -103,6 +103,17 @@ pub enum GuardRejection {
 }
 
 impl Rejection for GuardRejection {
+    fn layer(&self) -> &'static str {
+        "internal_guard"
+    }
+
+    fn reason(&self) -> &'static str {
+        match self {
+            GuardRejection::Hidden => "not_found",
+            GuardRejection::Forbidden => "internal_secret_wrong",
+        }
+    }
+
     fn status(&self) -> StatusCode {
         match self {
             GuardRejection::Hidden => StatusCode::NOT_FOUND,

@@ -80,6 +80,14 @@ impl ClientCertRejection {
 }
 
 impl Rejection for ClientCertRejection {
+    fn layer(&self) -> &'static str {
+        "client_cert"
+    }
+
+    fn reason(&self) -> &'static str {
+        self.kind().label()
+    }
+
     fn status(&self) -> StatusCode {
         ClientCertRejection::status(self)
     }

@@ -1,3 +1,4 @@
+use portcullis_identity::response::Rejection;
 use std::task::{Context, Poll};
 
 use http::{Request, Response};
@@ -69,7 +70,7 @@ where
                 ClientCertFuture::future(self.inner.call(req))
             }
             Err(rejection) => {
-                observe::rejected("client_cert", rejection.kind().label());
+                observe::rejected(Rejection::layer(&rejection), Rejection::reason(&rejection));
                 #[cfg(feature = "tracing")]
                 tracing::debug!(reason = %rejection, "client certificate check refused the request");
                 ClientCertFuture::rejected(rejection)

@@ -1,6 +1,7 @@
 //! The response future: the shared decide-then-call future, deciding by
 //! the store's answer.
 
+use portcullis_identity::response::Rejection;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -47,6 +48,6 @@ impl<B> Decision<B> for CheckingBucket {
     }
 
     fn on_rejection(rejection: &RateLimitRejection) {
-        observe::rejected("rate_limit", rejection.kind.label());
+        observe::rejected(Rejection::layer(rejection), Rejection::reason(rejection));
     }
 }

@@ -43,6 +43,14 @@ impl RateLimitRejection {
 }
 
 impl Rejection for RateLimitRejection {
+    fn layer(&self) -> &'static str {
+        "rate_limit"
+    }
+
+    fn reason(&self) -> &'static str {
+        self.kind.label()
+    }
+
     fn status(&self) -> StatusCode {
         match self.kind {
             RateLimitRejectionKind::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,

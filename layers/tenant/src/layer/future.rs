@@ -1,6 +1,7 @@
 //! The response future: the shared decide-then-call future, deciding by
 //! the tenant's resolution.
 
+use portcullis_identity::response::Rejection;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
@@ -48,7 +49,7 @@ impl<B> Decision<B> for ResolvingTenant {
     }
 
     fn on_rejection(rejection: &TenantRejection) {
-        observe::rejected("tenant", rejection.kind.label());
+        observe::rejected(Rejection::layer(rejection), Rejection::reason(rejection));
         #[cfg(feature = "tracing")]
         tracing::debug!(reason = %rejection, "tenant layer refused the request");
     }

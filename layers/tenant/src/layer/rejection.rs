@@ -74,6 +74,14 @@ impl fmt::Display for TenantRejection {
 impl std::error::Error for TenantRejection {}
 
 impl Rejection for TenantRejection {
+    fn layer(&self) -> &'static str {
+        "tenant"
+    }
+
+    fn reason(&self) -> &'static str {
+        self.kind.label()
+    }
+
     fn status(&self) -> StatusCode {
         match self.kind {
             TenantRejectionKind::BadRequest => StatusCode::BAD_REQUEST,

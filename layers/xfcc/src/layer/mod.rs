@@ -125,6 +125,14 @@ impl XfccRejection {
 }
 
 impl Rejection for XfccRejection {
+    fn layer(&self) -> &'static str {
+        "xfcc"
+    }
+
+    fn reason(&self) -> &'static str {
+        self.kind().label()
+    }
+
     fn status(&self) -> StatusCode {
         StatusCode::BAD_REQUEST
     }

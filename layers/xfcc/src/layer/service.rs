@@ -1,3 +1,4 @@
+use portcullis_identity::response::Rejection;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -52,7 +53,7 @@ where
             match apply(&self.config, &mut parts) {
                 Ok(()) => (parts, body),
                 Err(rejection) => {
-                    observe::rejected("xfcc", rejection.kind().label());
+                    observe::rejected(Rejection::layer(&rejection), Rejection::reason(&rejection));
                     #[cfg(feature = "tracing")]
                     tracing::debug!(reason = %rejection, "forwarded client certificate refused");
                     return XfccFuture::rejected(rejection);
