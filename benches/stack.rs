@@ -28,7 +28,7 @@ use axum::Router;
 use axum::routing::get;
 use common::{StackFiles, TOKEN};
 use portcullis::client_cert::{TlsAcceptor, TlsListener, serve};
-use portcullis::xfcc::{CertFormat, XfccLayer};
+use portcullis::xfcc::{CertFormat, ForwardingProxy, XfccLayer};
 use portcullis_test_support::client::{ClientCert, Http, connect};
 use portcullis_test_support::{Daemon, Readiness, free_port, interop_binary, pki};
 
@@ -83,11 +83,10 @@ fn start_servers(files: &StackFiles) -> Servers {
             .service(router());
         tokio::spawn(serve(listener, service, std::future::pending()));
         // The app nginx proxies to: XfccLayer reading nginx's header.
-        let app = router().layer(
-            XfccLayer::new("127.0.0.1/32".parse().unwrap())
-                .format(CertFormat::Nginx)
+        let app = router().layer(XfccLayer::forwarding(
+            ForwardingProxy::new("127.0.0.1/32".parse().unwrap(), CertFormat::Nginx)
                 .header(http::HeaderName::from_static("x-client-cert")),
-        );
+        ));
         // (XfccLayer reads the peer from axum's ConnectInfo.)
         let app_listener = tokio::net::TcpListener::bind(("127.0.0.1", app_port))
             .await

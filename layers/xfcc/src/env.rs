@@ -8,7 +8,7 @@ use portcullis_identity::TrustedProxies;
 use portcullis_identity::env::{Env, EnvError, EnvProblem, Invalid, Problems};
 
 use crate::layer::ProxyPrincipals;
-use crate::{CertFormat, XfccLayer};
+use crate::{CertFormat, ForwardingProxy, XfccLayer};
 
 impl XfccLayer {
     /// The layer the environment describes, for `proxies` (see
@@ -70,17 +70,15 @@ impl XfccLayer {
             "x-forwarded-client-cert",
         );
         problems.finish(|| {
-            let mut layer = XfccLayer::new(proxies.clone());
+            let mut upstream =
+                ForwardingProxy::new(proxies.clone(), format.unwrap_or(CertFormat::Envoy));
             if let Some(identities) = identities {
-                layer = layer.with_proxy_principals(identities);
-            }
-            if let Some(format) = format {
-                layer = layer.format(format);
+                upstream.identities = identities;
             }
             if let Some(header) = header {
-                layer = layer.header(header);
+                upstream = upstream.header(header);
             }
-            layer
+            XfccLayer::forwarding(upstream)
         })
     }
 }

@@ -110,17 +110,15 @@ impl CertFormat {
         matches!(self, CertFormat::Envoy)
     }
 
-    /// Decodes a header value of this format to DER certificates, leaf
-    /// first. Not for [`Envoy`](CertFormat::Envoy), whose elements carry
-    /// more than certificates: use [`parse`](crate::parse) and
-    /// [`ForwardedCert`](crate::ForwardedCert).
+    /// Decodes a header value of this format to the DER certificates it
+    /// carries, leaf first. For [`Envoy`](CertFormat::Envoy) these are the
+    /// last element's `Chain`, else its `Cert`; an element without either
+    /// still names a client by `Hash`, `Subject` and `URI`, which
+    /// [`ForwardedCert`](crate::ForwardedCert) reads (and `XfccLayer`
+    /// does).
     pub fn decode(self, value: &str) -> Result<Vec<Vec<u8>>, DecodeError> {
         match self {
-            CertFormat::Envoy => Err(DecodeError::new(
-                self,
-                DecodeErrorKind::NotACertificateFormat,
-                0,
-            )),
+            CertFormat::Envoy => envoy_certificates(value),
             CertFormat::Nginx | CertFormat::AwsAlb => {
                 url_encoded_pem(value).map_err(|error| error.into_decode_error(self))
             }
@@ -212,8 +210,9 @@ pub struct DecodeError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum DecodeErrorKind {
-    /// Envoy's grammar is parsed, not decoded.
-    NotACertificateFormat,
+    /// An XFCC header (Envoy's format) that does not parse, or whose last
+    /// element's fields are malformed; the reason.
+    Element(String),
     /// A `%` not followed by two hex digits, or a NUL.
     PercentEncoding,
     /// Not base64 (or not padded as the format requires).
@@ -256,9 +255,7 @@ impl DecodeError {
 impl fmt::Display for DecodeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let what = match &self.kind {
-            DecodeErrorKind::NotACertificateFormat => {
-                "is XFCC elements, not a certificate encoding".to_owned()
-            }
+            DecodeErrorKind::Element(reason) => format!("is not a valid XFCC element: {reason}"),
             DecodeErrorKind::PercentEncoding => "has a bad percent escape or a NUL".to_owned(),
             DecodeErrorKind::Base64 => "is not padded standard base64".to_owned(),
             DecodeErrorKind::ByteSequence => {
@@ -277,6 +274,28 @@ impl fmt::Display for DecodeError {
 }
 
 impl std::error::Error for DecodeError {}
+
+/// The certificates the last XFCC element carries: `Chain`, else `Cert`.
+fn envoy_certificates(value: &str) -> Result<Vec<Vec<u8>>, DecodeError> {
+    let invalid =
+        |reason: String| DecodeError::new(CertFormat::Envoy, DecodeErrorKind::Element(reason), 0);
+    let elements = crate::parse(value).map_err(|e| invalid(e.to_string()))?;
+    let Some(last) = elements.last() else {
+        return Err(DecodeError::new(
+            CertFormat::Envoy,
+            DecodeErrorKind::NoCertificate,
+            0,
+        ));
+    };
+    let fields = crate::ForwardedCert::from_element(last).map_err(|e| invalid(e.to_string()))?;
+    if !fields.chain_der().is_empty() {
+        return Ok(fields.chain_der().to_vec());
+    }
+    fields
+        .cert_der()
+        .map(|der| vec![der.to_vec()])
+        .ok_or_else(|| DecodeError::new(CertFormat::Envoy, DecodeErrorKind::NoCertificate, 0))
+}
 
 /// A URL-encoded PEM problem, before it knows which format or key it is in.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -468,14 +487,12 @@ mod tests {
     #[test]
     fn every_format_decodes_what_it_encodes() {
         let chain = [leaf(), pki().inter().der()];
+        // Every format, Envoy's too: decode has one meaning for all.
         for format in CertFormat::ALL {
-            if format == CertFormat::Envoy {
-                continue;
-            }
             let text = format.encode(&chain);
             let decoded = format.decode(&text).unwrap();
             assert_eq!(decoded[0], leaf(), "{format}");
-            if format.is_list() || matches!(format, CertFormat::Nginx | CertFormat::AwsAlb) {
+            if matches!(format, CertFormat::Nginx | CertFormat::AwsAlb) {
                 assert_eq!(decoded.len(), 2, "{format}");
             }
         }
@@ -611,8 +628,8 @@ mod tests {
             ),
             (
                 CertFormat::Envoy,
-                "Hash=00".into(),
-                DecodeErrorKind::NotACertificateFormat,
+                format!("Hash={}", "0a".repeat(32)),
+                DecodeErrorKind::NoCertificate,
                 0,
             ),
         ];

@@ -110,6 +110,16 @@ impl ForwardingProxy {
         Ok(self)
     }
 
+    /// The trusted networks.
+    pub fn proxies(&self) -> &TrustedProxies {
+        &self.proxies
+    }
+
+    /// The format they write.
+    pub fn format(&self) -> CertFormat {
+        self.format
+    }
+
     pub(crate) fn header_name(&self) -> HeaderName {
         self.header
             .clone()
@@ -217,10 +227,32 @@ const MAX_CACHED_VALUE_LEN: usize = 8 * 1024;
 impl XfccLayer {
     /// Trusts `proxies` to send Envoy's `x-forwarded-client-cert`. With
     /// [`TrustedProxies::none()`] every such header is removed and nothing is
-    /// trusted.
+    /// trusted. For another format, header or a proxy identity, build the
+    /// [`ForwardingProxy`] and use [`forwarding`](Self::forwarding).
     pub fn new(proxies: TrustedProxies) -> Self {
+        Self::forwarding(ForwardingProxy::new(proxies, CertFormat::Envoy))
+    }
+
+    /// Trusts `upstream` (its proxies, format, header and identities);
+    /// [`also`](Self::also) adds more. In
+    /// [`Mode::AppendForward`] and [`Mode::SanitizeSet`] the element for
+    /// the next hop is written in this first upstream's header and format.
+    ///
+    /// ```
+    /// use portcullis_identity::TrustedProxies;
+    /// use portcullis_xfcc::{CertFormat, ForwardingProxy, XfccLayer};
+    ///
+    /// // nginx: proxy_set_header X-Client-Cert $ssl_client_escaped_cert;
+    /// let nginx = ForwardingProxy::new("10.0.0.0/8".parse()?, CertFormat::Nginx)
+    ///     .header(http::HeaderName::from_static("x-client-cert"));
+    /// let layer = XfccLayer::forwarding(nginx)
+    ///     .also(ForwardingProxy::new("192.168.0.0/16".parse()?, CertFormat::AwsAlb));
+    /// assert_eq!(layer.upstreams()[1].format(), CertFormat::AwsAlb);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn forwarding(upstream: ForwardingProxy) -> Self {
         XfccLayer {
-            upstreams: vec![ForwardingProxy::new(proxies, CertFormat::Envoy)],
+            upstreams: vec![upstream],
             mode: Mode::default(),
             on_malformed: OnMalformed::default(),
             element_from_last: 0,
@@ -250,41 +282,9 @@ impl XfccLayer {
         self.edit(|l| l.cache_capacity = capacity)
     }
 
-    /// The proxies given to [`new`](Self::new) (for a [`ClientIpLayer`]
-    /// that should trust the same ones).
-    ///
-    /// [`ClientIpLayer`]: portcullis_identity::ClientIpLayer
-    pub fn proxies(&self) -> &TrustedProxies {
-        &self.upstreams[0].proxies
-    }
-
-    /// The format the proxies of [`new`](Self::new) write, in its default
-    /// header unless [`header`](Self::header) names another.
-    #[must_use]
-    pub fn format(self, format: CertFormat) -> Self {
-        self.edit(|l| l.upstreams[0].format = format)
-    }
-
-    /// The header the proxies of [`new`](Self::new) write.
-    #[must_use]
-    pub fn header(self, header: HeaderName) -> Self {
-        self.edit(|l| l.upstreams[0].header = Some(header))
-    }
-
-    /// Binds trust in the proxies of [`new`](Self::new) to their own
-    /// certificate as well as their address; see
-    /// [`ForwardingProxy::require_identity`].
-    pub fn require_proxy_identity<S: AsRef<str>>(
-        mut self,
-        principals: impl IntoIterator<Item = S>,
-    ) -> Result<Self, String> {
-        let principals = ProxyPrincipals::parse(principals)?;
-        self = self.edit(|l| l.upstreams[0].identities = principals);
-        Ok(self)
-    }
-
-    pub(crate) fn with_proxy_principals(self, principals: ProxyPrincipals) -> Self {
-        self.edit(|l| l.upstreams[0].identities = principals)
+    /// The upstreams, in the order a peer is matched against them.
+    pub fn upstreams(&self) -> &[ForwardingProxy] {
+        &self.upstreams
     }
 
     /// More proxies, with their own format and header. Their headers are

@@ -403,7 +403,7 @@ async fn every_declared_format_reads_through_the_layer() {
         .into_iter()
         .filter(|f| *f != CertFormat::Envoy)
     {
-        let layer = XfccLayer::new(proxies()).format(format);
+        let layer = XfccLayer::forwarding(ForwardingProxy::new(proxies(), format));
         let header = format.default_header();
         let value = format.encode(&chain);
         let out = run(&layer, request(Some(PROXY), &[(header, &value)])).await;
@@ -439,7 +439,7 @@ async fn the_format_is_declared_never_guessed() {
     let envoy = XfccLayer::new(proxies());
     let out = run(&envoy, request(Some(PROXY), &[(XFCC, &b64)])).await;
     assert_eq!(out.status, StatusCode::BAD_REQUEST, "{}", out.body);
-    let cf = XfccLayer::new(proxies()).format(CertFormat::Base64Der);
+    let cf = XfccLayer::forwarding(ForwardingProxy::new(proxies(), CertFormat::Base64Der));
     let out = run(&cf, request(Some(PROXY), &[(XFCC, &b64)])).await;
     assert_eq!(out.cn().as_deref(), Some("client.example.com"));
 }
@@ -487,7 +487,7 @@ async fn several_proxy_tiers_each_with_their_format() {
 
 #[tokio::test]
 async fn rfc9440_companion_chain_is_protected_too() {
-    let layer = XfccLayer::new(proxies()).format(CertFormat::Rfc9440);
+    let layer = XfccLayer::forwarding(ForwardingProxy::new(proxies(), CertFormat::Rfc9440));
     let out = run(
         &layer,
         request(
@@ -568,10 +568,11 @@ fn configuration_from_the_environment_names_the_variable() {
         ("FORWARDED_CERT_FORMAT", "traefik"),
     ])
     .unwrap();
-    assert!(layer.proxies().contains("10.1.1.1".parse().unwrap()));
-    assert!(format!("{layer:?}").contains("Traefik"));
+    let upstream = &layer.upstreams()[0];
+    assert!(upstream.proxies().contains("10.1.1.1".parse().unwrap()));
+    assert_eq!(upstream.format(), CertFormat::Traefik);
     // Nothing set: nobody trusted.
-    assert!(from_env(&[]).unwrap().proxies().is_empty());
+    assert!(from_env(&[]).unwrap().upstreams()[0].proxies().is_empty());
     for (pairs, var) in [
         (
             &[("TRUSTED_PROXY_CIDRS", "10.0.0.1/8")][..],
@@ -682,11 +683,10 @@ async fn known_cert_headers_are_stripped_but_the_configured_one_passes() {
         );
         assert_eq!(out.seen().identity.is_some(), from_proxy, "from {peer}");
     }
-    // Whatever the order of the builder calls: a format chosen afterwards
-    // keeps its own header from the proxy.
-    let rfc9440 = XfccLayer::new(proxies())
-        .strip_known_cert_headers()
-        .format(CertFormat::Rfc9440);
+    // Stripping every known header keeps the upstream's own one from the
+    // proxy.
+    let rfc9440 = XfccLayer::forwarding(ForwardingProxy::new(proxies(), CertFormat::Rfc9440))
+        .strip_known_cert_headers();
     let value = format!(
         ":{}:",
         CertFormat::Base64Der.encode(&[pki().client().der()])
@@ -720,9 +720,11 @@ async fn a_builder_after_layer_takes_effect() {
 async fn trust_bound_to_the_proxys_own_certificate() {
     let forwarded = element_for(pki().client().der());
     let headers = [(XFCC, forwarded.as_str())];
-    let by_spiffe = XfccLayer::new(proxies())
-        .require_proxy_identity(["spiffe://example.org/ns/prod/sa/api"])
-        .unwrap();
+    let by_spiffe = XfccLayer::forwarding(
+        ForwardingProxy::new(proxies(), CertFormat::Envoy)
+            .require_identity(["spiffe://example.org/ns/prod/sa/api"])
+            .unwrap(),
+    );
     // The proxy with the named SPIFFE ID: its forwarded client counts.
     let out = run(
         &by_spiffe,
@@ -745,17 +747,20 @@ async fn trust_bound_to_the_proxys_own_certificate() {
         assert_ne!(out.cn().as_deref(), Some("client.example.com"));
     }
     // An entry that is not a spiffe:// ID matches the subject's CN.
-    let by_cn = XfccLayer::new(proxies())
-        .require_proxy_identity(["workload.example.com"])
-        .unwrap();
+    let by_cn = XfccLayer::forwarding(
+        ForwardingProxy::new(proxies(), CertFormat::Envoy)
+            .require_identity(["workload.example.com"])
+            .unwrap(),
+    );
     let out = run(
         &by_cn,
         tls_request(PROXY, &[pki().client_spiffe().der()], &headers),
     )
     .await;
     assert_eq!(out.cn().as_deref(), Some("client.example.com"));
-    let err = XfccLayer::new(proxies())
-        .require_proxy_identity(["spiffe://Example.org/a"])
+    let err = ForwardingProxy::new(proxies(), CertFormat::Envoy)
+        .require_identity(["spiffe://Example.org/a"])
+        .map(XfccLayer::forwarding)
         .unwrap_err();
     assert!(err.contains("is not a valid SPIFFE ID"), "{err}");
 }
@@ -792,8 +797,9 @@ fn proxy_identities_from_the_environment() {
 fn a_proxy_principal_with_a_wide_character_near_the_scheme_is_a_cn() {
     // Byte 9 falls inside "é": read as a CN, never a panic.
     assert!(
-        XfccLayer::new(proxies())
-            .require_proxy_identity(["spiffe:/é", "spiffe:/ééé"])
+        ForwardingProxy::new(proxies(), CertFormat::Envoy)
+            .require_identity(["spiffe:/é", "spiffe:/ééé"])
+            .map(XfccLayer::forwarding)
             .is_ok()
     );
 }

@@ -16,7 +16,7 @@ use portcullis_identity::{ClientIdentity, PeerAddr, TrustedProxies};
 use portcullis_test_support::{
     CurlOutput, Daemon, Readiness, TempDir, curl, free_port, interop_binary, pki, serve_plain,
 };
-use portcullis_xfcc::{CertFormat, XfccLayer};
+use portcullis_xfcc::{CertFormat, ForwardingProxy, XfccLayer};
 use tower::ServiceBuilder;
 
 /// What the app reports: the identity it saw and every header it received.
@@ -233,9 +233,9 @@ impl Setup {
     async fn new(proxy: &str, format: CertFormat) -> Option<Setup> {
         let binary = interop_binary(proxy)?;
         interop_binary("curl")?;
-        let app = app(XfccLayer::new(trusted())
-            .format(format)
-            .header(http::HeaderName::from_static(HEADER)))
+        let app = app(XfccLayer::forwarding(
+            ForwardingProxy::new(trusted(), format).header(http::HeaderName::from_static(HEADER)),
+        ))
         .await;
         Some(Setup {
             binary,
