@@ -10,12 +10,16 @@
 //! - [`interop_binary`]: find an outside tool (openssl, curl, nginx), or skip
 //!   with a notice, or fail when `PORTCULLIS_INTEROP=require`.
 //!
+//! - With the `bench` feature: `paired_rounds` and the loopback load
+//!   helpers the benches use.
+//!
 //! Regenerate the committed PKI with
 //! `cargo run -p portcullis-test-support --bin gen-test-pki`.
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+#[cfg(feature = "bench")]
 mod bench;
 pub mod client;
 mod daemons;
@@ -23,6 +27,7 @@ mod example;
 mod pki;
 mod serve;
 
+#[cfg(feature = "bench")]
 pub use bench::*;
 pub use daemons::*;
 pub use example::Example;
