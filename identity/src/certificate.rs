@@ -2,21 +2,19 @@
 //! are keyed and authorised by.
 
 use std::fmt;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::IpAddr;
 use std::sync::{Arc, OnceLock};
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use http::HeaderName;
 use sha2::{Digest, Sha256};
 use x509_parser::certificate::X509CertificateParser;
-use x509_parser::extensions::{GeneralName, SubjectAlternativeName};
+use x509_parser::extensions::GeneralName;
 use x509_parser::nom::Parser;
-use x509_parser::oid_registry::OID_X509_EXT_SUBJECT_ALT_NAME;
-use x509_parser::prelude::FromDer;
-use x509_parser::time::ASN1Time;
 
 use crate::SpiffeId;
 use crate::dn;
+use crate::x509::{ip_from_san, serial_hex, subject_alt_name, system_time};
 
 /// A certificate fingerprint as a proxy forwards it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -519,70 +517,6 @@ impl fmt::Debug for ClientIdentity {
     }
 }
 
-/// The one subjectAltName extension, decoded; a second one is an error, as
-/// RFC 5280 allows each extension once.
-fn subject_alt_name<'a>(
-    extensions: &[x509_parser::extensions::X509Extension<'a>],
-) -> Result<Option<SubjectAlternativeName<'a>>, CertificateError> {
-    let invalid =
-        |detail: String| CertificateError::new(CertificateErrorKind::InvalidExtension, detail);
-    let mut found = None;
-    for extension in extensions
-        .iter()
-        .filter(|e| e.oid == OID_X509_EXT_SUBJECT_ALT_NAME)
-    {
-        if found.is_some() {
-            return Err(invalid("subjectAltName appears twice".to_owned()));
-        }
-        let (rest, san) = SubjectAlternativeName::from_der(extension.value)
-            .map_err(|e| invalid(format!("subjectAltName: {e}")))?;
-        if !rest.is_empty() {
-            return Err(invalid("subjectAltName: trailing data".to_owned()));
-        }
-        found = Some(san);
-    }
-    Ok(found)
-}
-
-fn serial_hex(raw: &[u8]) -> String {
-    // DER integers carry a leading zero byte when the top bit is set.
-    let start = raw
-        .iter()
-        .position(|&b| b != 0)
-        .unwrap_or(raw.len().saturating_sub(1));
-    crate::hex::encode(&raw[start..])
-}
-
-fn ip_from_san(bytes: &[u8]) -> Option<IpAddr> {
-    match bytes.len() {
-        4 => <[u8; 4]>::try_from(bytes)
-            .ok()
-            .map(|b| IpAddr::V4(Ipv4Addr::from(b))),
-        16 => <[u8; 16]>::try_from(bytes)
-            .ok()
-            .map(|b| IpAddr::V6(Ipv6Addr::from(b)).to_canonical()),
-        // Name constraints use 8/32-byte address+mask forms; not an address.
-        _ => None,
-    }
-}
-
-fn system_time(time: &ASN1Time) -> SystemTime {
-    from_unix_seconds(time.timestamp())
-}
-
-/// Seconds since the epoch as a `SystemTime`; a time the platform cannot
-/// represent (checked, never a panic on a stranger's certificate) is the
-/// epoch itself, a period that never was.
-fn from_unix_seconds(seconds: i64) -> SystemTime {
-    let magnitude = Duration::from_secs(seconds.unsigned_abs());
-    let time = if seconds >= 0 {
-        SystemTime::UNIX_EPOCH.checked_add(magnitude)
-    } else {
-        SystemTime::UNIX_EPOCH.checked_sub(magnitude)
-    };
-    time.unwrap_or(SystemTime::UNIX_EPOCH)
-}
-
 /// Why bytes are not a usable certificate.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CertificateError {
@@ -606,7 +540,7 @@ pub enum CertificateErrorKind {
 }
 
 impl CertificateError {
-    fn new(kind: CertificateErrorKind, detail: impl Into<String>) -> Self {
+    pub(crate) fn new(kind: CertificateErrorKind, detail: impl Into<String>) -> Self {
         CertificateError {
             kind,
             detail: detail.into(),
@@ -634,76 +568,5 @@ impl fmt::Display for CertificateError {
 impl std::error::Error for CertificateError {}
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn serial_drops_sign_padding_only() {
-        assert_eq!(serial_hex(&[0x00, 0x80, 0x01]), "8001");
-        assert_eq!(serial_hex(&[0x01, 0x00]), "0100");
-        assert_eq!(serial_hex(&[0x00]), "00");
-        assert_eq!(serial_hex(&[]), "");
-    }
-
-    #[test]
-    fn san_ips_are_canonical() {
-        let mapped = Ipv4Addr::new(192, 0, 2, 7).to_ipv6_mapped().octets();
-        assert_eq!(ip_from_san(&mapped), Some(IpAddr::from([192, 0, 2, 7])));
-        assert_eq!(
-            ip_from_san(&[192, 0, 2, 1]),
-            Some(IpAddr::from([192, 0, 2, 1]))
-        );
-        assert_eq!(ip_from_san(&[1, 2, 3]), None);
-    }
-
-    #[test]
-    fn times_before_1970_do_not_wrap() {
-        let t = ASN1Time::from_timestamp(-86_400).unwrap();
-        assert_eq!(
-            system_time(&t),
-            SystemTime::UNIX_EPOCH - Duration::from_secs(86_400)
-        );
-    }
-
-    #[test]
-    fn times_at_the_ends_of_the_range_do_not_panic() {
-        // Whether the platform holds them or not, the answer is the time
-        // itself or the epoch, never a panic.
-        for seconds in [i64::MIN, i64::MIN + 1, i64::MAX] {
-            let magnitude = Duration::from_secs(seconds.unsigned_abs());
-            let exact = if seconds >= 0 {
-                SystemTime::UNIX_EPOCH.checked_add(magnitude)
-            } else {
-                SystemTime::UNIX_EPOCH.checked_sub(magnitude)
-            };
-            assert_eq!(
-                from_unix_seconds(seconds),
-                exact.unwrap_or(SystemTime::UNIX_EPOCH)
-            );
-        }
-        assert_eq!(
-            from_unix_seconds(86_400),
-            SystemTime::UNIX_EPOCH + Duration::from_secs(86_400)
-        );
-    }
-
-    #[test]
-    fn garbage_is_a_typed_error() {
-        assert_eq!(
-            ClientIdentity::from_der(&[]).unwrap_err().kind(),
-            CertificateErrorKind::Empty
-        );
-        assert_eq!(
-            ClientIdentity::from_der(b"not a certificate")
-                .unwrap_err()
-                .kind(),
-            CertificateErrorKind::Malformed
-        );
-        assert_eq!(
-            ClientIdentity::from_der(&[0x30, 0x03, 0x02, 0x01, 0x01])
-                .unwrap_err()
-                .kind(),
-            CertificateErrorKind::Malformed
-        );
-    }
-}
+#[path = "certificate_tests.rs"]
+mod tests;

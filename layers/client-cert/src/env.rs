@@ -114,27 +114,7 @@ impl TlsSettings {
                 return None;
             }
         };
-        let client_auth = match (mode, &ca) {
-            (Some(ClientAuth::None), _) => ClientAuth::None,
-            (Some(mode), Some(_)) => mode,
-            (Some(mode), None) => {
-                problems.push(EnvProblem::invalid(
-                    "TLS_CLIENT_AUTH",
-                    mode.as_str(),
-                    "needs TLS_CLIENT_CA, the CA bundle client certificates are verified against",
-                    "set it, or set TLS_CLIENT_AUTH=none",
-                ));
-                mode
-            }
-            (None, Some(_)) => {
-                #[cfg(feature = "tracing")]
-                tracing::warn!(
-                    "TLS_CLIENT_CA is set without TLS_CLIENT_AUTH: requiring client certificates"
-                );
-                ClientAuth::Required
-            }
-            (None, None) => ClientAuth::None,
-        };
+        let client_auth = client_auth(mode, ca.is_some(), problems);
         if crl.is_some() && ca.is_none() {
             problems.push(EnvProblem::missing_partner(
                 "TLS_CLIENT_CRL",
@@ -215,6 +195,32 @@ impl TlsSettings {
             revocation: Revocation::default(),
         };
         Ok(EnvTls { tls, files })
+    }
+}
+
+/// The client-certificate mode: `TLS_CLIENT_AUTH` when set, else
+/// `required` when a client CA is (with a warning), else `none`.
+fn client_auth(mode: Option<ClientAuth>, ca_set: bool, problems: &mut Problems) -> ClientAuth {
+    match (mode, ca_set) {
+        (Some(ClientAuth::None), _) => ClientAuth::None,
+        (Some(mode), true) => mode,
+        (Some(mode), false) => {
+            problems.push(EnvProblem::invalid(
+                "TLS_CLIENT_AUTH",
+                mode.as_str(),
+                "needs TLS_CLIENT_CA, the CA bundle client certificates are verified against",
+                "set it, or set TLS_CLIENT_AUTH=none",
+            ));
+            mode
+        }
+        (None, true) => {
+            #[cfg(feature = "tracing")]
+            tracing::warn!(
+                "TLS_CLIENT_CA is set without TLS_CLIENT_AUTH: requiring client certificates"
+            );
+            ClientAuth::Required
+        }
+        (None, false) => ClientAuth::None,
     }
 }
 

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use portcullis_identity::TenantStatus;
 
-use crate::resolver::{BoxFuture, Principal, Resolution, ResolveError, TenantResolver};
+use crate::resolver::{Principal, Resolution, ResolveError, Resolving, TenantResolver};
 
 /// Local resolvers in order, then a remote one.
 ///
@@ -69,50 +69,66 @@ impl std::fmt::Debug for Chain {
     }
 }
 
-impl TenantResolver for Chain {
-    fn resolve<'a>(
-        &'a self,
-        principal: &'a Principal,
-    ) -> BoxFuture<'a, Result<Resolution, ResolveError>> {
-        Box::pin(async move {
-            for local in &self.locals {
-                match local.resolve(principal).await? {
-                    Resolution::Unknown => continue,
-                    known => return Ok(known),
-                }
-            }
-            let Some(remote) = &self.remote else {
-                return Ok(Resolution::Unknown);
-            };
-            match remote.resolve(principal).await? {
-                Resolution::Active(tenant)
-                    if self.tenant_status(tenant.id()) == Some(TenantStatus::Inactive) =>
-                {
-                    Ok(Resolution::Inactive(tenant))
-                }
-                other => Ok(other),
-            }
-        })
-    }
-
-    fn resolve_now(&self, principal: &Principal) -> Option<Result<Resolution, ResolveError>> {
-        for local in &self.locals {
-            match local.resolve_now(principal)? {
-                Ok(Resolution::Unknown) => continue,
-                known => return Some(known),
-            }
-        }
-        let Some(remote) = &self.remote else {
-            return Some(Ok(Resolution::Unknown));
-        };
-        Some(match remote.resolve_now(principal)? {
-            Ok(Resolution::Active(tenant))
+impl Chain {
+    /// The remote's answer, overruled by a local kill switch.
+    fn overrule(
+        &self,
+        answer: Result<Resolution, ResolveError>,
+    ) -> Result<Resolution, ResolveError> {
+        match answer? {
+            Resolution::Active(tenant)
                 if self.tenant_status(tenant.id()) == Some(TenantStatus::Inactive) =>
             {
                 Ok(Resolution::Inactive(tenant))
             }
-            other => other,
-        })
+            other => Ok(other),
+        }
+    }
+
+    /// The locals from `from` on, then the remote, waiting for each.
+    async fn resolve_from(
+        &self,
+        from: usize,
+        principal: &Principal,
+    ) -> Result<Resolution, ResolveError> {
+        for local in &self.locals[from..] {
+            match local.resolve(principal).await? {
+                Resolution::Unknown => continue,
+                known => return Ok(known),
+            }
+        }
+        match &self.remote {
+            Some(remote) => self.overrule(remote.resolve(principal).await),
+            None => Ok(Resolution::Unknown),
+        }
+    }
+}
+
+impl TenantResolver for Chain {
+    /// The locals in order, then the remote; answered at once while every
+    /// answer is at hand, waiting only from the first that is not.
+    fn resolve<'a>(&'a self, principal: &'a Principal) -> Resolving<'a> {
+        for (index, local) in self.locals.iter().enumerate() {
+            match local.resolve(principal).now() {
+                Ok(Ok(Resolution::Unknown)) => continue,
+                Ok(known) => return Resolving::ready(known),
+                Err(later) => {
+                    return Resolving::later(async move {
+                        match later.await? {
+                            Resolution::Unknown => self.resolve_from(index + 1, principal).await,
+                            known => Ok(known),
+                        }
+                    });
+                }
+            }
+        }
+        let Some(remote) = &self.remote else {
+            return Resolving::ready(Ok(Resolution::Unknown));
+        };
+        match remote.resolve(principal).now() {
+            Ok(answer) => Resolving::ready(self.overrule(answer)),
+            Err(later) => Resolving::later(async move { self.overrule(later.await) }),
+        }
     }
 
     fn tenant_status(&self, tenant_id: &str) -> Option<TenantStatus> {

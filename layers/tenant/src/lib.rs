@@ -66,6 +66,7 @@
 
 mod cache;
 mod chain;
+mod connector;
 mod control_plane;
 mod env;
 mod guard;
@@ -84,5 +85,5 @@ pub use layer::{
     ResolveTenantFuture, ResolvingTenant, TenantLayer, TenantRejection, TenantRejectionKind,
     UnknownAuthPolicy,
 };
-pub use resolver::{BoxFuture, Principal, Resolution, ResolveError, TenantResolver};
+pub use resolver::{Principal, Resolution, ResolveError, Resolving, TenantResolver};
 pub use store::{FileStore, MemoryStore, TenantsFileError};

@@ -6,10 +6,14 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use portcullis_identity::response::ReadyOrLater;
 use portcullis_identity::{BearerDigest, Tenant, TenantStatus};
 
-/// A boxed, sendable future, as [`TenantResolver`] returns.
-pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+/// A boxed, sendable future.
+pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// A resolver's answer: at hand now, or on its way.
+pub type Resolving<'a> = ReadyOrLater<'a, Result<Resolution, ResolveError>>;
 
 /// Who a request claims to be, as a resolver looks it up: never the
 /// bearer token itself, only its digest.
@@ -170,21 +174,11 @@ impl std::error::Error for ResolveError {}
 /// [`Chain`](crate::Chain), which combines them. Implement it for any
 /// other source of truth.
 pub trait TenantResolver: Send + Sync + 'static {
-    /// What is known of `principal`.
-    fn resolve<'a>(
-        &'a self,
-        principal: &'a Principal,
-    ) -> BoxFuture<'a, Result<Resolution, ResolveError>>;
-
-    /// The answer, if it is at hand without waiting (a local store, a fresh
-    /// cache entry): the layer then resolves without boxing a future.
-    /// `None` (the default) sends the request through
-    /// [`resolve`](Self::resolve); it must agree with what `resolve`
-    /// would answer.
-    fn resolve_now(&self, principal: &Principal) -> Option<Result<Resolution, ResolveError>> {
-        let _ = principal;
-        None
-    }
+    /// What is known of `principal`: [`ReadyOrLater::ready`] when the
+    /// answer is at hand (a local store, a fresh cache entry: the layer then
+    /// decides without boxing or polling a future), else
+    /// [`ReadyOrLater::later`].
+    fn resolve<'a>(&'a self, principal: &'a Principal) -> Resolving<'a>;
 
     /// A local store's own record of a tenant's status, for the operator's
     /// kill switch: an inactive tenant here blocks it whatever another
@@ -196,15 +190,8 @@ pub trait TenantResolver: Send + Sync + 'static {
 }
 
 impl<R: TenantResolver + ?Sized> TenantResolver for Arc<R> {
-    fn resolve<'a>(
-        &'a self,
-        principal: &'a Principal,
-    ) -> BoxFuture<'a, Result<Resolution, ResolveError>> {
+    fn resolve<'a>(&'a self, principal: &'a Principal) -> Resolving<'a> {
         (**self).resolve(principal)
-    }
-
-    fn resolve_now(&self, principal: &Principal) -> Option<Result<Resolution, ResolveError>> {
-        (**self).resolve_now(principal)
     }
 
     fn tenant_status(&self, tenant_id: &str) -> Option<TenantStatus> {

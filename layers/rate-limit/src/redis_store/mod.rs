@@ -418,7 +418,7 @@ impl Limiter for RedisLimiter {
             Ok(outcomes) => Checking::ready(Ok(outcomes[0])),
             Err(prepared) => {
                 let store = self.clone();
-                Checking::pending(async move {
+                Checking::later(async move {
                     let outcomes = store.round_trip(prepared).await?;
                     outcomes.into_iter().next().ok_or_else(|| {
                         StoreError::new(StoreErrorKind::Protocol, "the script answered nothing")

@@ -146,7 +146,7 @@ fn finish(tenant: Option<Tenant>, principals: &Principals) -> Decided {
 pub(super) fn decide_now(config: &Config, principals: &Principals) -> Option<Decided> {
     let mut tenant = None;
     for principal in each(principals) {
-        let resolution = config.resolver.resolve_now(principal)?;
+        let resolution = config.resolver.resolve(principal).now().ok()?;
         if let Err(rejection) = judge(principal, resolution, &mut tenant) {
             return Some(Err(rejection));
         }

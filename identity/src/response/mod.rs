@@ -1,0 +1,74 @@
+//! The response plumbing every portcullis layer shares: a body that is
+//! either the inner service's or a rejection's short reason, and a future
+//! that is either the inner call or a rejection answered at once.
+//!
+//! Layers turn requests away with a built response (status, a
+//! `text/plain` reason, and the rejection value in the response's
+//! extensions), never with an `Err`: the service's error type stays the
+//! inner service's, so layers stack in any order.
+
+mod body;
+mod decide;
+mod future;
+mod hook;
+mod ready;
+
+pub use body::ResponseBody;
+pub use decide::{DecideThenCall, Decision, ResponseHeaders};
+pub use future::{ResponseFuture, rejection_response};
+pub use hook::{
+    OnRejection, ProblemJson, Refusal, RejectionHook, RejectionHookFuture, RejectionHookLayer,
+};
+pub use ready::ReadyOrLater;
+
+use std::borrow::Cow;
+
+use http::{HeaderValue, StatusCode};
+
+/// A duration in whole seconds, rounded up (`Retry-After`, the IETF
+/// `RateLimit` header's `t`).
+pub fn ceil_secs(wait: std::time::Duration) -> u64 {
+    wait.as_secs() + u64::from(wait.subsec_nanos() > 0)
+}
+
+/// `Retry-After` for a wait: whole seconds, rounded up, at least 1 (a
+/// client told 0 retries at once, into the same refusal).
+///
+/// ```
+/// use std::time::Duration;
+/// use portcullis_identity::response::retry_after;
+///
+/// assert_eq!(retry_after(Duration::ZERO), "1");
+/// assert_eq!(retry_after(Duration::from_millis(1)), "1");
+/// assert_eq!(retry_after(Duration::from_millis(2001)), "3");
+/// ```
+pub fn retry_after(wait: std::time::Duration) -> HeaderValue {
+    HeaderValue::from(ceil_secs(wait).max(1))
+}
+
+/// Why a layer turned a request away.
+///
+/// The value is cloned into the response's extensions, so callers (and
+/// tests) can read the typed reason behind the status, beside a
+/// [`Refusal`] that every layer's rejection shares (what a
+/// [`RejectionHookLayer`] reads).
+pub trait Rejection: Clone + Send + Sync + 'static {
+    /// The layer that refused: `client_cert`, `xfcc`, `tenant`,
+    /// `rate_limit` or `internal_guard` (the `layer` label of the
+    /// rejection counter).
+    fn layer(&self) -> &'static str;
+    /// A fixed snake_case code for the reason (the `reason` label of the
+    /// rejection counter), stable for clients to match on.
+    fn reason(&self) -> &'static str;
+    /// The response status.
+    fn status(&self) -> StatusCode;
+    /// The response body: one line, ending in `\n`, that says what was
+    /// wrong and never repeats a secret.
+    fn body_text(&self) -> Cow<'static, str>;
+
+    /// Headers the response carries besides `content-type` (e.g.
+    /// `retry-after`). None by default.
+    fn headers(&self, headers: &mut http::HeaderMap) {
+        let _ = headers;
+    }
+}
