@@ -13,18 +13,17 @@
 //! 4. [`RateLimitLayer`]: the bucket named by the identity and tenant the
 //!    others established, and the tenant's plan as the quota.
 
-use std::convert::Infallible;
 use std::fmt;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::task::{Context, Poll};
 
 use http::Request;
-use hyper::body::Incoming;
 use tower::Service;
 
 use portcullis_client_cert::{
-    ClientCert, ClientCertLayer, EnvTls, ServeOptions, TlsAcceptor, TlsListener,
+    ClientCert, ClientCertLayer, EnvTls, HttpBody, HttpService, ServeOptions, TlsAcceptor,
+    TlsListener,
 };
 use portcullis_identity::TrustedProxies;
 use portcullis_identity::env::{EnvError, EnvProblem, Problems};
@@ -319,14 +318,8 @@ impl Listening {
     /// request carrying its `PeerAddr` and, over TLS, its `TlsConnectInfo`.
     pub async fn serve<S, B>(self, service: S, shutdown: impl Future<Output = ()>)
     where
-        S: Service<Request<Incoming>, Response = http::Response<B>, Error = Infallible>
-            + Clone
-            + Send
-            + 'static,
-        S::Future: Send + 'static,
-        B: http_body::Body + Send + 'static,
-        B::Data: Send,
-        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+        S: HttpService<B>,
+        B: HttpBody,
     {
         match self.listener {
             Listener::Tls(listener) => self.options.serve(listener, service, shutdown).await,

@@ -1,8 +1,6 @@
 //! The `ClientIp` extension and the layer that sets it.
 
-use std::fmt;
 use std::net::IpAddr;
-use std::task::{Context, Poll};
 
 use http::Request;
 use tower_layer::Layer;
@@ -71,7 +69,7 @@ impl<S> Layer<S> for ClientIpLayer {
 }
 
 /// The service [`ClientIpLayer`] makes. See the layer for an example.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct SetClientIp<S> {
     inner: S,
     proxies: TrustedProxies,
@@ -91,26 +89,11 @@ impl<S> SetClientIp<S> {
     crate::define_inner_service_accessors!();
 }
 
-impl<S: fmt::Debug> fmt::Debug for SetClientIp<S> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SetClientIp")
-            .field("inner", &self.inner)
-            .field("proxies", &self.proxies)
-            .finish()
-    }
-}
-
 impl<S, B> Service<Request<B>> for SetClientIp<S>
 where
     S: Service<Request<B>>,
 {
-    type Response = S::Response;
-    type Error = S::Error;
-    type Future = S::Future;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
+    crate::define_pass_through_service!();
 
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
         match PeerAddr::from_extensions(req.extensions()) {

@@ -24,3 +24,24 @@ macro_rules! define_inner_service_accessors {
         }
     };
 }
+
+/// Writes the associated types and `poll_ready` of a `Service` that only
+/// adds to the request and hands it to its field `inner`, answering with
+/// the inner service's own response, error and future. Plumbing for the
+/// sibling crates, not API.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! define_pass_through_service {
+    () => {
+        type Response = S::Response;
+        type Error = S::Error;
+        type Future = S::Future;
+
+        fn poll_ready(
+            &mut self,
+            cx: &mut ::std::task::Context<'_>,
+        ) -> ::std::task::Poll<::std::result::Result<(), Self::Error>> {
+            self.inner.poll_ready(cx)
+        }
+    };
+}

@@ -87,7 +87,10 @@ pub use listener::{DEFAULT_MAX_HANDSHAKES, TlsListener};
 pub use reload::{ReloadStats, TlsFiles, TlsReloader};
 #[cfg(feature = "axum")]
 pub use serve::WithTlsConnectInfo;
-pub use serve::{AddTlsConnectInfo, DEFAULT_MAX_CONNECTIONS, ServeOptions, serve, serve_tcp};
+pub use serve::{
+    AddTlsConnectInfo, DEFAULT_MAX_CONNECTIONS, HttpBody, HttpService, ServeOptions, serve,
+    serve_tcp,
+};
 pub use server::{ClientAuth, Policy, Revocation, RevocationDepth, ServerTls};
 
 /// The process-default crypto provider when the application installed one,

@@ -2,7 +2,6 @@
 //! carrying its connection's [`TlsConnectInfo`] and [`PeerAddr`].
 
 use std::convert::Infallible;
-use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -23,7 +22,7 @@ use crate::TlsListener;
 /// Inserts one connection's [`PeerAddr`] and, over TLS, its
 /// [`TlsConnectInfo`] (a reference-counted handle, never a deep copy) into
 /// every request's extensions.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct AddTlsConnectInfo<S> {
     inner: S,
     connection: Connection,
@@ -45,28 +44,15 @@ impl<S> AddTlsConnectInfo<S> {
             connection: Connection::Tls(info),
         }
     }
-}
 
-impl<S: fmt::Debug> fmt::Debug for AddTlsConnectInfo<S> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("AddTlsConnectInfo")
-            .field("inner", &self.inner)
-            .field("connection", &self.connection)
-            .finish()
-    }
+    portcullis_identity::define_inner_service_accessors!();
 }
 
 impl<S, B> Service<Request<B>> for AddTlsConnectInfo<S>
 where
     S: Service<Request<B>>,
 {
-    type Response = S::Response;
-    type Error = S::Error;
-    type Future = S::Future;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
+    portcullis_identity::define_pass_through_service!();
 
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
         let extensions = req.extensions_mut();
@@ -81,6 +67,43 @@ where
         }
         self.inner.call(req)
     }
+}
+
+/// What [`serve`] and [`serve_tcp`] serve: a `Clone` service (an axum
+/// `Router`, a `tower::ServiceBuilder` stack) answering every request with
+/// a response, never an error. Implemented for every such service.
+pub trait HttpService<B>:
+    Service<Request<Incoming>, Response = Response<B>, Error = Infallible, Future: Send + 'static>
+    + Clone
+    + Send
+    + 'static
+{
+}
+
+impl<S, B> HttpService<B> for S where
+    S: Service<
+            Request<Incoming>,
+            Response = Response<B>,
+            Error = Infallible,
+            Future: Send + 'static,
+        > + Clone
+        + Send
+        + 'static
+{
+}
+
+/// The response body an [`HttpService`] answers with. Implemented for
+/// every body hyper can send.
+pub trait HttpBody:
+    http_body::Body<Data: Send, Error: Into<Box<dyn std::error::Error + Send + Sync>>> + Send + 'static
+{
+}
+
+impl<B> HttpBody for B where
+    B: http_body::Body<Data: Send, Error: Into<Box<dyn std::error::Error + Send + Sync>>>
+        + Send
+        + 'static
+{
 }
 
 /// How [`serve`] and [`serve_tcp`] treat connections: the limits that keep
@@ -187,14 +210,8 @@ impl ServeOptions {
         service: S,
         shutdown: impl Future<Output = ()>,
     ) where
-        S: Service<Request<Incoming>, Response = Response<B>, Error = Infallible>
-            + Clone
-            + Send
-            + 'static,
-        S::Future: Send + 'static,
-        B: http_body::Body + Send + 'static,
-        B::Data: Send,
-        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+        S: HttpService<B>,
+        B: HttpBody,
     {
         self.serve_connections(&mut listener, service, shutdown)
             .await;
@@ -207,14 +224,8 @@ impl ServeOptions {
         service: S,
         shutdown: impl Future<Output = ()>,
     ) where
-        S: Service<Request<Incoming>, Response = Response<B>, Error = Infallible>
-            + Clone
-            + Send
-            + 'static,
-        S::Future: Send + 'static,
-        B: http_body::Body + Send + 'static,
-        B::Data: Send,
-        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+        S: HttpService<B>,
+        B: HttpBody,
     {
         self.serve_connections(&mut TcpAccept(listener), service, shutdown)
             .await;
@@ -229,14 +240,8 @@ impl ServeOptions {
         shutdown: impl Future<Output = ()>,
     ) where
         L: Accept,
-        S: Service<Request<Incoming>, Response = Response<B>, Error = Infallible>
-            + Clone
-            + Send
-            + 'static,
-        S::Future: Send + 'static,
-        B: http_body::Body + Send + 'static,
-        B::Data: Send,
-        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+        S: HttpService<B>,
+        B: HttpBody,
     {
         let graceful = GracefulShutdown::new();
         let builder = self.builder();
@@ -322,14 +327,8 @@ impl Accept for TcpAccept {
 /// header-read timeout.
 pub async fn serve<S, B>(listener: TlsListener, service: S, shutdown: impl Future<Output = ()>)
 where
-    S: Service<Request<Incoming>, Response = Response<B>, Error = Infallible>
-        + Clone
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
-    B: http_body::Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    S: HttpService<B>,
+    B: HttpBody,
 {
     ServeOptions::default()
         .serve(listener, service, shutdown)
@@ -344,14 +343,8 @@ pub async fn serve_tcp<S, B>(
     service: S,
     shutdown: impl Future<Output = ()>,
 ) where
-    S: Service<Request<Incoming>, Response = Response<B>, Error = Infallible>
-        + Clone
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
-    B: http_body::Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    S: HttpService<B>,
+    B: HttpBody,
 {
     ServeOptions::default()
         .serve_tcp(listener, service, shutdown)
@@ -380,6 +373,8 @@ impl<S> WithTlsConnectInfo<S> {
     pub fn new(inner: S) -> Self {
         WithTlsConnectInfo { inner }
     }
+
+    portcullis_identity::define_inner_service_accessors!();
 }
 
 #[cfg(feature = "axum")]

@@ -84,6 +84,10 @@ pub struct InternalGuard<S> {
     secret: Option<Arc<[u8; 32]>>,
 }
 
+impl<S> InternalGuard<S> {
+    portcullis_identity::define_inner_service_accessors!();
+}
+
 impl<S: fmt::Debug> fmt::Debug for InternalGuard<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("InternalGuard")
