@@ -4,6 +4,7 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::sync::Arc;
+#[cfg(feature = "axum")]
 use std::task::{Context, Poll};
 use std::time::Duration;
 
