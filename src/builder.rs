@@ -12,7 +12,7 @@ mod sealed {
 ///
 /// Layers run in the order they are added; the order that keeps each
 /// layer's promises is client certificate → forwarded certificate → tenant
-/// → rate limit (see [`stack`](crate::stack)), which
+/// → rate limit (see [`PortcullisLayer`](crate::PortcullisLayer)), which
 /// [`portcullis`](Self::portcullis) fixes for you.
 ///
 /// ```

@@ -95,7 +95,7 @@ mod env;
         feature = "rate-limit"
     )))
 )]
-pub mod stack;
+mod stack;
 #[cfg(all(
     feature = "client-cert",
     feature = "xfcc",
@@ -109,7 +109,9 @@ pub use env::from_env;
     feature = "tenant",
     feature = "rate-limit"
 ))]
-pub use stack::{Listening, Portcullis, PortcullisLayer, PortcullisService, StartupError};
+pub use stack::{
+    DEFAULT_LISTEN_ADDR, Listening, Portcullis, PortcullisLayer, PortcullisService, StartupError,
+};
 
 #[cfg(any(
     feature = "client-cert",

@@ -1,17 +1,4 @@
-//! The whole stack from the environment: [`from_env`](crate::from_env) and [`Portcullis`].
-//!
-//! The order is fixed, because each layer trusts what the one before it
-//! established:
-//!
-//! 1. [`ClientCertLayer`]: the certificate our own TLS acceptor verified;
-//! 2. [`XfccLayer`]: a certificate forwarded by a trusted proxy, and the
-//!    removal of forwarded-certificate headers from everyone else, before
-//!    anything reads them;
-//! 3. [`TenantLayer`]: the protected headers removed, the caller
-//!    authenticated (by bearer digest or by the certificate the first two
-//!    established), and only then the tenant stamped;
-//! 4. [`RateLimitLayer`]: the bucket named by the identity and tenant the
-//!    others established, and the tenant's plan as the quota.
+//! The whole stack: [`PortcullisLayer`] in its fixed order, and [`Portcullis`].
 
 use std::fmt;
 use std::future::Future;
@@ -83,7 +70,20 @@ impl fmt::Display for StartupError {
 
 impl std::error::Error for StartupError {}
 
-/// The four layers in their fixed order; see the [module docs](self).
+/// The four layers in their fixed order.
+///
+/// The order is fixed, because each layer trusts what the one before it
+/// established:
+///
+/// 1. [`ClientCertLayer`]: the certificate our own TLS acceptor verified;
+/// 2. [`XfccLayer`]: a certificate forwarded by a trusted proxy, and the
+///    removal of forwarded-certificate headers from everyone else, before
+///    anything reads them;
+/// 3. [`TenantLayer`]: the protected headers removed, the caller
+///    authenticated (by bearer digest or by the certificate the first two
+///    established), and only then the tenant stamped;
+/// 4. [`RateLimitLayer`]: the bucket named by the identity and tenant the
+///    others established, and the tenant's plan as the quota.
 #[derive(Debug, Clone)]
 pub struct PortcullisLayer {
     client_cert: ClientCertLayer,
