@@ -70,11 +70,11 @@ pub async fn from_env(env: &Env<'_>) -> Result<Portcullis, StartupError> {
             })
         })
         .or_else(|| DEFAULT_LISTEN_ADDR.parse().ok());
-    let serve_options = problems.take(ServeOptions::from_env(env));
     let tls = problems.take(ServerTls::from_env(env)).flatten();
     let proxies = problems
         .take(TrustedProxies::from_env(env))
         .unwrap_or_else(TrustedProxies::none);
+    let serve_options = problems.take(ServeOptions::from_env(env, &proxies));
     // Every other known certificate header goes too: the stack hands the
     // application one identity, never a header a client could have set.
     let xfcc = problems

@@ -222,7 +222,7 @@ impl Portcullis {
     /// router too: `axum::serve` sets no timer, so hyper's header-read
     /// timeout is off there.
     pub fn serve_options(&self) -> ServeOptions {
-        self.serve_options
+        self.serve_options.clone()
     }
 
     /// Binds `LISTEN_ADDR`: TLS when `TLS_CERT` and `TLS_KEY` are set,
@@ -244,24 +244,25 @@ impl Portcullis {
         let bind_error = |e: std::io::Error| {
             std::io::Error::new(e.kind(), format!("{}={addr}: {e}", crate::env::LISTEN_ADDR))
         };
+        let tcp = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(bind_error)?;
         let listener = match &self.tls {
             Some(tls) => {
                 let config = tls.tls.build().map_err(std::io::Error::other)?;
-                Listener::Tls(
-                    TlsListener::bind(addr, TlsAcceptor::new(config))
-                        .await
-                        .map_err(bind_error)?,
-                )
+                // The PROXY header comes before the handshake: the TLS
+                // listener reads it.
+                Listener::Tls(TlsListener::with_proxy_protocol(
+                    tcp,
+                    TlsAcceptor::new(config),
+                    self.serve_options.proxy_protocol_settings().clone(),
+                ))
             }
-            None => Listener::Tcp(
-                tokio::net::TcpListener::bind(addr)
-                    .await
-                    .map_err(bind_error)?,
-            ),
+            None => Listener::Tcp(tcp),
         };
         Ok(Listening {
             listener,
-            options: self.serve_options,
+            options: self.serve_options.clone(),
         })
     }
 

@@ -99,6 +99,18 @@ const TABLE: &[(&[(&str, &str)], &str)] = &[
         "RATE_LIMIT_ON_STORE_ERROR=\"maybe\": not a store-failure policy; write open (let requests through uncounted) or closed (refuse them with 503)",
     ),
     (
+        &[("PROXY_PROTOCOL", "v3")],
+        "PROXY_PROTOCOL=\"v3\": not a PROXY protocol setting; write off, v1, v2 or any",
+    ),
+    (
+        &[("PROXY_PROTOCOL", "v2")],
+        "PROXY_PROTOCOL=\"v2\": no peer is trusted to send it; set TRUSTED_PROXY_CIDRS to the load balancers' addresses",
+    ),
+    (
+        &[("PROXY_PROTOCOL_ALLOW_MISSING", "true")],
+        "PROXY_PROTOCOL_ALLOW_MISSING: set without PROXY_PROTOCOL; set PROXY_PROTOCOL to v1, v2 or any, or unset PROXY_PROTOCOL_ALLOW_MISSING",
+    ),
+    (
         &[("LISTEN_ADDR", "nowhere")],
         "LISTEN_ADDR=\"nowhere\": not an address and port; write one such as 127.0.0.1:8443",
     ),
@@ -134,6 +146,7 @@ async fn every_problem_is_reported_at_once() {
                     | ("RATE_LIMIT_KEY", "cn,spiffe")
                     | ("USE_CERT_AS_PRINCIPAL", "true")
                     | ("CONTROL_PLANE_INTERNAL_SECRET", _)
+                    | ("PROXY_PROTOCOL", "v2")
             )
         })
         .collect();
@@ -146,6 +159,8 @@ async fn every_problem_is_reported_at_once() {
         "TLS_CERT=\"/nope/cert.pem\"",
         "TLS_KEY=\"/nope/key.pem\"",
         "TRUSTED_PROXY_CIDRS=",
+        "PROXY_PROTOCOL=\"v3\"",
+        "PROXY_PROTOCOL_ALLOW_MISSING: set without",
         "FORWARDED_CERT_FORMAT=",
         "TENANTS_FILE=\"/nope/tenants.json\"",
         "SSL_CERT_FILE=\"/nope/ca.pem\"",

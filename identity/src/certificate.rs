@@ -37,7 +37,8 @@ pub enum Source {
     Forwarded {
         /// The proxy's address (the TCP peer that was trusted).
         proxy: IpAddr,
-        /// The header the certificate arrived in.
+        /// The header the certificate arrived in ([`PROXY_PROTOCOL_SSL`](crate::PROXY_PROTOCOL_SSL)
+        /// for a PROXY v2 header's SSL TLVs).
         header: HeaderName,
     },
 }
@@ -136,7 +137,10 @@ impl KnownFields {
     /// A SHA-1 fingerprint, forwarded instead of the SHA-256 one (nginx's
     /// `$ssl_client_fingerprint`).
     pub const FINGERPRINT_SHA1: KnownFields = KnownFields(1 << 5);
-    const ALL: KnownFields = KnownFields(0b1_1111);
+    /// The common name (with the subject, or alone: HAProxy's PROXY v2
+    /// SSL TLVs carry the CN and nothing else of the certificate).
+    pub const COMMON_NAME: KnownFields = KnownFields(1 << 6);
+    const ALL: KnownFields = KnownFields(0b101_1111);
 
     /// Whether every field of `other` is known.
     pub fn contains(self, other: KnownFields) -> bool {
@@ -291,7 +295,7 @@ impl ClientIdentity {
             Fingerprint::Sha1(digest) => (KnownFields::FINGERPRINT_SHA1, [0; 32], Some(digest)),
         };
         if subject.is_some() {
-            known = known | KnownFields::SUBJECT;
+            known = known | KnownFields::SUBJECT | KnownFields::COMMON_NAME;
         }
         if !uris.is_empty() {
             known = known | KnownFields::URIS;
@@ -327,6 +331,38 @@ impl ClientIdentity {
             certificate: Arc::new(certificate),
             source: Source::Forwarded { proxy, header },
         }
+    }
+
+    /// The identity a trusted layer-4 load balancer's PROXY v2 SSL TLVs name
+    /// (HAProxy's `send-proxy-v2-ssl-cn`, sent only once it verified the
+    /// client's certificate): the common name alone, learnt from `proxy`,
+    /// recorded as [`Source::Forwarded`] through the pseudo-header
+    /// [`PROXY_PROTOCOL_SSL`](crate::PROXY_PROTOCOL_SSL).
+    ///
+    /// ```
+    /// use portcullis_identity::{ClientIdentity, KnownFields};
+    ///
+    /// let id = ClientIdentity::from_proxy_protocol("10.0.0.2".parse()?, "client.example.com");
+    /// assert_eq!(id.common_name(), Some("client.example.com"));
+    /// assert_eq!(id.known_fields(), KnownFields::COMMON_NAME);
+    /// assert_eq!(id.known_fingerprint_sha256(), None);
+    /// assert_eq!(id.source().as_str(), "forwarded");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn from_proxy_protocol(proxy: IpAddr, common_name: &str) -> Self {
+        let mut identity = Self::from_forwarded_fields(
+            proxy,
+            HeaderName::from_static(crate::PROXY_PROTOCOL_SSL),
+            Fingerprint::Sha256([0; 32]),
+            None,
+            Vec::new(),
+            Vec::new(),
+        );
+        if let Some(certificate) = Arc::get_mut(&mut identity.certificate) {
+            certificate.common_names = vec![Some(common_name.to_owned())];
+            certificate.known = KnownFields::COMMON_NAME;
+        }
+        identity
     }
 
     /// Which fields are known: everything for an identity read from a

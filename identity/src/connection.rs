@@ -36,6 +36,12 @@ impl PeerAddr {
     }
 }
 
+/// The peer that sent a connection's PROXY protocol header: the layer-4
+/// load balancer in front, when the connection's [`PeerAddr`] is the client
+/// its header named. Set by the portcullis listeners beside [`PeerAddr`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ProxyPeer(pub SocketAddr);
+
 /// One TLS connection: addresses, negotiated parameters and the client's
 /// certificate chain, with the leaf parsed once into a [`ClientIdentity`].
 ///
@@ -62,6 +68,7 @@ pub struct TlsConnectInfo(Arc<Inner>);
 
 struct Inner {
     remote_addr: SocketAddr,
+    proxied_by: Option<SocketAddr>,
     local_addr: SocketAddr,
     server_name: Option<String>,
     alpn: Option<Vec<u8>>,
@@ -78,6 +85,7 @@ impl TlsConnectInfo {
         TlsConnectInfoBuilder {
             inner: Inner {
                 remote_addr,
+                proxied_by: None,
                 local_addr,
                 server_name: None,
                 alpn: None,
@@ -89,9 +97,15 @@ impl TlsConnectInfo {
         }
     }
 
-    /// The client's address.
+    /// The client's address: the TCP peer, or the client a trusted load
+    /// balancer's PROXY header named.
     pub fn remote_addr(&self) -> SocketAddr {
         self.0.remote_addr
+    }
+
+    /// The load balancer that sent the PROXY header, when one did.
+    pub fn proxied_by(&self) -> Option<SocketAddr> {
+        self.0.proxied_by
     }
 
     /// Our address.
@@ -156,6 +170,7 @@ impl fmt::Debug for TlsConnectInfo {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TlsConnectInfo")
             .field("remote_addr", &self.0.remote_addr)
+            .field("proxied_by", &self.0.proxied_by)
             .field("local_addr", &self.0.local_addr)
             .field("server_name", &self.0.server_name)
             .field("alpn", &self.0.alpn.as_deref().map(String::from_utf8_lossy))
@@ -174,6 +189,12 @@ pub struct TlsConnectInfoBuilder {
 }
 
 impl TlsConnectInfoBuilder {
+    /// The load balancer whose PROXY header named the remote address.
+    pub fn proxied_by(mut self, proxy: SocketAddr) -> Self {
+        self.inner.proxied_by = Some(proxy);
+        self
+    }
+
     /// The SNI host name.
     pub fn server_name(mut self, name: impl Into<String>) -> Self {
         self.inner.server_name = Some(name.into());

@@ -87,11 +87,16 @@ mod x509;
 pub mod extract;
 
 pub use bearer::{BearerDigest, BearerError, BearerErrorKind};
+/// The pseudo header name a [`ClientIdentity`] learnt from a PROXY v2
+/// header's SSL TLVs records in [`Source::Forwarded`]: no HTTP header
+/// carried it.
+pub const PROXY_PROTOCOL_SSL: &str = "proxy-protocol-ssl";
+
 pub use certificate::{
     CertificateError, CertificateErrorKind, ClientIdentity, Fingerprint, KnownFields, Source,
 };
 pub use client_ip::{ClientIp, ClientIpLayer, SetClientIp};
-pub use connection::{PeerAddr, TlsConnectInfo, TlsConnectInfoBuilder};
+pub use connection::{PeerAddr, ProxyPeer, TlsConnectInfo, TlsConnectInfoBuilder};
 #[cfg(feature = "outbound-tls")]
 #[cfg_attr(docsrs, doc(cfg(feature = "outbound-tls")))]
 pub use outbound::{OutboundTrust, OutboundTrustError, crypto_provider};

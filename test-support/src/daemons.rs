@@ -151,6 +151,9 @@ pub enum Readiness {
     Tls,
     /// Redis: `PING` gets `+PONG`.
     Redis,
+    /// An HTTP server, or a TCP proxy in front of one: a plaintext
+    /// `GET /whoami` gets an HTTP/1.x status line back.
+    Http,
 }
 
 impl Readiness {
@@ -175,6 +178,13 @@ impl Readiness {
                 tcp.write_all(b"PING\r\n").is_ok()
                     && tcp.read_exact(&mut answer).is_ok()
                     && &answer == b"+PONG"
+            }
+            Readiness::Http => {
+                let mut answer = [0u8; 7];
+                tcp.write_all(b"GET /whoami HTTP/1.0\r\nhost: probe\r\n\r\n")
+                    .is_ok()
+                    && tcp.read_exact(&mut answer).is_ok()
+                    && answer.starts_with(b"HTTP/1.")
             }
         }
     }

@@ -7,7 +7,9 @@
 //! - keep-alive mTLS requests/s: the portcullis listener + `serve` vs
 //!   axum-server with the same rustls config (target ≥ 1.0×);
 //! - keep-alive mTLS requests/s: with `ClientCertLayer` vs without
-//!   (target ≥ 0.98×).
+//!   (target ≥ 0.98×);
+//! - new mTLS handshakes/s with a PROXY v2 header read first, vs the same
+//!   listener without (target ≥ 0.97×).
 //!
 //! Prints each comparison's ratio of totals and the median round ratio
 //! (> 1: portcullis, or the layered stack, is faster).
@@ -56,7 +58,14 @@ fn main() {
     let greeter = rt.block_on(spawn_listener_greeter(config.clone()));
     let axum_server = rt.block_on(spawn_axum_server(config.clone()));
     let listener = rt.block_on(spawn_portcullis(config.clone(), false));
-    let layered = rt.block_on(spawn_portcullis(config, true));
+    let layered = rt.block_on(spawn_portcullis(config.clone(), true));
+    let proxied = rt.block_on(spawn_listener_greeter_with(
+        config,
+        portcullis_client_cert::ProxyProtocol::new(
+            portcullis_client_cert::ProxyProtocolVersions::V2,
+            "127.0.0.1/32".parse().unwrap(),
+        ),
+    ));
 
     compare(
         &rt,
@@ -81,5 +90,15 @@ fn main() {
         listener,
         layered,
         drive_requests,
+    );
+    compare(
+        &rt,
+        "new mTLS handshakes: TlsListener -> TlsListener reading PROXY v2 first",
+        400,
+        greeter,
+        proxied,
+        move |addr, n| {
+            drive_handshakes_after(addr, n, if addr == proxied { PROXY_V2 } else { &[] })
+        },
     );
 }

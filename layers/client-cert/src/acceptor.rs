@@ -62,6 +62,17 @@ impl TlsAcceptor {
     /// Runs the handshake on `tcp`.
     pub async fn accept(&self, tcp: TcpStream) -> io::Result<TlsStream> {
         let remote_addr = tcp.peer_addr()?;
+        self.accept_proxied(tcp, remote_addr, None).await
+    }
+
+    /// Runs the handshake on `tcp`, whose client is `remote_addr` (named by
+    /// the PROXY header `proxy` sent, when one did).
+    pub(crate) async fn accept_proxied(
+        &self,
+        tcp: TcpStream,
+        remote_addr: std::net::SocketAddr,
+        proxy: Option<std::net::SocketAddr>,
+    ) -> io::Result<TlsStream> {
         let local_addr = tcp.local_addr()?;
         let acceptor = tokio_rustls::TlsAcceptor::from(self.config());
         let stream = tokio::time::timeout(self.handshake_timeout, acceptor.accept(tcp))
@@ -70,7 +81,7 @@ impl TlsAcceptor {
         // Nagle off only now: during the handshake it coalesces the
         // records of a flight; for HTTP it would add delayed-ACK stalls.
         let _ = stream.get_ref().0.set_nodelay(true);
-        let info = connect_info(&stream, remote_addr, local_addr);
+        let info = connect_info(&stream, remote_addr, proxy, local_addr);
         Ok(TlsStream {
             inner: stream,
             info,
@@ -81,10 +92,14 @@ impl TlsAcceptor {
 fn connect_info(
     stream: &tokio_rustls::server::TlsStream<TcpStream>,
     remote_addr: SocketAddr,
+    proxy: Option<SocketAddr>,
     local_addr: SocketAddr,
 ) -> TlsConnectInfo {
     let (_, conn) = stream.get_ref();
     let mut info = TlsConnectInfo::builder(remote_addr, local_addr);
+    if let Some(proxy) = proxy {
+        info = info.proxied_by(proxy);
+    }
     if let Some(name) = conn.server_name() {
         info = info.server_name(name);
     }

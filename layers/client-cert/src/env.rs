@@ -6,7 +6,12 @@ use std::path::{Path, PathBuf};
 
 use portcullis_identity::env::{Env, EnvError, EnvProblem, Invalid, Problems, Zero};
 
-use crate::{ClientAuth, Revocation, ServeOptions, ServerTls, TlsConfigError, TlsFiles};
+use portcullis_identity::TrustedProxies;
+
+use crate::{
+    ClientAuth, ProxyProtocol, ProxyProtocolVersions, Revocation, ServeOptions, ServerTls,
+    TlsConfigError, TlsFiles,
+};
 
 /// TLS settings read from the environment.
 #[derive(Debug, Clone)]
@@ -238,12 +243,16 @@ fn file_problem(var: &'static str, path: &str, error: &TlsConfigError) -> EnvPro
 
 impl ServeOptions {
     /// The defaults, with `HEADER_READ_TIMEOUT_SECS` (default 30; it also
-    /// closes an HTTP/1.1 keep-alive connection idle that long) and
-    /// `MAX_CONNECTIONS` (default 10,000) applied.
-    pub fn from_env(env: &Env<'_>) -> Result<Self, EnvError> {
+    /// closes an HTTP/1.1 keep-alive connection idle that long),
+    /// `MAX_CONNECTIONS` (default 10,000) and the PROXY protocol applied:
+    /// `PROXY_PROTOCOL` (`off`, `v1`, `v2` or `any`; default `off`) from
+    /// the peers in `proxies` (`TRUSTED_PROXY_CIDRS`), required from them
+    /// unless `PROXY_PROTOCOL_ALLOW_MISSING=true`.
+    pub fn from_env(env: &Env<'_>, proxies: &TrustedProxies) -> Result<Self, EnvError> {
         let mut problems = Problems::new();
         let timeout = env.seconds("HEADER_READ_TIMEOUT_SECS", &mut problems, Zero::Refused);
         let max = env.count("MAX_CONNECTIONS", &mut problems, 10_000);
+        let proxy = proxy_protocol(env, proxies, &mut problems);
         problems.finish(|| {
             let mut options = ServeOptions::default();
             if let Some(timeout) = timeout {
@@ -252,7 +261,53 @@ impl ServeOptions {
             if let Some(max) = max {
                 options = options.max_connections(usize::try_from(max).unwrap_or(usize::MAX));
             }
-            options
+            options.proxy_protocol(proxy)
         })
+    }
+}
+
+/// `PROXY_PROTOCOL` and `PROXY_PROTOCOL_ALLOW_MISSING`.
+fn proxy_protocol(
+    env: &Env<'_>,
+    proxies: &TrustedProxies,
+    problems: &mut Problems,
+) -> ProxyProtocol {
+    let versions = env
+        .parse("PROXY_PROTOCOL", problems, |text| {
+            match text.to_ascii_lowercase().as_str() {
+                "off" => Ok(ProxyProtocolVersions::Off),
+                "v1" => Ok(ProxyProtocolVersions::V1),
+                "v2" => Ok(ProxyProtocolVersions::V2),
+                "any" => Ok(ProxyProtocolVersions::Any),
+                _ => Err(Invalid::new(
+                    "not a PROXY protocol setting",
+                    "write off, v1, v2 or any",
+                )),
+            }
+        })
+        .unwrap_or_default();
+    let allow_missing = env
+        .flag("PROXY_PROTOCOL_ALLOW_MISSING", problems)
+        .unwrap_or(false);
+    let proxy = ProxyProtocol::new(versions, proxies.clone());
+    if proxy.is_on() && proxies.is_empty() {
+        problems.push(EnvProblem::invalid(
+            "PROXY_PROTOCOL",
+            env.get("PROXY_PROTOCOL").unwrap_or_default(),
+            "no peer is trusted to send it",
+            "set TRUSTED_PROXY_CIDRS to the load balancers' addresses",
+        ));
+    }
+    if allow_missing && !proxy.is_on() {
+        problems.push(EnvProblem::missing_partner(
+            "PROXY_PROTOCOL_ALLOW_MISSING",
+            "PROXY_PROTOCOL",
+            "set PROXY_PROTOCOL to v1, v2 or any, or unset PROXY_PROTOCOL_ALLOW_MISSING",
+        ));
+    }
+    if allow_missing {
+        proxy.allow_missing()
+    } else {
+        proxy
     }
 }

@@ -73,6 +73,7 @@ mod env;
 mod error;
 mod layer;
 mod listener;
+mod proxy_protocol;
 mod reload;
 mod serve;
 mod server;
@@ -84,6 +85,9 @@ pub use layer::{
     ClientCert, ClientCertFuture, ClientCertLayer, ClientCertRejection, ClientCertRejectionKind,
 };
 pub use listener::{DEFAULT_MAX_HANDSHAKES, TlsListener};
+pub use proxy_protocol::{
+    ProxyHeaderError, ProxyProtocol, ProxyProtocolVersions, parse_proxy_header,
+};
 pub use reload::{ReloadStats, TlsFiles, TlsReloader};
 #[cfg(feature = "axum")]
 pub use serve::WithTlsConnectInfo;

@@ -10,7 +10,7 @@ use tokio::net::{TcpListener, ToSocketAddrs};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::JoinHandle;
 
-use crate::{TlsAcceptor, TlsStream};
+use crate::{ProxyProtocol, TlsAcceptor, TlsStream};
 
 /// The default for [`TlsListener::with_max_handshakes`].
 pub const DEFAULT_MAX_HANDSHAKES: usize = 1024;
@@ -48,6 +48,21 @@ impl TlsListener {
 
     /// Starts accepting on `tcp`, running at most `max` handshakes at once.
     pub fn with_max_handshakes(tcp: TcpListener, acceptor: TlsAcceptor, max: usize) -> Self {
+        Self::start(tcp, acceptor, max, ProxyProtocol::default())
+    }
+
+    /// Starts accepting on `tcp`, reading a PROXY protocol header from the
+    /// peers `proxy` trusts before each handshake: the client it names is
+    /// the connection's [`remote_addr`](portcullis_identity::TlsConnectInfo::remote_addr).
+    pub fn with_proxy_protocol(
+        tcp: TcpListener,
+        acceptor: TlsAcceptor,
+        proxy: ProxyProtocol,
+    ) -> Self {
+        Self::start(tcp, acceptor, DEFAULT_MAX_HANDSHAKES, proxy)
+    }
+
+    fn start(tcp: TcpListener, acceptor: TlsAcceptor, max: usize, proxy: ProxyProtocol) -> Self {
         let local_addr = tcp
             .local_addr()
             .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
@@ -55,6 +70,7 @@ impl TlsListener {
         let accept_loop = tokio::spawn(accept_loop(
             tcp,
             acceptor,
+            Arc::new(proxy),
             sender,
             Arc::new(Semaphore::new(max.max(1))),
         ));
@@ -82,6 +98,7 @@ impl TlsListener {
 async fn accept_loop(
     tcp: TcpListener,
     acceptor: TlsAcceptor,
+    proxy: Arc<ProxyProtocol>,
     ready: mpsc::Sender<(TlsStream, OwnedSemaphorePermit)>,
     handshakes: Arc<Semaphore>,
 ) {
@@ -89,7 +106,7 @@ async fn accept_loop(
         let Ok(permit) = handshakes.clone().acquire_owned().await else {
             return;
         };
-        let (stream, _peer) = match tcp.accept().await {
+        let (mut stream, _peer) = match tcp.accept().await {
             Ok(accepted) => accepted,
             Err(error) => {
                 // EMFILE and friends: back off instead of spinning.
@@ -103,10 +120,22 @@ async fn accept_loop(
         if ready.is_closed() {
             return;
         }
-        let acceptor = acceptor.clone();
+        let (acceptor, proxy) = (acceptor.clone(), proxy.clone());
         let ready = ready.clone();
         tokio::spawn(async move {
-            match acceptor.accept(stream).await {
+            let proxied = match proxy.read(&mut stream).await {
+                Ok(proxied) => proxied,
+                Err(error) => {
+                    #[cfg(feature = "tracing")]
+                    tracing::debug!(peer = %_peer, %error, "connection refused: PROXY protocol");
+                    let _ = error;
+                    return;
+                }
+            };
+            match acceptor
+                .accept_proxied(stream, proxied.client, proxied.proxy)
+                .await
+            {
                 Ok(tls) => {
                     // The permit goes with the stream and is released when
                     // the consumer takes it: an idle consumer bounds what waits.

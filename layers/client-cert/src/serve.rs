@@ -14,11 +14,11 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
-use portcullis_identity::{PeerAddr, TlsConnectInfo};
+use portcullis_identity::{ClientIdentity, PeerAddr, ProxyPeer, TlsConnectInfo};
 use tokio::sync::Semaphore;
 use tower_service::Service;
 
-use crate::TlsListener;
+use crate::{ProxyProtocol, TlsListener};
 
 /// Inserts one connection's [`PeerAddr`] and, over TLS, its
 /// [`TlsConnectInfo`] (a reference-counted handle, never a deep copy) into
@@ -33,8 +33,15 @@ pub struct AddTlsConnectInfo<S> {
 #[derive(Debug, Clone)]
 enum Connection {
     Tls(TlsConnectInfo),
-    /// Plaintext ([`serve_tcp`]): the TCP peer alone.
-    Tcp(std::net::SocketAddr),
+    /// Plaintext ([`serve_tcp`]): the client, and the load balancer whose
+    /// PROXY header named it, if one did.
+    Tcp {
+        peer: std::net::SocketAddr,
+        proxy: Option<std::net::SocketAddr>,
+        /// The client certificate the load balancer verified, from its
+        /// PROXY v2 SSL TLVs.
+        identity: Option<ClientIdentity>,
+    },
 }
 
 impl<S> AddTlsConnectInfo<S> {
@@ -60,10 +67,23 @@ where
         match &self.connection {
             Connection::Tls(info) => {
                 extensions.insert(PeerAddr(info.remote_addr()));
+                if let Some(proxy) = info.proxied_by() {
+                    extensions.insert(ProxyPeer(proxy));
+                }
                 extensions.insert(info.clone());
             }
-            Connection::Tcp(peer) => {
+            Connection::Tcp {
+                peer,
+                proxy,
+                identity,
+            } => {
                 extensions.insert(PeerAddr(*peer));
+                if let Some(proxy) = proxy {
+                    extensions.insert(ProxyPeer(*proxy));
+                }
+                if let Some(identity) = identity {
+                    extensions.insert(identity.clone());
+                }
             }
         }
         self.inner.call(req)
@@ -124,13 +144,14 @@ impl<B> HttpBody for B where
 ///     .max_connections(2_000);
 /// assert_eq!(options.header_read_limit(), Duration::from_secs(10));
 /// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServeOptions {
     header_read_timeout: Duration,
     h2_keep_alive_interval: Duration,
     h2_keep_alive_timeout: Duration,
     h2_max_concurrent_streams: u32,
     max_connections: usize,
+    proxy_protocol: ProxyProtocol,
 }
 
 /// The default for [`ServeOptions::max_connections`].
@@ -144,11 +165,26 @@ impl Default for ServeOptions {
             h2_keep_alive_timeout: Duration::from_secs(20),
             h2_max_concurrent_streams: 200,
             max_connections: DEFAULT_MAX_CONNECTIONS,
+            proxy_protocol: ProxyProtocol::default(),
         }
     }
 }
 
 impl ServeOptions {
+    /// The PROXY protocol on [`serve_tcp`](Self::serve_tcp)'s plaintext
+    /// listener (a [`TlsListener`] reads it before its handshakes: build it
+    /// with [`TlsListener::with_proxy_protocol`]). Off by default.
+    #[must_use]
+    pub fn proxy_protocol(mut self, proxy: ProxyProtocol) -> Self {
+        self.proxy_protocol = proxy;
+        self
+    }
+
+    /// The PROXY protocol settings.
+    pub fn proxy_protocol_settings(&self) -> &ProxyProtocol {
+        &self.proxy_protocol
+    }
+
     /// How long an HTTP/1.1 client has to send a request's whole head
     /// (default 30 s, as hyper's). The clock starts when the server waits
     /// for a request, so it also closes a keep-alive connection left idle
@@ -228,7 +264,8 @@ impl ServeOptions {
         S: HttpService<B>,
         B: HttpBody,
     {
-        self.serve_connections(&mut TcpAccept(listener), service, shutdown)
+        let proxy = Arc::new(self.proxy_protocol.clone());
+        self.serve_connections(&mut TcpAccept { listener, proxy }, service, shutdown)
             .await;
     }
 
@@ -262,14 +299,20 @@ impl ServeOptions {
             let Some(((io, connection), permit)) = accepted else {
                 break;
             };
-            let per_connection = TowerToHyperService::new(AddTlsConnectInfo {
-                inner: service.clone(),
-                connection,
-            });
-            let serving = builder.serve_connection_with_upgrades(TokioIo::new(io), per_connection);
-            let serving = graceful.watch(serving.into_owned());
+            let prepared = listener.prepare(io, connection);
+            let (service, builder, watcher) =
+                (service.clone(), builder.clone(), graceful.watcher());
             tokio::spawn(async move {
-                if let Err(error) = serving.await {
+                let Some((io, connection)) = prepared.await else {
+                    return;
+                };
+                let per_connection = TowerToHyperService::new(AddTlsConnectInfo {
+                    inner: service,
+                    connection,
+                });
+                let serving =
+                    builder.serve_connection_with_upgrades(TokioIo::new(io), per_connection);
+                if let Err(error) = watcher.watch(serving.into_owned()).await {
                     #[cfg(feature = "tracing")]
                     tracing::debug!(%error, "connection ended with an error");
                     let _ = error;
@@ -288,7 +331,16 @@ trait Accept {
     /// The next connection and what its requests carry; `None` once the
     /// listener is done.
     fn next(&mut self) -> impl Future<Output = Option<(Self::Io, Connection)>>;
+
+    /// Work on a connection in its own task before it is served (reading a
+    /// PROXY header); `None` closes it. Nothing by default.
+    fn prepare(&self, io: Self::Io, connection: Connection) -> Prepare<Self::Io> {
+        Box::pin(std::future::ready(Some((io, connection))))
+    }
 }
+
+/// A connection being prepared.
+type Prepare<Io> = std::pin::Pin<Box<dyn Future<Output = Option<(Io, Connection)>> + Send>>;
 
 impl Accept for TlsListener {
     type Io = crate::TlsStream;
@@ -299,21 +351,54 @@ impl Accept for TlsListener {
     }
 }
 
-struct TcpAccept(tokio::net::TcpListener);
+struct TcpAccept {
+    listener: tokio::net::TcpListener,
+    proxy: Arc<ProxyProtocol>,
+}
 
 impl Accept for TcpAccept {
     type Io = tokio::net::TcpStream;
     async fn next(&mut self) -> Option<(tokio::net::TcpStream, Connection)> {
         loop {
-            match self.0.accept().await {
+            match self.listener.accept().await {
                 Ok((stream, peer)) => {
                     let _ = stream.set_nodelay(true);
-                    return Some((stream, Connection::Tcp(peer)));
+                    let connection = Connection::Tcp {
+                        peer,
+                        proxy: None,
+                        identity: None,
+                    };
+                    return Some((stream, connection));
                 }
                 // EMFILE and friends: back off instead of spinning.
                 Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
             }
         }
+    }
+
+    fn prepare(&self, mut io: Self::Io, connection: Connection) -> Prepare<Self::Io> {
+        if !self.proxy.is_on() {
+            return Box::pin(std::future::ready(Some((io, connection))));
+        }
+        let proxy = self.proxy.clone();
+        Box::pin(async move {
+            match proxy.read(&mut io).await {
+                Ok(proxied) => Some((
+                    io,
+                    Connection::Tcp {
+                        peer: proxied.client,
+                        proxy: proxied.proxy,
+                        identity: proxied.identity,
+                    },
+                )),
+                Err(error) => {
+                    #[cfg(feature = "tracing")]
+                    tracing::debug!(%error, "connection refused: PROXY protocol");
+                    let _ = error;
+                    None
+                }
+            }
+        })
     }
 }
 

@@ -13,7 +13,7 @@ use http::Request;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::TokioIo;
 use portcullis_client_cert::{
-    ClientAuth, ClientCertLayer, ServerTls, TlsAcceptor, TlsListener, serve,
+    ClientAuth, ClientCertLayer, ProxyProtocol, ServerTls, TlsAcceptor, TlsListener, serve,
 };
 use portcullis_test_support::pki;
 use rustls::client::Resumption;
@@ -73,8 +73,28 @@ pub async fn tls_connect(
     addr: SocketAddr,
     config: Arc<rustls::ClientConfig>,
 ) -> tokio_rustls::client::TlsStream<TcpStream> {
-    let tcp = TcpStream::connect(addr).await.unwrap();
+    tls_connect_after(addr, config, &[]).await
+}
+
+/// A PROXY v2 header for 203.0.113.7:51000 → 10.0.0.1:443, as HAProxy's
+/// `send-proxy-v2` writes one.
+pub const PROXY_V2: &[u8] = &[
+    0x0D, 0x0A, 0x0D, 0x0A, 0x00, 0x0D, 0x0A, 0x51, 0x55, 0x49, 0x54, 0x0A, 0x21, 0x11, 0x00, 0x0C,
+    203, 0, 113, 7, 10, 0, 0, 1, 0xC7, 0x38, 0x01, 0xBB,
+];
+
+/// [`tls_connect`] after writing `prefix` (a PROXY header) on the TCP
+/// connection.
+pub async fn tls_connect_after(
+    addr: SocketAddr,
+    config: Arc<rustls::ClientConfig>,
+    prefix: &[u8],
+) -> tokio_rustls::client::TlsStream<TcpStream> {
+    let mut tcp = TcpStream::connect(addr).await.unwrap();
     tcp.set_nodelay(true).unwrap();
+    if !prefix.is_empty() {
+        tcp.write_all(prefix).await.unwrap();
+    }
     tokio_rustls::TlsConnector::from(config)
         .connect(ServerName::try_from("localhost").unwrap(), tcp)
         .await
@@ -122,6 +142,15 @@ pub async fn drive_requests(addr: SocketAddr, total: u64) -> Duration {
 /// `total` new mTLS connections from `HANDSHAKERS` concurrent clients, each
 /// waiting for the server's two-byte greeting (so the server finished).
 pub async fn drive_handshakes(addr: SocketAddr, total: u64) -> Duration {
+    drive_handshakes_after(addr, total, &[]).await
+}
+
+/// [`drive_handshakes`], each connection starting with `prefix`.
+pub async fn drive_handshakes_after(
+    addr: SocketAddr,
+    total: u64,
+    prefix: &'static [u8],
+) -> Duration {
     let config = client_config(b"http/1.1");
     let start = Instant::now();
     let tasks: Vec<_> = (0..HANDSHAKERS)
@@ -130,7 +159,7 @@ pub async fn drive_handshakes(addr: SocketAddr, total: u64) -> Duration {
             let share = total / HANDSHAKERS + u64::from(i < total % HANDSHAKERS);
             tokio::spawn(async move {
                 for _ in 0..share {
-                    let mut tls = tls_connect(addr, config.clone()).await;
+                    let mut tls = tls_connect_after(addr, config.clone(), prefix).await;
                     let mut greeting = [0u8; 2];
                     tls.read_exact(&mut greeting).await.unwrap();
                     assert_eq!(&greeting, b"ok");
@@ -196,9 +225,16 @@ pub async fn spawn_bare_accept_loop(config: Arc<rustls::ServerConfig>) -> Socket
 }
 
 pub async fn spawn_listener_greeter(config: Arc<rustls::ServerConfig>) -> SocketAddr {
-    let mut listener = TlsListener::bind("127.0.0.1:0", TlsAcceptor::new(config))
-        .await
-        .unwrap();
+    spawn_listener_greeter_with(config, ProxyProtocol::default()).await
+}
+
+/// [`spawn_listener_greeter`] reading the PROXY protocol as `proxy` says.
+pub async fn spawn_listener_greeter_with(
+    config: Arc<rustls::ServerConfig>,
+    proxy: ProxyProtocol,
+) -> SocketAddr {
+    let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let mut listener = TlsListener::with_proxy_protocol(tcp, TlsAcceptor::new(config), proxy);
     let addr = listener.local_addr();
     tokio::spawn(async move {
         while let Some((mut tls, _)) = listener.accept().await {
