@@ -42,6 +42,18 @@ impl PeerAddr {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct ProxyPeer(pub SocketAddr);
 
+/// What a trusted load balancer's PROXY v2 SSL TLVs said of the client's
+/// own TLS connection to it: set beside [`ProxyPeer`] when the balancer
+/// terminated TLS (HAProxy's `send-proxy-v2-ssl`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ProxiedTls {
+    /// The TLS version the client spoke (`TLSv1.3`), when sent.
+    pub version: Option<Box<str>>,
+    /// Whether the client presented a certificate the balancer verified
+    /// (the request's `ClientIdentity` then names its CN).
+    pub certificate_verified: bool,
+}
+
 /// One TLS connection: addresses, negotiated parameters and the client's
 /// certificate chain, with the leaf parsed once into a [`ClientIdentity`].
 ///

@@ -96,7 +96,7 @@ pub use certificate::{
     CertificateError, CertificateErrorKind, ClientIdentity, Fingerprint, KnownFields, Source,
 };
 pub use client_ip::{ClientIp, ClientIpLayer, SetClientIp};
-pub use connection::{PeerAddr, ProxyPeer, TlsConnectInfo, TlsConnectInfoBuilder};
+pub use connection::{PeerAddr, ProxiedTls, ProxyPeer, TlsConnectInfo, TlsConnectInfoBuilder};
 #[cfg(feature = "outbound-tls")]
 #[cfg_attr(docsrs, doc(cfg(feature = "outbound-tls")))]
 pub use outbound::{OutboundTrust, OutboundTrustError, crypto_provider};

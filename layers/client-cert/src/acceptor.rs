@@ -62,7 +62,13 @@ impl TlsAcceptor {
     /// Runs the handshake on `tcp`.
     pub async fn accept(&self, tcp: TcpStream) -> io::Result<TlsStream> {
         let remote_addr = tcp.peer_addr()?;
-        self.accept_proxied(tcp, remote_addr, None).await
+        self.accept_proxied(tcp, remote_addr, None, self.deadline())
+            .await
+    }
+
+    /// When a handshake starting now must be done.
+    pub(crate) fn deadline(&self) -> tokio::time::Instant {
+        tokio::time::Instant::now() + self.handshake_timeout
     }
 
     /// Runs the handshake on `tcp`, whose client is `remote_addr` (named by
@@ -72,10 +78,11 @@ impl TlsAcceptor {
         tcp: TcpStream,
         remote_addr: std::net::SocketAddr,
         proxy: Option<std::net::SocketAddr>,
+        deadline: tokio::time::Instant,
     ) -> io::Result<TlsStream> {
         let local_addr = tcp.local_addr()?;
         let acceptor = tokio_rustls::TlsAcceptor::from(self.config());
-        let stream = tokio::time::timeout(self.handshake_timeout, acceptor.accept(tcp))
+        let stream = tokio::time::timeout_at(deadline, acceptor.accept(tcp))
             .await
             .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "TLS handshake timed out"))??;
         // Nagle off only now: during the handshake it coalesces the

@@ -123,7 +123,9 @@ async fn accept_loop(
         let (acceptor, proxy) = (acceptor.clone(), proxy.clone());
         let ready = ready.clone();
         tokio::spawn(async move {
-            let proxied = match proxy.read(&mut stream).await {
+            // The PROXY header counts against the handshake's deadline.
+            let deadline = acceptor.deadline();
+            let proxied = match proxy.read_until(&mut stream, deadline).await {
                 Ok(proxied) => proxied,
                 Err(error) => {
                     #[cfg(feature = "tracing")]
@@ -133,7 +135,7 @@ async fn accept_loop(
                 }
             };
             match acceptor
-                .accept_proxied(stream, proxied.client, proxied.proxy)
+                .accept_proxied(stream, proxied.client, proxied.proxy, deadline)
                 .await
             {
                 Ok(tls) => {

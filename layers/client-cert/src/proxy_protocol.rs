@@ -8,7 +8,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use portcullis_identity::{ClientIdentity, TrustedProxies};
+use portcullis_identity::{ClientIdentity, ProxiedTls, TrustedProxies};
 use tokio::net::TcpStream;
 
 /// The v2 signature: `\r\n\r\n\0\r\nQUIT\n`.
@@ -86,6 +86,8 @@ pub(crate) struct Proxied {
     pub(crate) proxy: Option<SocketAddr>,
     /// The client certificate the load balancer verified (its SSL TLVs).
     pub(crate) identity: Option<ClientIdentity>,
+    /// What its SSL TLVs said of the client's TLS.
+    pub(crate) tls: Option<ProxiedTls>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -131,16 +133,29 @@ impl ProxyProtocol {
     /// client's address and the load balancer's; or an error, and the
     /// connection is to be closed.
     pub(crate) async fn read(&self, stream: &mut TcpStream) -> io::Result<Proxied> {
+        self.read_until(stream, tokio::time::Instant::now() + self.read_timeout)
+            .await
+    }
+
+    /// [`read`](Self::read), by `deadline` at the latest (a TLS listener's
+    /// handshake deadline, which the header's read counts against).
+    pub(crate) async fn read_until(
+        &self,
+        stream: &mut TcpStream,
+        deadline: tokio::time::Instant,
+    ) -> io::Result<Proxied> {
         let peer = stream.peer_addr()?;
         let own = Proxied {
             client: peer,
             proxy: None,
             identity: None,
+            tls: None,
         };
         if !self.is_on() {
             return Ok(own);
         }
-        tokio::time::timeout(self.read_timeout, self.read_header(stream, peer))
+        let deadline = deadline.min(tokio::time::Instant::now() + self.read_timeout);
+        tokio::time::timeout_at(deadline, self.read_header(stream, peer))
             .await
             .map_err(|_| refused("no complete PROXY header in time"))?
     }
@@ -150,6 +165,7 @@ impl ProxyProtocol {
             client: peer,
             proxy: None,
             identity: None,
+            tls: None,
         };
         let trusted = self.trusted.contains(peer.ip());
         let Some((version, length)) = header_extent(stream).await? else {
@@ -171,13 +187,20 @@ impl ProxyProtocol {
         tokio::io::AsyncReadExt::read_exact(stream, &mut header).await?;
         let parsed = parse(&header).map_err(|e| refused(&e.to_string()))?;
         let identity = parsed
-            .verified_common_name
-            .map(|cn| ClientIdentity::from_proxy_protocol(peer.ip(), &cn));
+            .ssl
+            .as_ref()
+            .and_then(|ssl| ssl.verified_common_name.as_deref())
+            .map(|cn| ClientIdentity::from_proxy_protocol(peer.ip(), cn));
+        let tls = parsed.ssl.map(|ssl| ProxiedTls {
+            version: ssl.version.map(String::into_boxed_str),
+            certificate_verified: ssl.verified_common_name.is_some(),
+        });
         Ok(match parsed.client {
             Some(client) => Proxied {
                 client,
                 proxy: Some(peer),
                 identity,
+                tls,
             },
             None => own,
         })
@@ -293,38 +316,60 @@ pub fn parse_proxy_header(header: &[u8]) -> Result<Option<SocketAddr>, ProxyHead
 #[derive(Debug, Default, PartialEq, Eq)]
 struct Parsed {
     client: Option<SocketAddr>,
-    /// The CN of a client certificate the load balancer verified.
+    /// The SSL TLV, when the balancer terminated TLS.
+    ssl: Option<Ssl>,
+}
+
+/// An SSL TLV: the client's TLS version, and the CN of a client
+/// certificate the balancer verified.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Ssl {
+    version: Option<String>,
     verified_common_name: Option<String>,
 }
 
-/// `PP2_TYPE_SSL` and its sub-type `PP2_SUBTYPE_SSL_CN`.
+/// `PP2_TYPE_SSL` and its sub-types `PP2_SUBTYPE_SSL_VERSION` and
+/// `PP2_SUBTYPE_SSL_CN`.
 const PP2_TYPE_SSL: u8 = 0x20;
+const PP2_SUBTYPE_SSL_VERSION: u8 = 0x21;
 const PP2_SUBTYPE_SSL_CN: u8 = 0x22;
+/// `PP2_CLIENT_SSL`: the client connected over TLS.
+const PP2_CLIENT_SSL: u8 = 0x01;
 /// `PP2_CLIENT_CERT_CONN | PP2_CLIENT_CERT_SESS`: a certificate was
 /// presented on this connection or its session.
 const PP2_CLIENT_CERT: u8 = 0x02 | 0x04;
 
-/// The CN of the SSL TLV's client certificate, only when one was presented
+/// A sub-TLV value as one line of text: UTF-8 with no control character.
+fn text(value: &[u8]) -> Option<String> {
+    std::str::from_utf8(value)
+        .ok()
+        .filter(|text| !text.is_empty() && !text.chars().any(char::is_control))
+        .map(str::to_owned)
+}
+
+/// Reads an SSL TLV; `None` when it is malformed or the client did not
+/// connect over TLS. The CN counts only when a certificate was presented
 /// and `verify` is 0 (verified).
-fn verified_common_name(ssl: &[u8]) -> Option<String> {
-    let (&client, rest) = ssl.split_first()?;
+fn ssl(value: &[u8]) -> Option<Ssl> {
+    let (&client, rest) = value.split_first()?;
     let verify = u32::from_be_bytes(rest.get(..4)?.try_into().ok()?);
-    if client & PP2_CLIENT_CERT == 0 || verify != 0 {
+    if client & PP2_CLIENT_SSL == 0 {
         return None;
     }
+    let verified = client & PP2_CLIENT_CERT != 0 && verify == 0;
+    let mut ssl = Ssl::default();
     let mut sub = &rest[4..];
     while let [kind, hi, lo, tail @ ..] = sub {
         let len = usize::from(u16::from_be_bytes([*hi, *lo]));
         let value = tail.get(..len)?;
-        if *kind == PP2_SUBTYPE_SSL_CN {
-            return std::str::from_utf8(value)
-                .ok()
-                .filter(|cn| !cn.is_empty() && !cn.chars().any(char::is_control))
-                .map(str::to_owned);
+        match *kind {
+            PP2_SUBTYPE_SSL_VERSION => ssl.version = text(value),
+            PP2_SUBTYPE_SSL_CN if verified => ssl.verified_common_name = text(value),
+            _ => {}
         }
         sub = &tail[len..];
     }
-    None
+    Some(ssl)
 }
 
 fn parse(header: &[u8]) -> Result<Parsed, ProxyHeaderError> {
@@ -346,18 +391,14 @@ fn parse(header: &[u8]) -> Result<Parsed, ProxyHeaderError> {
             }
             _ => None,
         };
-        let mut verified_common_name = None;
+        let mut ssl = None;
         for tlv in parsed.tlvs() {
             let tlv = tlv.map_err(|e| malformed(&e))?;
-            if tlv.kind == PP2_TYPE_SSL {
-                verified_common_name =
-                    verified_common_name.or(self::verified_common_name(&tlv.value));
+            if tlv.kind == PP2_TYPE_SSL && ssl.is_none() {
+                ssl = self::ssl(&tlv.value);
             }
         }
-        return Ok(Parsed {
-            client,
-            verified_common_name,
-        });
+        return Ok(Parsed { client, ssl });
     }
     let parsed = ppp::v1::Header::try_from(header).map_err(|e| malformed(&e))?;
     if parsed.header.len() != header.len() {
@@ -368,10 +409,7 @@ fn parse(header: &[u8]) -> Result<Parsed, ProxyHeaderError> {
         ppp::v1::Addresses::Tcp6(ip) => Some(SocketAddr::from((ip.source_address, ip.source_port))),
         ppp::v1::Addresses::Unknown => None,
     };
-    Ok(Parsed {
-        client,
-        verified_common_name: None,
-    })
+    Ok(Parsed { client, ssl: None })
 }
 
 #[cfg(test)]
@@ -397,7 +435,10 @@ mod tests {
         let with = |tlv: Vec<u8>| {
             let mut payload = addresses.to_vec();
             payload.extend_from_slice(&tlv);
-            parse(&v2(1, 0x11, &payload)).unwrap().verified_common_name
+            parse(&v2(1, 0x11, &payload))
+                .unwrap()
+                .ssl
+                .and_then(|ssl| ssl.verified_common_name)
         };
         // SSL, a certificate on the connection, verified.
         assert_eq!(
@@ -408,9 +449,25 @@ mod tests {
         assert_eq!(with(ssl_tlv(0x01 | 0x02, 1, b"client.example.com")), None);
         // No certificate presented: nothing.
         assert_eq!(with(ssl_tlv(0x01, 0, b"client.example.com")), None);
+        // Not over TLS at all: nothing.
+        assert_eq!(with(ssl_tlv(0x02, 0, b"client.example.com")), None);
         // A CN with a control character: nothing.
         assert_eq!(with(ssl_tlv(0x03, 0, b"a\nb")), None);
         // A truncated sub-TLV: nothing, never a panic.
+        // The version sub-TLV is read beside the CN.
+        let mut versioned = ssl_tlv(0x03, 0, b"client.example.com");
+        versioned.extend_from_slice(&[PP2_SUBTYPE_SSL_VERSION, 0, 7]);
+        versioned.extend_from_slice(b"TLSv1.3");
+        let len = u16::try_from(versioned.len() - 3).unwrap().to_be_bytes();
+        versioned[1..3].copy_from_slice(&len);
+        let mut payload = addresses.to_vec();
+        payload.extend_from_slice(&versioned);
+        let ssl = parse(&v2(1, 0x11, &payload)).unwrap().ssl.unwrap();
+        assert_eq!(ssl.version.as_deref(), Some("TLSv1.3"));
+        assert_eq!(
+            ssl.verified_common_name.as_deref(),
+            Some("client.example.com")
+        );
         let mut short = ssl_tlv(0x03, 0, b"client");
         short.truncate(short.len() - 2);
         let len = u16::try_from(short.len() - 3).unwrap().to_be_bytes();

@@ -14,7 +14,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
-use portcullis_identity::{ClientIdentity, PeerAddr, ProxyPeer, TlsConnectInfo};
+use portcullis_identity::{ClientIdentity, PeerAddr, ProxiedTls, ProxyPeer, TlsConnectInfo};
 use tokio::sync::Semaphore;
 use tower_service::Service;
 
@@ -41,6 +41,8 @@ enum Connection {
         /// The client certificate the load balancer verified, from its
         /// PROXY v2 SSL TLVs.
         identity: Option<ClientIdentity>,
+        /// What those TLVs said of the client's TLS.
+        tls: Option<ProxiedTls>,
     },
 }
 
@@ -76,6 +78,7 @@ where
                 peer,
                 proxy,
                 identity,
+                tls,
             } => {
                 extensions.insert(PeerAddr(*peer));
                 if let Some(proxy) = proxy {
@@ -83,6 +86,9 @@ where
                 }
                 if let Some(identity) = identity {
                     extensions.insert(identity.clone());
+                }
+                if let Some(tls) = tls {
+                    extensions.insert(tls.clone());
                 }
             }
         }
@@ -367,6 +373,7 @@ impl Accept for TcpAccept {
                         peer,
                         proxy: None,
                         identity: None,
+                        tls: None,
                     };
                     return Some((stream, connection));
                 }
@@ -389,6 +396,7 @@ impl Accept for TcpAccept {
                         peer: proxied.client,
                         proxy: proxied.proxy,
                         identity: proxied.identity,
+                        tls: proxied.tls,
                     },
                 )),
                 Err(error) => {
