@@ -235,7 +235,7 @@ impl Portcullis {
     /// let stack = portcullis::from_env(&portcullis::identity::env::Env::process()).await?;
     /// let listening = stack.bind().await?;
     /// println!("listening on {}", listening.url());
-    /// listening.serve(app, std::future::pending()).await;
+    /// listening.serve(app, portcullis::client_cert::shutdown_signal()).await;
     /// # Ok(())
     /// # }
     /// ```

@@ -99,6 +99,10 @@ const TABLE: &[(&[(&str, &str)], &str)] = &[
         "RATE_LIMIT_ON_STORE_ERROR=\"maybe\": not a store-failure policy; write open (let requests through uncounted) or closed (refuse them with 503)",
     ),
     (
+        &[("SHUTDOWN_GRACE_SECS", "soon")],
+        "SHUTDOWN_GRACE_SECS=\"soon\": not a number of seconds; write one such as 60 or 0.5",
+    ),
+    (
         &[("PROXY_PROTOCOL", "v3")],
         "PROXY_PROTOCOL=\"v3\": not a PROXY protocol setting; write off, v1, v2 or any",
     ),
@@ -159,6 +163,7 @@ async fn every_problem_is_reported_at_once() {
         "TLS_CERT=\"/nope/cert.pem\"",
         "TLS_KEY=\"/nope/key.pem\"",
         "TRUSTED_PROXY_CIDRS=",
+        "SHUTDOWN_GRACE_SECS=",
         "PROXY_PROTOCOL=\"v3\"",
         "PROXY_PROTOCOL_ALLOW_MISSING: set without",
         "FORWARDED_CERT_FORMAT=",

@@ -91,6 +91,11 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     } else {
         println!("listening on {} (no TLS_CERT: plaintext)", listening.url());
     }
-    listening.serve(app, std::future::pending()).await;
+    // SIGTERM or Ctrl-C: stop accepting, let requests in flight finish
+    // within SHUTDOWN_GRACE_SECS, then exit 0.
+    listening
+        .serve(app, portcullis::client_cert::shutdown_signal())
+        .await;
+    println!("stopped");
     Ok(())
 }

@@ -244,7 +244,9 @@ fn file_problem(var: &'static str, path: &str, error: &TlsConfigError) -> EnvPro
 impl ServeOptions {
     /// The defaults, with `HEADER_READ_TIMEOUT_SECS` (default 30; it also
     /// closes an HTTP/1.1 keep-alive connection idle that long),
-    /// `MAX_CONNECTIONS` (default 10,000) and the PROXY protocol applied:
+    /// `MAX_CONNECTIONS` (default 10,000), `SHUTDOWN_GRACE_SECS` (how long
+    /// requests in flight may finish after the shutdown signal; default
+    /// 10) and the PROXY protocol applied:
     /// `PROXY_PROTOCOL` (`off`, `v1`, `v2` or `any`; default `off`) from
     /// the peers in `proxies` (`TRUSTED_PROXY_CIDRS`), required from them
     /// unless `PROXY_PROTOCOL_ALLOW_MISSING=true`.
@@ -252,6 +254,7 @@ impl ServeOptions {
         let mut problems = Problems::new();
         let timeout = env.seconds("HEADER_READ_TIMEOUT_SECS", &mut problems, Zero::Refused);
         let max = env.count("MAX_CONNECTIONS", &mut problems, 10_000);
+        let grace = env.seconds("SHUTDOWN_GRACE_SECS", &mut problems, Zero::Allowed);
         let proxy = proxy_protocol(env, proxies, &mut problems);
         problems.finish(|| {
             let mut options = ServeOptions::default();
@@ -260,6 +263,9 @@ impl ServeOptions {
             }
             if let Some(max) = max {
                 options = options.max_connections(usize::try_from(max).unwrap_or(usize::MAX));
+            }
+            if let Some(grace) = grace {
+                options = options.shutdown_grace(grace);
             }
             options.proxy_protocol(proxy)
         })

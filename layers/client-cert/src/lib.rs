@@ -31,7 +31,8 @@
 //!         let cn = req.extensions().get::<ClientIdentity>().and_then(|id| id.common_name().map(str::to_owned));
 //!         Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(format!("hello {cn:?}\n")))))
 //!     });
-//! serve(listener, app, async { let _ = tokio::signal::ctrl_c().await; }).await;
+//! // SIGTERM or Ctrl-C: stop accepting, let requests in flight finish.
+//! serve(listener, app, portcullis_client_cert::shutdown_signal()).await;
 //! # Ok(())
 //! # }
 //! ```
@@ -92,8 +93,8 @@ pub use reload::{ReloadStats, TlsFiles, TlsReloader};
 #[cfg(feature = "axum")]
 pub use serve::WithTlsConnectInfo;
 pub use serve::{
-    AddTlsConnectInfo, DEFAULT_MAX_CONNECTIONS, HttpBody, HttpService, ServeOptions, serve,
-    serve_tcp,
+    AddTlsConnectInfo, DEFAULT_MAX_CONNECTIONS, DEFAULT_SHUTDOWN_GRACE, HttpBody, HttpService,
+    ServeOptions, serve, serve_tcp, shutdown_signal,
 };
 pub use server::{ClientAuth, Policy, Revocation, RevocationDepth, ServerTls};
 

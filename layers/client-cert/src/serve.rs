@@ -158,7 +158,38 @@ pub struct ServeOptions {
     h2_max_concurrent_streams: u32,
     max_connections: usize,
     proxy_protocol: ProxyProtocol,
+    shutdown_grace: Duration,
 }
+
+/// Completes on SIGTERM (what Kubernetes, systemd and `docker stop` send)
+/// or Ctrl-C: the `shutdown` future to give [`serve`], [`serve_tcp`] or
+/// `Listening::serve`, which then stop accepting and let requests in
+/// flight finish within [`ServeOptions::shutdown_grace`].
+pub async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut terminate) => {
+                tokio::select! {
+                    _ = terminate.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            // No handler could be installed: Ctrl-C alone.
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// The default for [`ServeOptions::shutdown_grace`].
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 /// The default for [`ServeOptions::max_connections`].
 pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
@@ -172,11 +203,22 @@ impl Default for ServeOptions {
             h2_max_concurrent_streams: 200,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             proxy_protocol: ProxyProtocol::default(),
+            shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
         }
     }
 }
 
 impl ServeOptions {
+    /// How long requests in flight may finish once the shutdown future
+    /// completed (default 10 s): the listener stops accepting at once, and
+    /// serving returns when the last connection is done or this has passed,
+    /// whichever is first.
+    #[must_use]
+    pub fn shutdown_grace(mut self, grace: Duration) -> Self {
+        self.shutdown_grace = grace;
+        self
+    }
+
     /// The PROXY protocol on [`serve_tcp`](Self::serve_tcp)'s plaintext
     /// listener (a [`TlsListener`] reads it before its handshakes: build it
     /// with [`TlsListener::with_proxy_protocol`]). Off by default.
@@ -249,15 +291,14 @@ impl ServeOptions {
     /// [`serve`] with these options.
     pub async fn serve<S, B>(
         self,
-        mut listener: TlsListener,
+        listener: TlsListener,
         service: S,
         shutdown: impl Future<Output = ()>,
     ) where
         S: HttpService<B>,
         B: HttpBody,
     {
-        self.serve_connections(&mut listener, service, shutdown)
-            .await;
+        self.serve_connections(listener, service, shutdown).await;
     }
 
     /// [`serve_tcp`] with these options.
@@ -271,7 +312,7 @@ impl ServeOptions {
         B: HttpBody,
     {
         let proxy = Arc::new(self.proxy_protocol.clone());
-        self.serve_connections(&mut TcpAccept { listener, proxy }, service, shutdown)
+        self.serve_connections(TcpAccept { listener, proxy }, service, shutdown)
             .await;
     }
 
@@ -279,7 +320,7 @@ impl ServeOptions {
     /// hyper-util auto with a timer, graceful shutdown.
     async fn serve_connections<L, S, B>(
         self,
-        listener: &mut L,
+        mut listener: L,
         service: S,
         shutdown: impl Future<Output = ()>,
     ) where
@@ -326,7 +367,16 @@ impl ServeOptions {
                 drop(permit);
             });
         }
-        graceful.shutdown().await;
+        // Stop accepting now: new clients are refused, not left in the
+        // backlog while open requests finish.
+        drop(listener);
+        if tokio::time::timeout(self.shutdown_grace, graceful.shutdown())
+            .await
+            .is_err()
+        {
+            #[cfg(feature = "tracing")]
+            tracing::warn!(grace = ?self.shutdown_grace, "connections still open after the shutdown grace; closing them");
+        }
     }
 }
 

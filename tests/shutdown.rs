@@ -1,0 +1,150 @@
+//! SIGTERM, as an orchestrator sends it, to the `axum` and `hyper`
+//! examples with a request in flight (held at a control plane the test
+//! releases): the listener stops accepting at once, the request finishes,
+//! and the process exits 0; with a grace shorter than the request, the
+//! process exits 0 at the end of the grace without it.
+#![cfg(all(
+    feature = "client-cert",
+    feature = "xfcc",
+    feature = "tenant",
+    feature = "rate-limit",
+    feature = "axum"
+))]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use portcullis_test_support::{Example, TempDir, curl, interop_binary};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::{mpsc, watch};
+
+const TOKEN: &str = "sk-shutdown-acme-0123456789";
+
+/// A control plane that answers every resolve with `acme`, but only once
+/// the test releases it; each call is reported when it arrives.
+async fn held_control_plane() -> (SocketAddr, mpsc::UnboundedReceiver<()>, watch::Sender<bool>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (called, calls) = mpsc::unbounded_channel();
+    let (release, released) = watch::channel(false);
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let (called, mut released) = (called.clone(), released.clone());
+            tokio::spawn(async move {
+                let mut request = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => request.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let _ = called.send(());
+                let _ = released.wait_for(|go| *go).await;
+                let body = r#"{"active": true, "tenant_id": "acme"}"#;
+                let answer = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = stream.write_all(answer.as_bytes()).await;
+            });
+        }
+    });
+    (addr, calls, release)
+}
+
+/// Starts `name` against the held control plane with `grace`, and a
+/// bearer request to it that waits there. Returns the example, the
+/// request's (status, body) to come, and the release.
+async fn request_in_flight(
+    name: &str,
+    grace: &str,
+    dir: &TempDir,
+) -> (
+    Example,
+    tokio::task::JoinHandle<(String, String)>,
+    watch::Sender<bool>,
+) {
+    let (control_plane, mut calls, release) = held_control_plane().await;
+    let example = Example::start(
+        name,
+        &[
+            ("CONTROL_PLANE_URL", &format!("http://{control_plane}")),
+            ("CONTROL_PLANE_INTERNAL_SECRET", "s3cret"),
+            ("SHUTDOWN_GRACE_SECS", grace),
+        ],
+        dir.join("example.log"),
+    );
+    let url = format!("http://{}/whoami", example.addr());
+    let request = tokio::task::spawn_blocking(move || {
+        let out = curl(&[
+            "-H".to_owned(),
+            format!("authorization: Bearer {TOKEN}"),
+            url,
+        ]);
+        (out.status, out.body)
+    });
+    // The request is in flight once the control plane has it.
+    tokio::time::timeout(Duration::from_secs(20), calls.recv())
+        .await
+        .expect("the request never reached the control plane");
+    (example, request, release)
+}
+
+/// Whether new connections are refused (the listener closed), polled
+/// for up to 10 s after SIGTERM.
+async fn refuses_new_connections(addr: SocketAddr) -> bool {
+    for _ in 0..500 {
+        if tokio::net::TcpStream::connect(addr).await.is_err() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    false
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_the_request_in_flight_finish_then_exits_0() {
+    if interop_binary("curl").is_none() {
+        return;
+    }
+    for name in ["axum", "hyper"] {
+        let dir = TempDir::new("shutdown-finish");
+        let (mut example, request, release) = request_in_flight(name, "30", &dir).await;
+        example.terminate();
+        assert!(
+            refuses_new_connections(example.addr()).await,
+            "{name} still accepts"
+        );
+        release.send(true).unwrap();
+        let (status, body) = request.await.unwrap();
+        assert_eq!(status, "200", "{name}: {body}");
+        assert!(body.contains(r#""id":"acme""#), "{name}: {body}");
+        let exit = tokio::task::spawn_blocking(move || {
+            let status = example.wait_exit(Duration::from_secs(30));
+            (status, example.log_text())
+        })
+        .await
+        .unwrap();
+        assert!(exit.0.is_some_and(|s| s.success()), "{name}: {exit:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn past_the_grace_it_exits_0_without_the_request() {
+    if interop_binary("curl").is_none() {
+        return;
+    }
+    let dir = TempDir::new("shutdown-grace");
+    let (mut example, request, release) = request_in_flight("axum", "0.2", &dir).await;
+    example.terminate();
+    // Exits while the control plane still holds the request.
+    let exit = tokio::task::spawn_blocking(move || example.wait_exit(Duration::from_secs(30)))
+        .await
+        .unwrap();
+    assert!(exit.is_some_and(|s| s.success()), "{exit:?}");
+    let (status, body) = request.await.unwrap();
+    assert_eq!(status, "000", "{body}");
+    release.send(true).unwrap();
+}
