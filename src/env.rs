@@ -100,6 +100,20 @@ pub async fn from_env(env: &Env<'_>) -> Result<Portcullis, StartupError> {
     }
     // Configured, even if wrongly: its own problems are reported above.
     let tenants = tenant.is_some() || env.is_set("TENANTS_FILE") || env.is_set("CONTROL_PLANE_URL");
+    if !tenants {
+        env.warn(
+            "TENANTS_FILE",
+            if sources.own {
+                "no tenants are configured (TENANTS_FILE or CONTROL_PLANE_URL): nothing is \
+                 authenticated beyond the handshake, so every client whose certificate verifies \
+                 is admitted, with no tenant; almost never what you want"
+            } else {
+                "no tenants are configured (TENANTS_FILE or CONTROL_PLANE_URL): nothing is \
+                 authenticated, so every request is admitted, with no tenant (a development \
+                 setup)"
+            },
+        );
+    }
     if let Some(rate_limit) = &rate_limit {
         check_rate_limit(env, rate_limit, &sources, tenants, &mut problems);
     }
@@ -123,6 +137,7 @@ pub async fn from_env(env: &Env<'_>) -> Result<Portcullis, StartupError> {
         listen,
         proxies,
         serve_options,
+        warnings: env.warnings(),
     })
 }
 

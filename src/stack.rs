@@ -13,7 +13,7 @@ use portcullis_client_cert::{
     TlsListener,
 };
 use portcullis_identity::TrustedProxies;
-use portcullis_identity::env::{EnvError, EnvProblem, Problems};
+use portcullis_identity::env::{EnvError, EnvProblem, EnvWarning, Problems};
 use portcullis_rate_limit::{RateLimit, RateLimitLayer};
 use portcullis_tenant::{InternalGuardLayer, ResolveTenant, TenantLayer};
 use portcullis_xfcc::{Xfcc, XfccLayer};
@@ -188,6 +188,7 @@ pub struct Portcullis {
     pub(crate) listen: SocketAddr,
     pub(crate) proxies: TrustedProxies,
     pub(crate) serve_options: ServeOptions,
+    pub(crate) warnings: Vec<EnvWarning>,
 }
 
 impl Portcullis {
@@ -264,6 +265,14 @@ impl Portcullis {
             listener,
             options: self.serve_options.clone(),
         })
+    }
+
+    /// Settings that work but are probably not what was meant (a client
+    /// CA without `TLS_CLIENT_AUTH`, no tenants at all), each naming its
+    /// variable: print them at start-up (the examples do). With the
+    /// `tracing` feature they are logged too.
+    pub fn warnings(&self) -> &[EnvWarning] {
+        &self.warnings
     }
 
     /// `LISTEN_ADDR`.

@@ -223,3 +223,51 @@ async fn nothing_set_is_a_plaintext_stack_on_the_default_address() {
     assert_eq!(stack.listen_addr().to_string(), "127.0.0.1:8443");
     assert!(stack.trusted_proxies().is_empty());
 }
+
+#[tokio::test]
+async fn settings_that_work_but_surprise_are_warned_of() {
+    let dir = portcullis_test_support::TempDir::new("startup-warnings");
+    let pki = portcullis_test_support::pki();
+    let cert = dir.write("server.pem", pki.end().chain_pem());
+    let key = dir.write("server.key", pki.end().key_pem());
+    let ca = dir.write("ca.pem", pki.ca().cert_pem());
+    let stack = portcullis::from_env(&Env::from_pairs([
+        ("TLS_CERT", cert.as_str()),
+        ("TLS_KEY", key.as_str()),
+        ("TLS_CLIENT_CA", ca.as_str()),
+    ]))
+    .await
+    .unwrap();
+    let warnings: Vec<(&str, String)> = stack
+        .warnings()
+        .iter()
+        .map(|w| (w.var(), w.to_string()))
+        .collect();
+    assert_eq!(warnings.len(), 2, "{warnings:#?}");
+    assert_eq!(warnings[0].0, "TLS_CLIENT_CA");
+    assert!(
+        warnings[0]
+            .1
+            .contains("client certificates are now required"),
+        "{warnings:?}"
+    );
+    assert_eq!(warnings[1].0, "TENANTS_FILE");
+    assert!(
+        warnings[1]
+            .1
+            .contains("every client whose certificate verifies is admitted"),
+        "{warnings:?}"
+    );
+    // Said outright, neither surprises.
+    let tenants = dir.write("tenants.json", r#"{"keys": []}"#);
+    let stack = portcullis::from_env(&Env::from_pairs([
+        ("TLS_CERT", cert.as_str()),
+        ("TLS_KEY", key.as_str()),
+        ("TLS_CLIENT_CA", ca.as_str()),
+        ("TLS_CLIENT_AUTH", "required"),
+        ("TENANTS_FILE", tenants.as_str()),
+    ]))
+    .await
+    .unwrap();
+    assert!(stack.warnings().is_empty(), "{:?}", stack.warnings());
+}

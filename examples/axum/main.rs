@@ -63,6 +63,9 @@ async fn main() -> ExitCode {
 
 async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let stack = portcullis::from_env(&Env::process()).await?;
+    for warning in stack.warnings() {
+        eprintln!("warning: {warning}");
+    }
     let public = Router::new()
         .route(
             "/whoami",

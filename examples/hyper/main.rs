@@ -51,6 +51,9 @@ async fn main() -> ExitCode {
 
 async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let stack = portcullis::from_env(&Env::process()).await?;
+    for warning in stack.warnings() {
+        eprintln!("warning: {warning}");
+    }
     // /internal/* goes to the guard beside the stack: the stack removes
     // x-internal-secret from everything it handles, so a guard behind it
     // would never see the secret. Everything else goes through the stack.

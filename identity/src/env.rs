@@ -36,6 +36,8 @@ use http::HeaderName;
 /// manifest means "not set").
 pub struct Env<'a> {
     lookup: Box<Lookup<'a>>,
+    /// What the readers noticed that works but is probably not meant.
+    warnings: std::cell::RefCell<Vec<EnvWarning>>,
 }
 
 /// A variable's value by its name.
@@ -74,7 +76,27 @@ impl<'a> Env<'a> {
     pub fn from_fn(lookup: impl Fn(&str) -> Option<String> + 'a) -> Self {
         Env {
             lookup: Box::new(lookup),
+            warnings: std::cell::RefCell::default(),
         }
+    }
+
+    /// Records a setting that works but is probably not what was meant;
+    /// logged at once with the `tracing` feature, and kept for
+    /// [`warnings`](Self::warnings) (the facade hands them to the
+    /// application, which prints them).
+    pub fn warn(&self, var: &'static str, message: impl Into<Cow<'static, str>>) {
+        let warning = EnvWarning {
+            var,
+            message: message.into(),
+        };
+        #[cfg(feature = "tracing")]
+        tracing::warn!(var, message = %warning.message, "configuration warning");
+        self.warnings.borrow_mut().push(warning);
+    }
+
+    /// Every warning recorded so far, in order.
+    pub fn warnings(&self) -> Vec<EnvWarning> {
+        self.warnings.borrow().clone()
     }
 
     /// `var`'s value, trimmed; `None` when unset or only white space.
@@ -173,6 +195,32 @@ impl<'a> Env<'a> {
                 Invalid::new("not a header name", format!("write one such as {example}"))
             })
         })
+    }
+}
+
+/// A setting that works but is probably not what was meant: the variable
+/// and what will happen. Displayed as `VAR: message`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnvWarning {
+    var: &'static str,
+    message: Cow<'static, str>,
+}
+
+impl EnvWarning {
+    /// The variable it is about.
+    pub fn var(&self) -> &'static str {
+        self.var
+    }
+
+    /// What will happen, and what was probably meant.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
+impl fmt::Display for EnvWarning {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.var, self.message)
     }
 }
 

@@ -120,6 +120,13 @@ impl TlsSettings {
             }
         };
         let client_auth = client_auth(mode, ca.is_some(), problems);
+        if mode.is_none() && ca.is_some() {
+            env.warn(
+                "TLS_CLIENT_CA",
+                "set without TLS_CLIENT_AUTH: client certificates are now required (you probably \
+                 meant mTLS; set TLS_CLIENT_AUTH=required to say so, or optional)",
+            );
+        }
         if crl.is_some() && ca.is_none() {
             problems.push(EnvProblem::missing_partner(
                 "TLS_CLIENT_CRL",
@@ -218,13 +225,7 @@ fn client_auth(mode: Option<ClientAuth>, ca_set: bool, problems: &mut Problems) 
             ));
             mode
         }
-        (None, true) => {
-            #[cfg(feature = "tracing")]
-            tracing::warn!(
-                "TLS_CLIENT_CA is set without TLS_CLIENT_AUTH: requiring client certificates"
-            );
-            ClientAuth::Required
-        }
+        (None, true) => ClientAuth::Required,
         (None, false) => ClientAuth::None,
     }
 }

@@ -1,8 +1,9 @@
-//! SIGTERM, as an orchestrator sends it, to the `axum` and `hyper`
-//! examples with a request in flight (held at a control plane the test
+//! The examples as operators run them. SIGTERM, as an orchestrator sends
+//! it, with a request in flight (held at a control plane the test
 //! releases): the listener stops accepting at once, the request finishes,
 //! and the process exits 0; with a grace shorter than the request, the
-//! process exits 0 at the end of the grace without it.
+//! process exits 0 at the end of the grace without it. And the start-up
+//! warnings reach the operator without the `tracing` feature.
 #![cfg(all(
     feature = "client-cert",
     feature = "xfcc",
@@ -147,4 +148,34 @@ async fn past_the_grace_it_exits_0_without_the_request() {
     let (status, body) = request.await.unwrap();
     assert_eq!(status, "000", "{body}");
     release.send(true).unwrap();
+}
+
+#[tokio::test]
+async fn the_examples_print_their_start_up_warnings() {
+    for name in ["axum", "hyper"] {
+        let dir = TempDir::new("warnings");
+        let pki = portcullis_test_support::pki();
+        let cert = dir.write("server.pem", pki.end().chain_pem());
+        let key = dir.write("server.key", pki.end().key_pem());
+        let ca = dir.write("ca.pem", pki.ca().cert_pem());
+        let mut example = Example::start(
+            name,
+            &[
+                ("TLS_CERT", &cert),
+                ("TLS_KEY", &key),
+                ("TLS_CLIENT_CA", &ca),
+            ],
+            dir.join("example.log"),
+        );
+        let log = example.log_text();
+        example.kill();
+        assert!(
+            log.contains("warning: TLS_CLIENT_CA: set without TLS_CLIENT_AUTH: client certificates are now required"),
+            "{name}: {log}"
+        );
+        assert!(
+            log.contains("warning: TENANTS_FILE: no tenants are configured"),
+            "{name}: {log}"
+        );
+    }
 }
