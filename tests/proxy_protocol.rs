@@ -35,17 +35,25 @@ fn client_ip(body: &str) -> String {
     whoami["client_ip"].as_str().unwrap_or("-").to_owned()
 }
 
-/// HAProxy in `mode tcp` on a port of its own, passing each connection to
-/// `backend` with `send` (`send-proxy` or `send-proxy-v2`). Ready when a
+/// HAProxy in `mode tcp` on a port of its own, its `bind` line ending in
+/// `bind_options` (TLS termination, or nothing), passing each connection to
+/// `backend` with `send` (`send-proxy`, `send-proxy-v2`, ...). Ready when a
 /// request through it gets an HTTP answer (the example behind it reading
 /// the header), or for TLS when a ClientHello gets a handshake back.
-fn haproxy(dir: &TempDir, backend: SocketAddr, send: &str, readiness: Readiness) -> (Daemon, u16) {
+fn haproxy(
+    dir: &TempDir,
+    bind_options: &str,
+    backend: SocketAddr,
+    send: &str,
+    readiness: Readiness,
+) -> (Daemon, u16) {
     let haproxy = interop_binary("haproxy").unwrap();
     let port = free_port();
     let config = format!(
         "global\n    maxconn 200\ndefaults\n    mode tcp\n    timeout connect 5s\n    \
-         timeout client 30s\n    timeout server 30s\nfrontend front\n    bind 127.0.0.1:{port}\n    \
-         default_backend app\nbackend app\n    server app {backend} {send}\n"
+         timeout client 30s\n    timeout server 30s\nfrontend front\n    \
+         bind 127.0.0.1:{port} {bind_options}\n    default_backend app\nbackend app\n    \
+         server app {backend} {send}\n"
     );
     let conf = dir.write("haproxy.cfg", config);
     let mut command = std::process::Command::new(haproxy);
@@ -73,7 +81,7 @@ async fn behind_haproxy_the_client_is_the_one_the_header_names() {
                 ],
                 dir.join("example.log"),
             );
-            let (_haproxy, port) = haproxy(&dir, example.addr(), send, Readiness::Http);
+            let (_haproxy, port) = haproxy(&dir, "", example.addr(), send, Readiness::Http);
             let url = format!("http://127.0.0.1:{port}/whoami");
             let mut seen = Vec::new();
             for from in ["127.0.0.2", "127.0.0.2", "127.0.0.3"] {
@@ -116,7 +124,7 @@ async fn the_header_comes_before_the_tls_handshake() {
         ],
         dir.join("example.log"),
     );
-    let (_haproxy, port) = haproxy(&dir, example.addr(), "send-proxy-v2", Readiness::Tls);
+    let (_haproxy, port) = haproxy(&dir, "", example.addr(), "send-proxy-v2", Readiness::Tls);
     let url = format!("https://localhost:{port}/whoami");
     let resolve = format!("localhost:{port}:127.0.0.1");
     let (status, body) = curl_async(&[
@@ -200,23 +208,11 @@ async fn haproxy_terminating_mtls_forwards_the_verified_cn() {
             ],
             dir.join("example.log"),
         );
-        let haproxy_bin = interop_binary("haproxy").unwrap();
-        let port = free_port();
-        let config = format!(
-            "global\n    maxconn 200\ndefaults\n    mode tcp\n    timeout connect 5s\n    \
-             timeout client 30s\n    timeout server 30s\nfrontend front\n    \
-             bind 127.0.0.1:{port} ssl crt {server} ca-file {ca} verify {verify}\n    \
-             default_backend app\nbackend app\n    server app {} send-proxy-v2-ssl-cn\n",
-            example.addr()
-        );
-        let conf = dir.write("haproxy.cfg", config);
-        let mut command = std::process::Command::new(haproxy_bin);
-        command.args(["-db", "-f", &conf]);
-        let _haproxy = Daemon::start(
-            "haproxy",
-            command,
-            port,
-            dir.join("haproxy.log"),
+        let (_haproxy, port) = haproxy(
+            &dir,
+            &format!("ssl crt {server} ca-file {ca} verify {verify}"),
+            example.addr(),
+            "send-proxy-v2-ssl-cn",
             Readiness::Tls,
         );
         let url = format!("https://localhost:{port}/whoami");
