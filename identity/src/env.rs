@@ -501,7 +501,7 @@ impl crate::OutboundTrust {
                     .map(|path| ("SSL_CERT_FILE".to_owned(), path))
             });
         let overrides_store = ssl_cert_file.is_some() || env.is_set("SSL_CERT_DIR");
-        crate::OutboundTrust::assemble_from(
+        crate::OutboundTrust::assemble(
             extra
                 .clone()
                 .map(|(var, path)| (var, std::path::PathBuf::from(path))),

@@ -134,27 +134,13 @@ impl std::error::Error for OutboundTrustError {
 impl OutboundTrust {
     /// The platform's roots alone.
     pub fn platform() -> Result<Self, OutboundTrustError> {
-        Self::assemble(platform_roots(false), None)
+        Self::assemble(None, false)
     }
 
     /// The platform's roots plus the bundle at `path`.
     pub fn with_extra_bundle(path: impl AsRef<Path>) -> Result<Self, OutboundTrustError> {
         let path = path.as_ref();
-        Self::assemble(
-            platform_roots(false),
-            Some((path.display().to_string(), path.to_owned())),
-        )
-    }
-
-    /// The platform's roots plus the bundle at `path`, which the setting
-    /// `source` named; `env_overrides_store`: whether the environment
-    /// points rustls-native-certs away from the store (`SSL_CERT_FILE`,
-    /// `SSL_CERT_DIR`), so the distributions' bundle is read directly.
-    pub(crate) fn assemble_from(
-        extra: Option<(String, PathBuf)>,
-        env_overrides_store: bool,
-    ) -> Result<Self, OutboundTrustError> {
-        Self::assemble(platform_roots(env_overrides_store), extra)
+        Self::assemble(Some((path.display().to_string(), path.to_owned())), false)
     }
 
     /// These roots added too: certificates made in memory, such as a
@@ -174,12 +160,18 @@ impl OutboundTrust {
         Ok(self)
     }
 
-    fn assemble(
-        platform: Vec<CertificateDer<'static>>,
+    /// The platform's roots plus the bundle `extra` names (the setting or
+    /// path that named it, and the path); `env_overrides_store`: whether
+    /// the environment points rustls-native-certs away from the store
+    /// (`SSL_CERT_FILE`, `SSL_CERT_DIR`), so the distributions' bundle is
+    /// read directly.
+    pub(crate) fn assemble(
         extra: Option<(String, PathBuf)>,
+        env_overrides_store: bool,
     ) -> Result<Self, OutboundTrustError> {
         let mut roots = RootCertStore::empty();
-        let (platform_count, _) = roots.add_parsable_certificates(platform);
+        let (platform_count, _) =
+            roots.add_parsable_certificates(platform_roots(env_overrides_store));
         let mut extra_count = 0;
         if let Some((_, path)) = &extra {
             let bytes = std::fs::read(path).map_err(|source| OutboundTrustError::Read {

@@ -57,11 +57,14 @@ pub enum TlsConfigError {
         what: &'static str,
         /// rustls's reason.
         detail: String,
+        /// How to fix it.
+        fix: &'static str,
     },
 }
 
-/// What [`TlsConfigError::Rustls`] names when the key and chain disagree.
-pub(crate) const SERVER_CERTIFICATE_AND_KEY: &str = "server certificate and key";
+/// The fix for a [`TlsConfigError::Rustls`] whose files may not hold what
+/// they should.
+pub(crate) const CHECK_THE_FILES: &str = "check that the files hold what they should";
 
 impl TlsConfigError {
     /// What is wrong and the fix, apart from where the bytes came from (for
@@ -92,14 +95,7 @@ impl TlsConfigError {
                 "check that the directory exists and inotify limits \
                  (fs.inotify.max_user_watches) are not exhausted",
             ),
-            TlsConfigError::Rustls { what, detail } => (
-                format!("{what}: {detail}"),
-                if *what == SERVER_CERTIFICATE_AND_KEY {
-                    "check that the key belongs to the leaf certificate at the top of the chain"
-                } else {
-                    "check that the files hold what they should"
-                },
-            ),
+            TlsConfigError::Rustls { what, detail, fix } => (format!("{what}: {detail}"), fix),
         }
     }
 }

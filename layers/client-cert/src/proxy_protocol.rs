@@ -90,6 +90,18 @@ pub(crate) struct Proxied {
     pub(crate) tls: Option<ProxiedTls>,
 }
 
+impl Proxied {
+    /// The peer is its own client: no header named another.
+    fn own(peer: SocketAddr) -> Self {
+        Proxied {
+            client: peer,
+            proxy: None,
+            identity: None,
+            tls: None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Version {
     V1,
@@ -145,14 +157,8 @@ impl ProxyProtocol {
         deadline: tokio::time::Instant,
     ) -> io::Result<Proxied> {
         let peer = stream.peer_addr()?;
-        let own = Proxied {
-            client: peer,
-            proxy: None,
-            identity: None,
-            tls: None,
-        };
         if !self.is_on() {
-            return Ok(own);
+            return Ok(Proxied::own(peer));
         }
         let deadline = deadline.min(tokio::time::Instant::now() + self.read_timeout);
         tokio::time::timeout_at(deadline, self.read_header(stream, peer))
@@ -161,12 +167,7 @@ impl ProxyProtocol {
     }
 
     async fn read_header(&self, stream: &mut TcpStream, peer: SocketAddr) -> io::Result<Proxied> {
-        let own = Proxied {
-            client: peer,
-            proxy: None,
-            identity: None,
-            tls: None,
-        };
+        let own = Proxied::own(peer);
         let trusted = self.trusted.contains(peer.ip());
         let Some((version, length)) = header_extent(stream).await? else {
             return if trusted && !self.allow_missing {
@@ -215,7 +216,9 @@ fn refused(why: &str) -> io::Error {
 /// Looks at the connection's first bytes without taking them: a PROXY
 /// header's version and length, or `None` when it does not start with one.
 async fn header_extent(stream: &TcpStream) -> io::Result<Option<(Version, usize)>> {
-    let mut buf = vec![0u8; V1_MAX.max(16)];
+    // Enough for a whole v1 header and a v2 header's fixed 16 bytes; on
+    // the stack, as this runs for every new connection.
+    let mut buf = [0u8; V1_MAX];
     let mut seen = 0;
     loop {
         let n = stream.peek(&mut buf).await?;

@@ -14,6 +14,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
+use portcullis_identity::response::ReadyOrLater;
 use portcullis_identity::{ClientIdentity, PeerAddr, ProxiedTls, ProxyPeer, TlsConnectInfo};
 use tokio::sync::Semaphore;
 use tower_service::Service;
@@ -329,7 +330,8 @@ impl ServeOptions {
         B: HttpBody,
     {
         let graceful = GracefulShutdown::new();
-        let builder = self.builder();
+        // Shared by every connection's task: a reference count, not a copy.
+        let builder = Arc::new(self.builder());
         let open = Arc::new(Semaphore::new(self.max_connections));
         let mut shutdown = std::pin::pin!(shutdown);
         loop {
@@ -391,12 +393,13 @@ trait Accept {
     /// Work on a connection in its own task before it is served (reading a
     /// PROXY header); `None` closes it. Nothing by default.
     fn prepare(&self, io: Self::Io, connection: Connection) -> Prepare<Self::Io> {
-        Box::pin(std::future::ready(Some((io, connection))))
+        Prepare::ready(Some((io, connection)))
     }
 }
 
-/// A connection being prepared.
-type Prepare<Io> = std::pin::Pin<Box<dyn Future<Output = Option<(Io, Connection)>> + Send>>;
+/// A connection being prepared: at hand at once when there is nothing to
+/// do (no allocation), or later; `None` closes it.
+type Prepare<Io> = ReadyOrLater<'static, Option<(Io, Connection)>>;
 
 impl Accept for TlsListener {
     type Io = crate::TlsStream;
@@ -435,10 +438,10 @@ impl Accept for TcpAccept {
 
     fn prepare(&self, mut io: Self::Io, connection: Connection) -> Prepare<Self::Io> {
         if !self.proxy.is_on() {
-            return Box::pin(std::future::ready(Some((io, connection))));
+            return Prepare::ready(Some((io, connection)));
         }
         let proxy = self.proxy.clone();
-        Box::pin(async move {
+        Prepare::later(async move {
             match proxy.read(&mut io).await {
                 Ok(proxied) => Some((
                     io,

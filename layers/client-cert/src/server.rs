@@ -268,6 +268,7 @@ impl ServerTls {
                         .map_err(|e| TlsConfigError::Rustls {
                             what: "client CA bundle",
                             detail: format!("certificate {}: {e}", index + 1),
+                            fix: crate::error::CHECK_THE_FILES,
                         })?;
                 }
                 let mut builder =
@@ -288,6 +289,7 @@ impl ServerTls {
                 builder.build().map_err(|e| TlsConfigError::Rustls {
                     what: "client certificate verifier",
                     detail: e.to_string(),
+                    fix: crate::error::CHECK_THE_FILES,
                 })?
             }
         };
@@ -296,11 +298,13 @@ impl ServerTls {
             .map_err(|e| TlsConfigError::Rustls {
                 what: "TLS protocol versions",
                 detail: e.to_string(),
+                fix: crate::error::CHECK_THE_FILES,
             })?
             .with_client_cert_verifier(verifier)
             .with_single_cert(self.chain.clone(), self.key.clone_key())
             .map_err(|e| TlsConfigError::Rustls {
-                what: crate::error::SERVER_CERTIFICATE_AND_KEY,
+                what: "server certificate and key",
+                fix: "check that the key belongs to the leaf certificate at the top of the chain",
                 detail: match e {
                     rustls::Error::InconsistentKeys(_) => {
                         "the private key is not the key of the first certificate in the chain"

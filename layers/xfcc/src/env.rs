@@ -39,10 +39,12 @@ impl XfccLayer {
     pub fn from_env(env: &Env<'_>, proxies: &TrustedProxies) -> Result<Self, EnvError> {
         let mut problems = Problems::new();
         let format = env.parse("FORWARDED_CERT_FORMAT", &mut problems, |text| {
-            text.parse::<CertFormat>().map_err(|e| {
-                let text = e.to_string();
-                let (problem, fix) = text.split_once("; ").unwrap_or((&text, ""));
-                Invalid::new(problem.to_owned(), fix.to_owned())
+            text.parse::<CertFormat>().map_err(|_| {
+                let names: Vec<&str> = CertFormat::ALL.iter().map(|f| f.name()).collect();
+                Invalid::new(
+                    format!("unknown forwarded-certificate format {text:?}"),
+                    format!("expected one of {}", names.join(", ")),
+                )
             })
         });
         let identities = env.parse("TRUSTED_PROXY_IDENTITIES", &mut problems, |list| {
