@@ -21,6 +21,9 @@ use crate::stack::{DEFAULT_LISTEN_ADDR, Portcullis, PortcullisLayer, StartupErro
 /// The variable naming where the stack listens (named in bind errors too).
 pub(crate) const LISTEN_ADDR: &str = "LISTEN_ADDR";
 
+/// The variable naming where the Prometheus endpoint listens.
+const METRICS_ADDR: &str = "METRICS_ADDR";
+
 /// Where a client certificate can come from, as configured (even if a
 /// file is wrong: its own problem is reported once, not again here).
 struct CertificateSources {
@@ -70,6 +73,7 @@ pub async fn from_env(env: &Env<'_>) -> Result<Portcullis, StartupError> {
             })
         })
         .or_else(|| DEFAULT_LISTEN_ADDR.parse().ok());
+    let metrics = metrics_addr(env, &mut problems);
     let tls = problems.take(ServerTls::from_env(env)).flatten();
     let proxies = problems
         .take(TrustedProxies::from_env(env))
@@ -137,8 +141,30 @@ pub async fn from_env(env: &Env<'_>) -> Result<Portcullis, StartupError> {
         listen,
         proxies,
         serve_options,
+        metrics,
         warnings: env.warnings(),
     })
+}
+
+/// `METRICS_ADDR`: where to serve `GET /metrics` (feature `metrics`).
+fn metrics_addr(env: &Env<'_>, problems: &mut Problems) -> Option<SocketAddr> {
+    let addr = env.parse(METRICS_ADDR, problems, |text| {
+        text.parse::<SocketAddr>().map_err(|_| {
+            Invalid::new(
+                "not an address and port",
+                "write one such as 0.0.0.0:9090 (0.0.0.0 for a scraper on another host)",
+            )
+        })
+    });
+    if addr.is_some() && cfg!(not(feature = "metrics")) {
+        problems.push(EnvProblem::invalid(
+            METRICS_ADDR,
+            env.get(METRICS_ADDR).unwrap_or_default(),
+            "this build has no Prometheus endpoint",
+            "build portcullis with the metrics feature, or unset METRICS_ADDR",
+        ));
+    }
+    addr
 }
 
 /// The rate-limit settings against where certificates and tenants come

@@ -84,6 +84,14 @@ mod env;
     feature = "client-cert",
     feature = "xfcc",
     feature = "tenant",
+    feature = "rate-limit",
+    feature = "metrics"
+))]
+mod metrics;
+#[cfg(all(
+    feature = "client-cert",
+    feature = "xfcc",
+    feature = "tenant",
     feature = "rate-limit"
 ))]
 #[cfg_attr(

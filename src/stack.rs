@@ -10,7 +10,7 @@ use tower::Service;
 
 use portcullis_client_cert::{
     ClientCert, ClientCertLayer, EnvTls, HttpBody, HttpService, ServeOptions, TlsAcceptor,
-    TlsListener,
+    TlsListener, TlsReloader,
 };
 use portcullis_identity::TrustedProxies;
 use portcullis_identity::env::{EnvError, EnvProblem, EnvWarning, Problems};
@@ -188,6 +188,8 @@ pub struct Portcullis {
     pub(crate) listen: SocketAddr,
     pub(crate) proxies: TrustedProxies,
     pub(crate) serve_options: ServeOptions,
+    /// `METRICS_ADDR`.
+    pub(crate) metrics: Option<SocketAddr>,
     pub(crate) warnings: Vec<EnvWarning>,
 }
 
@@ -231,6 +233,14 @@ impl Portcullis {
     /// application on the result with [`Listening::serve`], under
     /// [`serve_options`](Self::serve_options).
     ///
+    /// With TLS, the files are watched (unless `TLS_RELOAD=false`) for as
+    /// long as the [`Listening`] lives: a renewed certificate, key, client
+    /// CA or CRL (a file replaced, or Kubernetes swapping its `..data`
+    /// link) is served from the next handshake on; a file that does not
+    /// load changes nothing, and the last good configuration stays (the
+    /// failure is logged with `tracing` and counted in
+    /// `portcullis_reloads_total{what="tls",result="error"}`).
+    ///
     /// ```no_run
     /// # async fn run(app: axum::Router) -> Result<(), Box<dyn std::error::Error>> {
     /// let stack = portcullis::from_env(&portcullis::identity::env::Env::process()).await?;
@@ -248,22 +258,50 @@ impl Portcullis {
         let tcp = tokio::net::TcpListener::bind(addr)
             .await
             .map_err(bind_error)?;
+        let mut reloader = None;
         let listener = match &self.tls {
             Some(tls) => {
                 let config = tls.tls.build().map_err(std::io::Error::other)?;
+                let acceptor = TlsAcceptor::new(config);
+                if tls.reload {
+                    let watching = TlsReloader::watch(acceptor.clone(), tls.files.clone())
+                        .map_err(|e| {
+                            std::io::Error::other(format!(
+                                "TLS_RELOAD: {e}; set TLS_RELOAD=false to serve these files \
+                                 without watching them"
+                            ))
+                        })?;
+                    reloader = Some(watching);
+                }
                 // The PROXY header comes before the handshake: the TLS
                 // listener reads it.
                 Listener::Tls(TlsListener::with_proxy_protocol(
                     tcp,
-                    TlsAcceptor::new(config),
+                    acceptor,
                     self.serve_options.proxy_protocol_settings().clone(),
                 ))
             }
             None => Listener::Tcp(tcp),
         };
+        #[cfg(feature = "metrics")]
+        let metrics = match self.metrics {
+            Some(addr) => Some((
+                crate::metrics::MetricsEndpoint::bind(addr).await?,
+                crate::metrics::Levels {
+                    tenant: self.layer.tenant.clone(),
+                    rate_limit: self.layer.rate_limit.clone(),
+                    expiry: self.tls.as_ref().map(|tls| tls.tls.expiry()),
+                    reloads: reloader.as_ref().map(TlsReloader::shared_stats),
+                },
+            )),
+            None => None,
+        };
         Ok(Listening {
             listener,
             options: self.serve_options.clone(),
+            reloader,
+            #[cfg(feature = "metrics")]
+            metrics,
         })
     }
 
@@ -280,6 +318,12 @@ impl Portcullis {
         self.listen
     }
 
+    /// `METRICS_ADDR`: where [`bind`](Self::bind) serves `GET /metrics`
+    /// (feature `metrics`).
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics
+    }
+
     /// `TRUSTED_PROXY_CIDRS` (with `CLIENT_IP_HEADER`), for a handler's own
     /// `ClientIp`.
     pub fn trusted_proxies(&self) -> &TrustedProxies {
@@ -292,6 +336,11 @@ impl Portcullis {
 pub struct Listening {
     listener: Listener,
     options: ServeOptions,
+    /// Watches the TLS files while serving; dropped with the listener.
+    reloader: Option<TlsReloader>,
+    /// `METRICS_ADDR`'s endpoint, served beside the application.
+    #[cfg(feature = "metrics")]
+    metrics: Option<(crate::metrics::MetricsEndpoint, crate::metrics::Levels)>,
 }
 
 #[derive(Debug)]
@@ -316,6 +365,22 @@ impl Listening {
         matches!(self.listener, Listener::Tls(_))
     }
 
+    /// The reloader watching the TLS files (`None`: plaintext, or
+    /// `TLS_RELOAD=false`): its counts, and
+    /// [`reload_now`](TlsReloader::reload_now) for a `SIGHUP` handler.
+    pub fn tls_reloader(&self) -> Option<&TlsReloader> {
+        self.reloader.as_ref()
+    }
+
+    /// Where `GET /metrics` is served (`METRICS_ADDR`, feature
+    /// `metrics`), once [`serve`](Self::serve) runs.
+    pub fn metrics_url(&self) -> Option<String> {
+        #[cfg(feature = "metrics")]
+        return self.metrics.as_ref().map(|(endpoint, _)| endpoint.url());
+        #[cfg(not(feature = "metrics"))]
+        None
+    }
+
     /// `https://` or `http://` and the bound address.
     pub fn url(&self) -> String {
         let scheme = if self.is_tls() { "https" } else { "http" };
@@ -331,9 +396,26 @@ impl Listening {
         S: HttpService<B>,
         B: HttpBody,
     {
+        // Watching, and the metrics served, until serving ends.
+        let _reloader = self.reloader;
+        #[cfg(feature = "metrics")]
+        let _metrics = self
+            .metrics
+            .map(|(endpoint, levels)| AbortOnDrop(endpoint.spawn(levels)));
         match self.listener {
             Listener::Tls(listener) => self.options.serve(listener, service, shutdown).await,
             Listener::Tcp(listener) => self.options.serve_tcp(listener, service, shutdown).await,
         }
+    }
+}
+
+/// Stops a task when dropped.
+#[cfg(feature = "metrics")]
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+#[cfg(feature = "metrics")]
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }

@@ -79,6 +79,10 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     // hyper-util with a timer (header-read timeout, h2 pings, a connection
     // cap), each request carrying its PeerAddr (and TlsConnectInfo).
     let listening = stack.bind().await?;
+    // METRICS_ADDR (feature metrics): Prometheus's GET /metrics.
+    if let Some(url) = listening.metrics_url() {
+        println!("metrics on {url}");
+    }
     if listening.is_tls() {
         println!("listening on {}", listening.url());
     } else {

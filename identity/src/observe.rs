@@ -24,18 +24,28 @@
 //! Layers assembled by hand get the same by entering a span that declares
 //! these fields around the stack's `call` and its future.
 //!
-//! # Counters (feature `metrics`)
+//! # Metrics (feature `metrics`)
 //!
 //! Through the [`metrics`](https://docs.rs/metrics) facade, so any
-//! exporter (Prometheus, StatsD, ...) the application installs sees them:
+//! exporter (Prometheus, StatsD, ...) the application installs sees them.
+//! [`METRICS`] lists every one with its labels and help text, and
+//! [`describe`] hands those to the installed recorder (the facade's
+//! `METRICS_ADDR` endpoint calls it):
 //!
-//! | Name | Labels | Counts |
-//! |---|---|---|
-//! | `portcullis_headers_stripped_total` | `layer` | header lines removed because their sender may not set them |
-//! | `portcullis_rejections_total` | `layer`, `reason` | requests refused |
-//! | `portcullis_tenant_cache_total` | `result`: `hit`, `miss`, `stale`, `unavailable`, `busy` | control-plane cache lookups (a miss waits for the control plane; stale and unavailable are answers while it fails; busy: refused at once, too many lookups in flight) |
-//! | `portcullis_reloads_total` | `what`: `tls`, `tenants`; `result`: `ok`, `error` | configuration reloads |
-//! | `portcullis_rate_limit_total` | `decision`: `allowed`, `limited`, `shadow_limited` (passed in shadow mode), `store_error_open`, `store_error_closed` | rate-limit checks that reached the store |
+//! | Name | Kind | Labels | What |
+//! |---|---|---|---|
+//! | `portcullis_headers_stripped_total` | counter | `layer` | header lines removed because their sender may not set them |
+//! | `portcullis_rejections_total` | counter | `layer`, `reason` | requests refused |
+//! | `portcullis_tenant_cache_total` | counter | `result`: `hit`, `miss`, `stale`, `unavailable`, `busy` | control-plane cache lookups (a miss waits for the control plane; stale and unavailable are answers while it fails; busy: refused at once, too many lookups in flight) |
+//! | `portcullis_reloads_total` | counter | `what`: `tls`, `tenants`; `result`: `ok`, `error` | configuration reloads |
+//! | `portcullis_rate_limit_total` | counter | `decision`: `allowed`, `limited`, `shadow_limited` (passed in shadow mode), `store_error_open`, `store_error_closed` | rate-limit checks that reached the store |
+//! | `portcullis_handshake_failures_total` | counter | `reason` (see [`handshake_failed`]) | TLS handshakes, and PROXY headers before them, that failed |
+//! | `portcullis_internal_refusals_total` | counter | `reason`: `not_found`, `internal_secret_wrong` | requests to `/internal/*` routes the guard turned away |
+//! | `portcullis_control_plane_duration_seconds` | histogram | `result`: `ok`, `error` | control-plane calls, from the request sent to the answer read |
+//! | `portcullis_redis_duration_seconds` | histogram | `result`: `ok`, `error` | rate-limit round trips to Redis |
+//! | `portcullis_tenant_cache_entries` | gauge | | principals the control-plane cache holds |
+//! | `portcullis_rate_limit_buckets` | gauge | | buckets the in-memory rate limiter holds |
+//! | `portcullis_certificate_expiry_days` | gauge | `certificate`: `server`, `client_ca` | days until the served certificate, and the first client CA, expire (negative: expired) |
 
 /// The request span's name.
 pub const SPAN_NAME: &str = "portcullis";
@@ -137,4 +147,212 @@ pub fn rate_limit(decision: &'static str) {
     #[cfg(feature = "metrics")]
     metrics::counter!("portcullis_rate_limit_total", "decision" => decision).increment(1);
     let _ = decision;
+}
+
+/// One metric: its name, kind, labels and help text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Metric {
+    /// The name, as an exporter shows it.
+    pub name: &'static str,
+    /// Counter, histogram or gauge.
+    pub kind: MetricKind,
+    /// The label names (their values are fixed labels, never a key).
+    pub labels: &'static [&'static str],
+    /// What it measures.
+    pub help: &'static str,
+}
+
+/// The kind of a [`Metric`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricKind {
+    /// Only goes up.
+    Counter,
+    /// A distribution of durations, in seconds.
+    Histogram,
+    /// A level, set when sampled.
+    Gauge,
+}
+
+/// Every metric the layers report (see the [module docs](self)).
+pub const METRICS: [Metric; 12] = [
+    Metric {
+        name: "portcullis_headers_stripped_total",
+        kind: MetricKind::Counter,
+        labels: &["layer"],
+        help: "Header lines removed because their sender may not set them.",
+    },
+    Metric {
+        name: "portcullis_rejections_total",
+        kind: MetricKind::Counter,
+        labels: &["layer", "reason"],
+        help: "Requests refused, by the layer that refused and why.",
+    },
+    Metric {
+        name: "portcullis_tenant_cache_total",
+        kind: MetricKind::Counter,
+        labels: &["result"],
+        help: "Control-plane cache lookups: hit, miss, stale, unavailable or busy.",
+    },
+    Metric {
+        name: "portcullis_reloads_total",
+        kind: MetricKind::Counter,
+        labels: &["what", "result"],
+        help: "Configuration reloads (tls, tenants) that succeeded or kept the last good one.",
+    },
+    Metric {
+        name: "portcullis_rate_limit_total",
+        kind: MetricKind::Counter,
+        labels: &["decision"],
+        help: "Rate-limit checks, by decision.",
+    },
+    Metric {
+        name: "portcullis_handshake_failures_total",
+        kind: MetricKind::Counter,
+        labels: &["reason"],
+        help: "TLS handshakes (and PROXY headers before them) that failed, by reason.",
+    },
+    Metric {
+        name: "portcullis_internal_refusals_total",
+        kind: MetricKind::Counter,
+        labels: &["reason"],
+        help: "Requests to internal routes the guard turned away.",
+    },
+    Metric {
+        name: "portcullis_control_plane_duration_seconds",
+        kind: MetricKind::Histogram,
+        labels: &["result"],
+        help: "Control-plane calls, from the request sent to the answer read.",
+    },
+    Metric {
+        name: "portcullis_redis_duration_seconds",
+        kind: MetricKind::Histogram,
+        labels: &["result"],
+        help: "Rate-limit round trips to Redis.",
+    },
+    Metric {
+        name: "portcullis_tenant_cache_entries",
+        kind: MetricKind::Gauge,
+        labels: &[],
+        help: "Principals the control-plane cache holds.",
+    },
+    Metric {
+        name: "portcullis_rate_limit_buckets",
+        kind: MetricKind::Gauge,
+        labels: &[],
+        help: "Buckets the in-memory rate limiter holds.",
+    },
+    Metric {
+        name: "portcullis_certificate_expiry_days",
+        kind: MetricKind::Gauge,
+        labels: &["certificate"],
+        help: "Days until the served certificate (server) and the first client CA (client_ca) expire; negative once expired.",
+    },
+];
+
+/// Hands every metric's help text and unit to the installed recorder
+/// (feature `metrics`; call it after installing an exporter).
+pub fn describe() {
+    #[cfg(feature = "metrics")]
+    for metric in METRICS {
+        match metric.kind {
+            MetricKind::Counter => metrics::describe_counter!(metric.name, metric.help),
+            MetricKind::Histogram => metrics::describe_histogram!(
+                metric.name,
+                metrics::Unit::Seconds,
+                metric.help
+            ),
+            MetricKind::Gauge => metrics::describe_gauge!(metric.name, metric.help),
+        }
+    }
+}
+
+/// Counts a failed TLS handshake, or a connection closed for its PROXY
+/// header, by `reason`: `timeout`, `no_certificate`, `unknown_issuer`,
+/// `expired`, `revoked`, `bad_certificate`, `alert_received` (the client
+/// refused ours), `incompatible` (no common version, cipher or ALPN),
+/// `protocol`, `closed` (the peer went away) or `proxy_header`.
+#[inline]
+pub fn handshake_failed(reason: &'static str) {
+    #[cfg(feature = "metrics")]
+    metrics::counter!("portcullis_handshake_failures_total", "reason" => reason).increment(1);
+    let _ = reason;
+}
+
+/// Counts a request the internal-route guard turned away.
+#[inline]
+pub fn internal_refused(reason: &'static str) {
+    #[cfg(feature = "metrics")]
+    metrics::counter!("portcullis_internal_refusals_total", "reason" => reason).increment(1);
+    let _ = reason;
+}
+
+/// Times a call to a dependency (the control plane, Redis); nothing at
+/// all without the `metrics` feature.
+#[derive(Debug, Clone, Copy)]
+#[must_use = "a timer records when it is finished"]
+pub struct CallTimer {
+    #[cfg(feature = "metrics")]
+    started: std::time::Instant,
+}
+
+impl CallTimer {
+    /// Starts timing.
+    #[inline]
+    pub fn start() -> Self {
+        CallTimer {
+            #[cfg(feature = "metrics")]
+            started: std::time::Instant::now(),
+        }
+    }
+
+    /// Records a control-plane call that ended now.
+    #[inline]
+    pub fn control_plane(self, ok: bool) {
+        self.finish("portcullis_control_plane_duration_seconds", ok);
+    }
+
+    /// Records a Redis round trip that ended now.
+    #[inline]
+    pub fn redis(self, ok: bool) {
+        self.finish("portcullis_redis_duration_seconds", ok);
+    }
+
+    #[inline]
+    fn finish(self, name: &'static str, ok: bool) {
+        #[cfg(feature = "metrics")]
+        metrics::histogram!(name, "result" => if ok { "ok" } else { "error" })
+            .record(self.started.elapsed().as_secs_f64());
+        let _ = (name, ok);
+    }
+}
+
+/// Sets the gauges sampled at a scrape: cache entries, buckets.
+#[inline]
+pub fn levels(tenant_cache_entries: Option<usize>, rate_limit_buckets: Option<usize>) {
+    #[cfg(feature = "metrics")]
+    {
+        if let Some(entries) = tenant_cache_entries {
+            metrics::gauge!("portcullis_tenant_cache_entries").set(entries as f64);
+        }
+        if let Some(buckets) = rate_limit_buckets {
+            metrics::gauge!("portcullis_rate_limit_buckets").set(buckets as f64);
+        }
+    }
+    let _ = (tenant_cache_entries, rate_limit_buckets);
+}
+
+/// Sets the days until `certificate` (`server`, `client_ca`) expires, as
+/// of now, from its `not_after`.
+#[inline]
+pub fn certificate_expiry(certificate: &'static str, not_after: std::time::SystemTime) {
+    #[cfg(feature = "metrics")]
+    {
+        let days = match not_after.duration_since(std::time::SystemTime::now()) {
+            Ok(left) => left.as_secs_f64() / 86_400.0,
+            Err(past) => -past.duration().as_secs_f64() / 86_400.0,
+        };
+        metrics::gauge!("portcullis_certificate_expiry_days", "certificate" => certificate)
+            .set(days);
+    }
+    let _ = (certificate, not_after);
 }

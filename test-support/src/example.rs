@@ -15,6 +15,7 @@ pub struct Example {
     name: String,
     child: Child,
     addr: SocketAddr,
+    metrics: Option<String>,
     log: PathBuf,
 }
 
@@ -79,12 +80,16 @@ impl Example {
             name: name.to_owned(),
             child,
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            metrics: None,
             log,
         };
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
         loop {
             match rx.recv_timeout(Duration::from_millis(50)) {
                 Ok(line) => {
+                    if let Some(url) = line.strip_prefix("metrics on ") {
+                        example.metrics = Some(url.trim().to_owned());
+                    }
                     if let Some(addr) = bound_address(&line) {
                         example.addr = addr;
                         return example;
@@ -111,6 +116,12 @@ impl Example {
     /// The address it listens on.
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The metrics endpoint it printed (`metrics on <url>`, before it
+    /// listened), when `METRICS_ADDR` is set.
+    pub fn metrics_url(&self) -> Option<&str> {
+        self.metrics.as_deref()
     }
 
     /// What it wrote to stderr so far.

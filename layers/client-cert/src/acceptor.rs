@@ -82,9 +82,20 @@ impl TlsAcceptor {
     ) -> io::Result<TlsStream> {
         let local_addr = tcp.local_addr()?;
         let acceptor = tokio_rustls::TlsAcceptor::from(self.config());
-        let stream = tokio::time::timeout_at(deadline, acceptor.accept(tcp))
-            .await
-            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "TLS handshake timed out"))??;
+        let stream = match tokio::time::timeout_at(deadline, acceptor.accept(tcp)).await {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(error)) => {
+                portcullis_identity::observe::handshake_failed(failure_reason(&error));
+                return Err(error);
+            }
+            Err(_) => {
+                portcullis_identity::observe::handshake_failed("timeout");
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "TLS handshake timed out",
+                ));
+            }
+        };
         // Nagle off only now: during the handshake it coalesces the
         // records of a flight; for HTTP it would add delayed-ACK stalls.
         let _ = stream.get_ref().0.set_nodelay(true);
@@ -93,6 +104,29 @@ impl TlsAcceptor {
             inner: stream,
             info,
         })
+    }
+}
+
+/// The metrics label for a failed handshake (see
+/// [`observe::handshake_failed`](portcullis_identity::observe::handshake_failed)).
+fn failure_reason(error: &io::Error) -> &'static str {
+    use rustls::{CertificateError, Error, PeerIncompatible};
+    let Some(tls) = error.get_ref().and_then(|e| e.downcast_ref::<Error>()) else {
+        return "closed";
+    };
+    match tls {
+        Error::NoCertificatesPresented => "no_certificate",
+        Error::InvalidCertificate(CertificateError::UnknownIssuer) => "unknown_issuer",
+        Error::InvalidCertificate(
+            CertificateError::Expired | CertificateError::ExpiredContext { .. },
+        ) => "expired",
+        Error::InvalidCertificate(CertificateError::Revoked) => "revoked",
+        Error::InvalidCertificate(_) => "bad_certificate",
+        Error::AlertReceived(_) => "alert_received",
+        Error::PeerIncompatible(PeerIncompatible::NoCertificateRequestSignatureSchemesInCommon)
+        | Error::PeerIncompatible(_)
+        | Error::NoApplicationProtocol => "incompatible",
+        _ => "protocol",
     }
 }
 

@@ -1,6 +1,7 @@
 //! Server TLS and serving limits from the environment: `TLS_CERT`,
 //! `TLS_KEY`, `TLS_CLIENT_CA`, `TLS_CLIENT_AUTH`, `TLS_CLIENT_CRL`,
-//! `HEADER_READ_TIMEOUT_SECS` and `MAX_CONNECTIONS`.
+//! `TLS_RELOAD`, `HEADER_READ_TIMEOUT_SECS`, `MAX_CONNECTIONS`,
+//! `SHUTDOWN_GRACE_SECS` and `PROXY_PROTOCOL*`.
 
 use std::path::{Path, PathBuf};
 
@@ -20,6 +21,10 @@ pub struct EnvTls {
     pub tls: ServerTls,
     /// The files it came from, for [`TlsReloader`](crate::TlsReloader).
     pub files: TlsFiles,
+    /// `TLS_RELOAD` (default `true`): whether the server watches
+    /// [`files`](Self::files) and serves a renewed certificate, CA or CRL
+    /// from the next handshake on, without a restart.
+    pub reload: bool,
 }
 
 /// The TLS variables as set, before any file is read.
@@ -29,15 +34,17 @@ struct TlsSettings {
     ca: Option<String>,
     crls: Vec<String>,
     client_auth: ClientAuth,
+    reload: bool,
 }
 
 const PAIR_FIX: &str =
     "set both (the server certificate chain and its private key), or neither for plaintext";
 
 impl ServerTls {
-    /// Reads `TLS_CERT`, `TLS_KEY`, `TLS_CLIENT_CA`, `TLS_CLIENT_AUTH` and
-    /// `TLS_CLIENT_CRL` (comma-separated). `Ok(None)` means plaintext:
-    /// nothing TLS is set.
+    /// Reads `TLS_CERT`, `TLS_KEY`, `TLS_CLIENT_CA`, `TLS_CLIENT_AUTH`,
+    /// `TLS_CLIENT_CRL` (comma-separated) and `TLS_RELOAD` (default
+    /// `true`: serve renewed files without a restart). `Ok(None)` means
+    /// plaintext: nothing TLS is set.
     ///
     /// Refused: a certificate without a key or a key without a certificate;
     /// `TLS_CLIENT_AUTH=required|optional` without `TLS_CLIENT_CA`; a client
@@ -88,6 +95,7 @@ impl TlsSettings {
         });
         let ca = env.get("TLS_CLIENT_CA");
         let crl = env.get("TLS_CLIENT_CRL");
+        let reload = env.flag("TLS_RELOAD", problems);
         let (cert, key) = match (env.get("TLS_CERT"), env.get("TLS_KEY")) {
             (Some(cert), Some(key)) => (cert, key),
             (None, None) => {
@@ -147,6 +155,7 @@ impl TlsSettings {
             ca,
             crls,
             client_auth,
+            reload: reload.unwrap_or(true),
         })
     }
 
@@ -206,7 +215,11 @@ impl TlsSettings {
             client_auth: self.client_auth,
             revocation: Revocation::default(),
         };
-        Ok(EnvTls { tls, files })
+        Ok(EnvTls {
+            tls,
+            files,
+            reload: self.reload,
+        })
     }
 }
 

@@ -128,6 +128,7 @@ async fn accept_loop(
             let proxied = match proxy.read_until(&mut stream, deadline).await {
                 Ok(proxied) => proxied,
                 Err(error) => {
+                    portcullis_identity::observe::handshake_failed("proxy_header");
                     #[cfg(feature = "tracing")]
                     tracing::debug!(peer = %_peer, %error, "connection refused: PROXY protocol");
                     let _ = error;

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use portcullis_identity::watch::{DEFAULT_SETTLE, FileWatcher};
 
-use crate::{ClientAuth, Revocation, ServerTls, TlsAcceptor, TlsConfigError};
+use crate::{CertificateExpiry, ClientAuth, Revocation, ServerTls, TlsAcceptor, TlsConfigError};
 
 /// The files a [`ServerTls`] is built from, and how to use them: what a
 /// reload reads again.
@@ -69,6 +69,7 @@ pub struct ReloadStats {
     succeeded: AtomicU64,
     failed: AtomicU64,
     last_error: Mutex<Option<String>>,
+    served: Mutex<Option<CertificateExpiry>>,
 }
 
 impl ReloadStats {
@@ -80,6 +81,12 @@ impl ReloadStats {
     /// Reloads that failed and kept the previous configuration.
     pub fn failed(&self) -> u64 {
         self.failed.load(Ordering::Relaxed)
+    }
+
+    /// When what the latest successful reload installed expires (`None`
+    /// before the first).
+    pub fn served_expiry(&self) -> Option<CertificateExpiry> {
+        *self.served.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Why the latest failed reload failed.
@@ -130,6 +137,12 @@ impl TlsReloader {
     pub fn stats(&self) -> &ReloadStats {
         &self.stats
     }
+
+    /// The counts, shared: for a task that outlives this borrow (a
+    /// metrics endpoint reading [`ReloadStats::served_expiry`]).
+    pub fn shared_stats(&self) -> Arc<ReloadStats> {
+        self.stats.clone()
+    }
 }
 
 impl fmt::Debug for TlsReloader {
@@ -143,9 +156,14 @@ impl fmt::Debug for TlsReloader {
 /// Rebuilds the configuration from every file; the last good one stays on
 /// failure.
 fn reload(acceptor: &TlsAcceptor, files: &TlsFiles, stats: &ReloadStats) {
-    match files.load().and_then(|tls| tls.build()) {
-        Ok(config) => {
+    match files
+        .load()
+        .and_then(|tls| tls.build().map(|config| (config, tls.expiry())))
+    {
+        Ok((config, expiry)) => {
             acceptor.set_config(config);
+            *stats.served.lock().unwrap_or_else(|p| p.into_inner()) = Some(expiry);
+            expiry.observe();
             stats.succeeded.fetch_add(1, Ordering::Relaxed);
             portcullis_identity::observe::reloaded("tls", true);
             #[cfg(feature = "tracing")]

@@ -453,6 +453,7 @@ impl Accept for TcpAccept {
                     },
                 )),
                 Err(error) => {
+                    portcullis_identity::observe::handshake_failed("proxy_header");
                     #[cfg(feature = "tracing")]
                     tracing::debug!(%error, "connection refused: PROXY protocol");
                     let _ = error;

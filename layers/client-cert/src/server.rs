@@ -108,6 +108,29 @@ pub struct ServerTls {
     revocation: Revocation,
 }
 
+/// When the certificates a [`ServerTls`] serves and trusts expire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CertificateExpiry {
+    /// The served (leaf) certificate's `notAfter`.
+    pub server: Option<std::time::SystemTime>,
+    /// The earliest `notAfter` among the client CAs.
+    pub client_ca: Option<std::time::SystemTime>,
+}
+
+impl CertificateExpiry {
+    /// Sets the `portcullis_certificate_expiry_days` gauges, as of now
+    /// (feature `metrics`).
+    pub fn observe(&self) {
+        use portcullis_identity::observe::certificate_expiry;
+        if let Some(server) = self.server {
+            certificate_expiry("server", server);
+        }
+        if let Some(client_ca) = self.client_ca {
+            certificate_expiry("client_ca", client_ca);
+        }
+    }
+}
+
 impl ServerTls {
     /// A chain (leaf first) and its private key (PKCS#8, PKCS#1 or SEC1), PEM.
     pub fn from_pem(chain_pem: &[u8], key_pem: &[u8]) -> Result<Self, TlsConfigError> {
@@ -245,6 +268,20 @@ impl ServerTls {
     /// The client certificate mode.
     pub fn client_auth(&self) -> ClientAuth {
         self.client_auth
+    }
+
+    /// When the served certificate, and the first of the client CAs,
+    /// expire.
+    pub fn expiry(&self) -> CertificateExpiry {
+        let not_after = |der: &CertificateDer<'_>| {
+            portcullis_identity::ClientIdentity::from_der(der)
+                .ok()
+                .map(|c| c.not_after())
+        };
+        CertificateExpiry {
+            server: self.chain.first().and_then(not_after),
+            client_ca: self.client_roots.iter().filter_map(not_after).min(),
+        }
     }
 
     /// Builds the rustls configuration.

@@ -16,11 +16,22 @@ use crate::{BucketKey, Clock, MemoryLimiter, Outcome, Quota};
 pub trait Limiter: Send + Sync + 'static {
     /// Charges `cost` to `key` under `quota`, if it fits.
     fn check(&self, key: BucketKey, quota: &Quota, cost: u32) -> Checking;
+
+    /// How many buckets this store holds in the process, for the
+    /// `portcullis_rate_limit_buckets` gauge; `None` (the default) for a
+    /// store kept elsewhere.
+    fn bucket_count(&self) -> Option<usize> {
+        None
+    }
 }
 
 impl<C: Clock> Limiter for MemoryLimiter<C> {
     fn check(&self, key: BucketKey, quota: &Quota, cost: u32) -> Checking {
         Checking::ready(Ok(MemoryLimiter::check(self, key, quota, cost)))
+    }
+
+    fn bucket_count(&self) -> Option<usize> {
+        Some(self.len())
     }
 }
 

@@ -393,6 +393,12 @@ where
         outcome
     }
 
+    /// The keys held, known and unknown (for the entries gauge).
+    pub(crate) fn entries(&self) -> usize {
+        let maps = self.lock();
+        maps.known.len() + maps.unknown.len()
+    }
+
     #[cfg(test)]
     pub(crate) fn len(&self) -> (usize, usize, usize) {
         let maps = self.lock();

@@ -144,4 +144,8 @@ impl TenantResolver for Chain {
             statuses.first().copied()
         }
     }
+
+    fn cached_entries(&self) -> Option<usize> {
+        self.remote.as_ref().and_then(|remote| remote.cached_entries())
+    }
 }

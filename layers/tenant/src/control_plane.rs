@@ -10,6 +10,7 @@ use bytes::Bytes;
 use http::{Request, StatusCode, Uri};
 use http_body_util::{BodyExt, Empty, Limited};
 use hyper_util::rt::{TokioExecutor, TokioTimer};
+use portcullis_identity::observe;
 use portcullis_identity::percent::encode_component;
 use portcullis_identity::{Tenant, TenantStatus};
 use serde::Deserialize;
@@ -256,14 +257,23 @@ impl ControlPlane {
 
     /// `GET {base}{path_and_query}`: the status and body, or why not.
     async fn get(&self, path_and_query: &str) -> Result<(StatusCode, Bytes), String> {
-        tokio::time::timeout(self.call_timeout, self.get_inner(path_and_query))
+        let timer = observe::CallTimer::start();
+        let answer = tokio::time::timeout(self.call_timeout, self.get_inner(path_and_query))
             .await
             .map_err(|_| {
                 format!(
                     "control plane did not answer within {:?}",
                     self.call_timeout
                 )
-            })?
+            })
+            .and_then(|answer| answer);
+        // An answer the control plane meant (200, 404, 410) is a call that
+        // worked; anything else did not.
+        timer.control_plane(matches!(
+            answer,
+            Ok((StatusCode::OK | StatusCode::NOT_FOUND | StatusCode::GONE, _))
+        ));
+        answer
     }
 
     fn client(&self) -> &PooledClient {
@@ -531,6 +541,10 @@ impl TenantResolver for ControlPlaneResolver {
                 }
             }
         })
+    }
+
+    fn cached_entries(&self) -> Option<usize> {
+        Some(self.keys.entries())
     }
 }
 

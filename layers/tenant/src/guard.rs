@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use http::{Request, Response, StatusCode};
+use portcullis_identity::observe;
 use portcullis_identity::response::{Rejection, ResponseBody, ResponseFuture};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
@@ -149,6 +150,7 @@ where
 
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
         let Some(expected) = &self.secret else {
+            observe::internal_refused(GuardRejection::Hidden.reason());
             return ResponseFuture::rejected(GuardRejection::Hidden);
         };
         let mut lines = req.headers().get_all(INTERNAL_SECRET_HEADER).iter();
@@ -163,6 +165,7 @@ where
         if !allowed {
             #[cfg(feature = "tracing")]
             tracing::debug!(path = %req.uri().path(), "internal route refused");
+            observe::internal_refused(GuardRejection::Forbidden.reason());
             return ResponseFuture::rejected(GuardRejection::Forbidden);
         }
         req.headers_mut().remove(INTERNAL_SECRET_HEADER);

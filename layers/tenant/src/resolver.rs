@@ -187,6 +187,13 @@ pub trait TenantResolver: Send + Sync + 'static {
         let _ = tenant_id;
         None
     }
+
+    /// How many principals a cache in front of a remote resolver holds,
+    /// for the `portcullis_tenant_cache_entries` gauge; `None` (the
+    /// default) when this resolver caches nothing.
+    fn cached_entries(&self) -> Option<usize> {
+        None
+    }
 }
 
 impl<R: TenantResolver + ?Sized> TenantResolver for Arc<R> {
@@ -196,6 +203,10 @@ impl<R: TenantResolver + ?Sized> TenantResolver for Arc<R> {
 
     fn tenant_status(&self, tenant_id: &str) -> Option<TenantStatus> {
         (**self).tenant_status(tenant_id)
+    }
+
+    fn cached_entries(&self) -> Option<usize> {
+        (**self).cached_entries()
     }
 }
 

@@ -125,6 +125,12 @@ impl RateLimitLayer {
     pub fn shadow_mode(self) -> Self {
         self.edit(|s| s.shadow = true)
     }
+
+    /// How many buckets the store holds, when it keeps them in this
+    /// process ([`MemoryLimiter`](crate::MemoryLimiter)); `None` for Redis.
+    pub fn bucket_count(&self) -> Option<usize> {
+        self.shared.limiter.bucket_count()
+    }
 }
 
 impl<S> Layer<S> for RateLimitLayer {

@@ -326,7 +326,10 @@ impl RedisLimiter {
                 .arg(check.capacity_us)
                 .arg(check.cost);
         }
-        let reply = match tokio::time::timeout(shared.timeout, self.evalsha(&evalsha)).await {
+        let timer = portcullis_identity::observe::CallTimer::start();
+        let reply = tokio::time::timeout(shared.timeout, self.evalsha(&evalsha)).await;
+        timer.redis(matches!(reply, Ok(Ok(_))));
+        let reply = match reply {
             Ok(Ok(reply)) => reply,
             Ok(Err(e)) if e.kind() == ErrorKind::UnexpectedReturnType => {
                 return Err(StoreError::new(StoreErrorKind::Protocol, e.to_string()));

@@ -214,6 +214,12 @@ impl TenantLayer {
     pub fn protect(self, header: &str) -> Self {
         self.edit(|c| c.protected.add(header))
     }
+
+    /// How many principals the resolver's cache holds (a control plane's);
+    /// `None` when it caches nothing.
+    pub fn cached_entries(&self) -> Option<usize> {
+        self.config.resolver.cached_entries()
+    }
 }
 
 impl<S> Layer<S> for TenantLayer {
