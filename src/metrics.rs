@@ -128,7 +128,10 @@ fn scrape(req: &Request<Incoming>, handle: &PrometheusHandle, levels: &Levels) -
         response
     };
     if req.uri().path() != "/metrics" {
-        return answer(StatusCode::NOT_FOUND, "not found: try /metrics\n".to_owned());
+        return answer(
+            StatusCode::NOT_FOUND,
+            "not found: try /metrics\n".to_owned(),
+        );
     }
     if req.method() != http::Method::GET && req.method() != http::Method::HEAD {
         return answer(

@@ -114,7 +114,8 @@ type Layered<S> = ClientCert<Xfcc<ResolveTenant<RateLimit<S>>>>;
 
 /// The service [`PortcullisLayer`] makes: the four layers in their order
 /// and, with the `tracing` feature, one `portcullis` span per request (at
-/// DEBUG) that each layer records what it established into: `source`,
+/// DEBUG, opened by the outermost layer as a child of the current span)
+/// that each layer records what it established into: `source`,
 /// `principal`, `bearer` (a digest prefix), `tenant`, `key`, `decision` and
 /// `reason` (see [`identity::observe`](crate::identity::observe)).
 #[derive(Debug, Clone)]
@@ -128,38 +129,12 @@ where
 {
     type Response = <Layered<S> as Service<Request<B>>>::Response;
     type Error = <Layered<S> as Service<Request<B>>>::Error;
-    #[cfg(feature = "tracing")]
-    type Future = tracing::instrument::Instrumented<<Layered<S> as Service<Request<B>>>::Future>;
-    #[cfg(not(feature = "tracing"))]
     type Future = <Layered<S> as Service<Request<B>>>::Future;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
     }
 
-    #[cfg(feature = "tracing")]
-    fn call(&mut self, req: Request<B>) -> Self::Future {
-        use tracing::field::Empty;
-        // The path without its query: a query may carry a credential.
-        let span = tracing::debug_span!(
-            "portcullis",
-            method = %req.method(),
-            path = req.uri().path(),
-            source = Empty,
-            principal = Empty,
-            bearer = Empty,
-            tenant = Empty,
-            key = Empty,
-            decision = Empty,
-            reason = Empty,
-        );
-        // Each layer decides in `call` and may finish in its future: the
-        // span is current for both.
-        let future = span.in_scope(|| self.inner.call(req));
-        tracing::Instrument::instrument(future, span)
-    }
-
-    #[cfg(not(feature = "tracing"))]
     fn call(&mut self, req: Request<B>) -> Self::Future {
         self.inner.call(req)
     }

@@ -18,7 +18,9 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
 use portcullis::identity::observe::{METRICS, MetricKind};
-use portcullis_test_support::{ClientProfile, Example, TempDir, ThrowawayPki, curl, interop_binary};
+use portcullis_test_support::{
+    ClientProfile, Example, TempDir, ThrowawayPki, curl, interop_binary,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const TOKEN: &str = "sk-metrics-acme-0123456789";
@@ -170,17 +172,30 @@ async fn the_endpoint_shows_what_the_requests_did() {
     let (before, page, after) = checks.await.unwrap();
     let moved = |series: &str| value(&after, series) - value(&before, series);
 
-    assert_eq!(moved(r#"portcullis_tenant_cache_total{result="miss"}"#), 1.0, "{page}");
-    assert!(moved(r#"portcullis_tenant_cache_total{result="hit"}"#) >= 2.0, "{page}");
-    assert_eq!(moved(r#"portcullis_headers_stripped_total{layer="tenant"}"#), 1.0, "{page}");
-    assert!(
-        after
-            .iter()
-            .any(|(series, v)| series.starts_with(r#"portcullis_rejections_total{layer="tenant""#)
-                && *v >= 1.0),
+    assert_eq!(
+        moved(r#"portcullis_tenant_cache_total{result="miss"}"#),
+        1.0,
         "{page}"
     );
-    assert!(moved(r#"portcullis_rate_limit_total{decision="allowed"}"#) >= 3.0, "{page}");
+    assert!(
+        moved(r#"portcullis_tenant_cache_total{result="hit"}"#) >= 2.0,
+        "{page}"
+    );
+    assert_eq!(
+        moved(r#"portcullis_headers_stripped_total{layer="tenant"}"#),
+        1.0,
+        "{page}"
+    );
+    assert!(
+        after.iter().any(|(series, v)| series
+            .starts_with(r#"portcullis_rejections_total{layer="tenant""#)
+            && *v >= 1.0),
+        "{page}"
+    );
+    assert!(
+        moved(r#"portcullis_rate_limit_total{decision="allowed"}"#) >= 3.0,
+        "{page}"
+    );
     assert_eq!(
         moved(r#"portcullis_internal_refusals_total{reason="internal_secret_wrong"}"#),
         1.0,
@@ -197,8 +212,15 @@ async fn the_endpoint_shows_what_the_requests_did() {
         "{page}"
     );
     // The gauges, sampled at the scrape.
-    assert_eq!(value(&after, "portcullis_tenant_cache_entries"), 1.0, "{page}");
-    assert!(value(&after, "portcullis_rate_limit_buckets") >= 1.0, "{page}");
+    assert_eq!(
+        value(&after, "portcullis_tenant_cache_entries"),
+        1.0,
+        "{page}"
+    );
+    assert!(
+        value(&after, "portcullis_rate_limit_buckets") >= 1.0,
+        "{page}"
+    );
     let days_left = |der: &[u8]| {
         let not_after = portcullis::identity::ClientIdentity::from_der(der)
             .unwrap()
@@ -214,7 +236,10 @@ async fn the_endpoint_shows_what_the_requests_did() {
             &after,
             &format!(r#"portcullis_certificate_expiry_days{{certificate="{certificate}"}}"#),
         );
-        assert!((shown - days_left(der)).abs() < 1.0, "{certificate}: {page}");
+        assert!(
+            (shown - days_left(der)).abs() < 1.0,
+            "{certificate}: {page}"
+        );
     }
     // Every series shown is one of ours, described, of its kind.
     for metric in METRICS {

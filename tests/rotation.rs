@@ -101,7 +101,12 @@ async fn a_renewed_secret_is_served_without_a_restart_and_a_broken_one_changes_n
     );
 
     // A renewal whose key does not parse: the last good one stays.
-    publish(&mount, "2026_12_01", &pki.server().unwrap().chain_pem, "not a key");
+    publish(
+        &mount,
+        "2026_12_01",
+        &pki.server().unwrap().chain_pem,
+        "not a key",
+    );
     let witness = metrics.clone();
     let counted = tokio::task::spawn_blocking(move || {
         (0..200).any(|_| {

@@ -62,6 +62,20 @@ async fn main() -> ExitCode {
 }
 
 async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    // Logs on stderr as RUST_LOG says (default: warnings). With the
+    // `tracing` feature and RUST_LOG=debug, each request's `portcullis`
+    // span (who, which tenant, what was decided) sits inside tower-http's
+    // `request` span.
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        // A line per span as it closes, with every field it recorded.
+        .with_span_events(tracing_subscriber::fmt::format::FmtSpan::CLOSE)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .init();
     let stack = portcullis::from_env(&Env::process()).await?;
     for warning in stack.warnings() {
         eprintln!("warning: {warning}");
@@ -74,6 +88,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         .route("/me", get(me))
         .layer(
             ServiceBuilder::new()
+                .layer(tower_http::trace::TraceLayer::new_for_http())
                 .portcullis(stack.layer())
                 .layer(ClientIpLayer::new(stack.trusted_proxies().clone())),
         );

@@ -21,8 +21,12 @@
 //! | `decision` | every layer | `allowed`, or `refused` by the layer that refused |
 //! | `reason` | every layer | why it was refused (a fixed label, as the counters use) |
 //!
-//! Layers assembled by hand get the same by entering a span that declares
-//! these fields around the stack's `call` and its future.
+//! A layer used alone, or layers assembled by hand, are observable the
+//! same way: the first of them to see a request outside a `portcullis`
+//! span opens one ([`in_request_span`]), as a child of whatever span is
+//! current (tower-http's `TraceLayer` request span, say), and the layers
+//! after it record into it. With the whole stack, the client-certificate
+//! layer, outermost, opens it.
 //!
 //! # Metrics (feature `metrics`)
 //!
@@ -256,11 +260,9 @@ pub fn describe() {
     for metric in METRICS {
         match metric.kind {
             MetricKind::Counter => metrics::describe_counter!(metric.name, metric.help),
-            MetricKind::Histogram => metrics::describe_histogram!(
-                metric.name,
-                metrics::Unit::Seconds,
-                metric.help
-            ),
+            MetricKind::Histogram => {
+                metrics::describe_histogram!(metric.name, metrics::Unit::Seconds, metric.help)
+            }
             MetricKind::Gauge => metrics::describe_gauge!(metric.name, metric.help),
         }
     }
@@ -355,4 +357,96 @@ pub fn certificate_expiry(certificate: &'static str, not_after: std::time::Syste
             .set(days);
     }
     let _ = (certificate, not_after);
+}
+
+/// The request span a layer runs in: one it opened, or none (the request
+/// is already inside a `portcullis` span, or nothing listens at DEBUG, or
+/// the `tracing` feature is off).
+#[cfg(feature = "tracing")]
+type SpanSlot = Option<tracing::Span>;
+#[cfg(not(feature = "tracing"))]
+type SpanSlot = ();
+
+pin_project_lite::pin_project! {
+    /// A layer's future, polled inside the request span the layer opened
+    /// (see [`in_request_span`]).
+    pub struct InSpan<F> {
+        #[pin]
+        inner: F,
+        span: SpanSlot,
+    }
+}
+
+impl<F: std::future::Future> std::future::Future for InSpan<F> {
+    type Output = F::Output;
+
+    #[inline]
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<F::Output> {
+        let this = self.project();
+        #[cfg(feature = "tracing")]
+        let _entered = this.span.as_ref().map(tracing::Span::enter);
+        this.inner.poll(cx)
+    }
+}
+
+impl<F> std::fmt::Debug for InSpan<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InSpan").finish_non_exhaustive()
+    }
+}
+
+/// Runs a layer's `respond` for `req` inside the request span (feature
+/// `tracing`): the current one when it is already a `portcullis` span (an
+/// outer layer opened it), else a new `portcullis` span at DEBUG, child
+/// of the current span, with `method`, `path` (never the query: it may
+/// carry a credential) and the [`SPAN_FIELDS`] empty for the layers to
+/// [`record`]. The returned future is polled inside it too.
+#[inline]
+pub fn in_request_span<B, F>(
+    req: http::Request<B>,
+    respond: impl FnOnce(http::Request<B>) -> F,
+) -> InSpan<F> {
+    #[cfg(feature = "tracing")]
+    {
+        let span = open_request_span(&req);
+        let inner = match &span {
+            Some(span) => span.in_scope(|| respond(req)),
+            None => respond(req),
+        };
+        InSpan { inner, span }
+    }
+    #[cfg(not(feature = "tracing"))]
+    InSpan {
+        inner: respond(req),
+        span: (),
+    }
+}
+
+#[cfg(feature = "tracing")]
+fn open_request_span<B>(req: &http::Request<B>) -> Option<tracing::Span> {
+    use tracing::field::Empty;
+    if !tracing::enabled!(target: "portcullis", tracing::Level::DEBUG) {
+        return None;
+    }
+    let current = tracing::Span::current();
+    if current.metadata().is_some_and(|m| m.name() == SPAN_NAME) {
+        return None;
+    }
+    let span = tracing::debug_span!(
+        target: "portcullis",
+        "portcullis",
+        method = %req.method(),
+        path = req.uri().path(),
+        source = Empty,
+        principal = Empty,
+        bearer = Empty,
+        tenant = Empty,
+        key = Empty,
+        decision = Empty,
+        reason = Empty,
+    );
+    (!span.is_disabled()).then_some(span)
 }

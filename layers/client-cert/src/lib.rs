@@ -96,9 +96,7 @@ pub use serve::{
     AddTlsConnectInfo, DEFAULT_MAX_CONNECTIONS, DEFAULT_SHUTDOWN_GRACE, HttpBody, HttpService,
     ServeOptions, serve, serve_tcp, shutdown_signal,
 };
-pub use server::{
-    CertificateExpiry, ClientAuth, Policy, Revocation, RevocationDepth, ServerTls,
-};
+pub use server::{CertificateExpiry, ClientAuth, Policy, Revocation, RevocationDepth, ServerTls};
 
 /// The process-default crypto provider when the application installed one,
 /// otherwise *ring*: what every rustls config this crate builds uses.

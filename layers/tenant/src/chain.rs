@@ -146,6 +146,8 @@ impl TenantResolver for Chain {
     }
 
     fn cached_entries(&self) -> Option<usize> {
-        self.remote.as_ref().and_then(|remote| remote.cached_entries())
+        self.remote
+            .as_ref()
+            .and_then(|remote| remote.cached_entries())
     }
 }

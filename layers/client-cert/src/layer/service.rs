@@ -54,13 +54,26 @@ where
 {
     type Response = Response<ResponseBody<ResBody>>;
     type Error = S::Error;
-    type Future = ClientCertFuture<S::Future>;
+    type Future = observe::InSpan<ClientCertFuture<S::Future>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
+    fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
+        observe::in_request_span(req, |req| self.respond(req))
+    }
+}
+
+impl<S> ClientCert<S> {
+    /// The layer's work on `req`, inside the request span.
+    fn respond<ReqBody, ResBody>(
+        &mut self,
+        mut req: Request<ReqBody>,
+    ) -> ClientCertFuture<S::Future>
+    where
+        S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    {
         match self.check(req.extensions().get::<TlsConnectInfo>()) {
             Ok(identity) => {
                 if let Some(identity) = identity {

@@ -40,7 +40,7 @@ where
 {
     type Response = Response<ResponseBody<ResBody>>;
     type Error = S::Error;
-    type Future = RateLimitFuture<S, ReqBody>;
+    type Future = observe::InSpan<RateLimitFuture<S, ReqBody>>;
 
     /// Only the inner service's readiness: quota is answered in `call`,
     /// never by making callers wait.
@@ -49,6 +49,16 @@ where
     }
 
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
+        observe::in_request_span(req, |req| self.respond(req))
+    }
+}
+
+impl<S> RateLimit<S> {
+    /// The layer's work on `req`, inside the request span.
+    fn respond<ReqBody, ResBody>(&mut self, req: Request<ReqBody>) -> RateLimitFuture<S, ReqBody>
+    where
+        S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone,
+    {
         let shared = &self.shared;
         let (parts, body) = req.into_parts();
         let Some((policy, quota)) = shared.quota_for(parts.extensions.get::<Tenant>()) else {

@@ -40,13 +40,26 @@ where
 {
     type Response = Response<ResponseBody<ResBody>>;
     type Error = S::Error;
-    type Future = ResolveTenantFuture<S, ReqBody>;
+    type Future = observe::InSpan<ResolveTenantFuture<S, ReqBody>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
+    fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
+        observe::in_request_span(req, |req| self.respond(req))
+    }
+}
+
+impl<S> ResolveTenant<S> {
+    /// The layer's work on `req`, inside the request span.
+    fn respond<ReqBody, ResBody>(
+        &mut self,
+        mut req: Request<ReqBody>,
+    ) -> ResolveTenantFuture<S, ReqBody>
+    where
+        S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone,
+    {
         let config = &self.config;
         // Strip before anything else, on every request.
         let nominated = config.protected.nominated_by_connection(req.headers());

@@ -41,13 +41,23 @@ where
 {
     type Response = Response<ResponseBody<ResBody>>;
     type Error = S::Error;
-    type Future = XfccFuture<S::Future>;
+    type Future = observe::InSpan<XfccFuture<S::Future>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
+    fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
+        observe::in_request_span(req, |req| self.respond(req))
+    }
+}
+
+impl<S> Xfcc<S> {
+    /// The layer's work on `req`, inside the request span.
+    fn respond<ReqBody, ResBody>(&mut self, mut req: Request<ReqBody>) -> XfccFuture<S::Future>
+    where
+        S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    {
         let (parts, body) = {
             let (mut parts, body) = req.into_parts();
             match apply(&self.config, &mut parts) {
