@@ -38,7 +38,14 @@ pub enum CertFormat {
     /// `=` and `/` as they are.
     AwsAlb,
     /// The certificate's DER in standard, padded base64 (HAProxy, Caddy,
-    /// Cloud Foundry).
+    /// Cloud Foundry). HAProxy, as `docs/proxies/haproxy.cfg` (which the
+    /// tests run) has it: remove every line the client sent first, since
+    /// `set-header` replaces one spelling and a second would pass:
+    ///
+    /// ```text
+    /// http-request del-header X-Client-Cert
+    /// http-request set-header X-Client-Cert %[ssl_c_der,base64] if { ssl_c_used }
+    /// ```
     Base64Der,
     /// Traefik's `X-Forwarded-Tls-Client-Cert`: base64 DER per certificate,
     /// comma-separated, leaf first (older Traefik URL-encoded the whole).

@@ -297,26 +297,11 @@ async fn behind_haproxy() {
     let Some(s) = Setup::new("haproxy", CertFormat::Base64Der).await else {
         return;
     };
-    let config = format!(
-        "global\n\
-         \x20 log stderr format raw local0 warning\n\
-         defaults\n\
-         \x20 mode http\n\
-         \x20 timeout connect 5s\n\
-         \x20 timeout client 30s\n\
-         \x20 timeout server 30s\n\
-         frontend tls\n\
-         \x20 bind 127.0.0.1:{port} ssl crt {crt} ca-file {ca} verify required\n\
-         \x20 http-request del-header X-Client-Cert\n\
-         \x20 http-request set-header X-Client-Cert %[ssl_c_der,base64] if {{ ssl_c_used }}\n\
-         \x20 default_backend app\n\
-         backend app\n\
-         \x20 server app 127.0.0.1:{app_port}\n",
-        port = s.port,
-        crt = s.dir.file("server-with-key.pem"),
-        ca = s.dir.file("ca.pem"),
-        app_port = s.app.port(),
-    );
+    // The documented configuration, pointed at this test's files and ports.
+    let config = include_str!("../../../../docs/proxies/haproxy.cfg")
+        .replace("/etc/portcullis/", &format!("{}/", s.path()))
+        .replace("127.0.0.1:8443", &format!("127.0.0.1:{}", s.port))
+        .replace("127.0.0.1:8080", &format!("127.0.0.1:{}", s.app.port()));
     let conf = s.dir.write("haproxy.cfg", config);
     s.check("haproxy", &["-db", "-f", &conf], &[]).await;
 }
@@ -326,31 +311,15 @@ async fn behind_caddy() {
     let Some(s) = Setup::new("caddy", CertFormat::Base64Der).await else {
         return;
     };
-    let config = format!(
-        "{{\n\
-         \x20 admin off\n\
-         \x20 auto_https off\n\
-         \x20 storage file_system {storage}\n\
-         }}\n\
-         https://localhost:{port} {{\n\
-         \x20 bind 127.0.0.1\n\
-         \x20 tls {cert} {key} {{\n\
-         \x20   client_auth {{\n\
-         \x20     mode require_and_verify\n\
-         \x20     trusted_ca_cert_file {ca}\n\
-         \x20   }}\n\
-         \x20 }}\n\
-         \x20 reverse_proxy 127.0.0.1:{app_port} {{\n\
-         \x20   header_up X-Client-Cert {{http.request.tls.client.certificate_der_base64}}\n\
-         \x20 }}\n\
-         }}\n",
-        storage = s.dir.join("storage").display(),
-        port = s.port,
-        cert = s.dir.file("server.pem"),
-        key = s.dir.file("server.key"),
-        ca = s.dir.file("ca.pem"),
-        app_port = s.app.port(),
-    );
+    // The documented configuration, pointed at this test's files and ports.
+    let config = include_str!("../../../../docs/proxies/Caddyfile")
+        .replace("/etc/portcullis/", &format!("{}/", s.path()))
+        .replace(
+            "/var/lib/portcullis/caddy",
+            &s.dir.join("storage").display().to_string(),
+        )
+        .replace("localhost:8443", &format!("localhost:{}", s.port))
+        .replace("127.0.0.1:8080", &format!("127.0.0.1:{}", s.app.port()));
     let conf = s.dir.write("Caddyfile", config);
     let home = s.dir.path().to_path_buf();
     s.check(
