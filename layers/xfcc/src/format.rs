@@ -39,8 +39,9 @@ pub enum CertFormat {
     AwsAlb,
     /// The certificate's DER in standard, padded base64 (HAProxy, Caddy,
     /// Cloud Foundry). HAProxy, as `docs/proxies/haproxy.cfg` (which the
-    /// tests run) has it: remove every line the client sent first, since
-    /// `set-header` replaces one spelling and a second would pass:
+    /// tests run) has it: remove what the client sent first, since
+    /// `set-header` runs only under its condition, and whenever that is
+    /// false the client's own header would pass:
     ///
     /// ```text
     /// http-request del-header X-Client-Cert
