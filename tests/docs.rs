@@ -21,13 +21,19 @@ fn the_deployment_guide_quotes_the_configurations_the_tests_run() {
             "docs/proxies/haproxy.cfg",
             include_str!("../docs/proxies/haproxy.cfg"),
         ),
-        ("docs/proxies/Caddyfile", include_str!("../docs/proxies/Caddyfile")),
+        (
+            "docs/proxies/Caddyfile",
+            include_str!("../docs/proxies/Caddyfile"),
+        ),
     ] {
         assert!(
             DEPLOYMENT.contains(text.trim_end()),
             "docs/deployment.md does not quote {name} as the tests run it"
         );
-        assert!(DEPLOYMENT.contains(name), "docs/deployment.md does not name {name}");
+        assert!(
+            DEPLOYMENT.contains(name),
+            "docs/deployment.md does not name {name}"
+        );
     }
 }
 
@@ -66,7 +72,10 @@ fn check(spec: &Value, schema: &Value, value: &Value, at: &str) {
     if let Value::Object(object) = value {
         for required in schema["required"].as_array().into_iter().flatten() {
             let name = required.as_str().unwrap();
-            assert!(object.contains_key(name), "{at}: {name} missing from {value}");
+            assert!(
+                object.contains_key(name),
+                "{at}: {name} missing from {value}"
+            );
         }
         for (name, member) in object {
             let member_schema = match schema["properties"].get(name) {
@@ -121,21 +130,66 @@ fn the_control_plane_example_answers_the_openapi_contract() {
     );
     let base = format!("http://{}", example.addr());
     let exchanges = [
-        ("/internal/keys/resolve", format!("sha256={digest}"), true, "200"),
-        ("/internal/keys/resolve", "cn=client.example.com".to_owned(), true, "200"),
+        (
+            "/internal/keys/resolve",
+            format!("sha256={digest}"),
+            true,
+            "200",
+        ),
+        (
+            "/internal/keys/resolve",
+            "cn=client.example.com".to_owned(),
+            true,
+            "200",
+        ),
         (
             "/internal/keys/resolve",
             "spiffe_id=spiffe%3A%2F%2Fexample.org%2Fworker".to_owned(),
             true,
             "200",
         ),
-        ("/internal/keys/resolve", format!("fingerprint_sha256={}", "ab".repeat(32)), true, "404"),
-        ("/internal/keys/resolve", format!("sha256={}", "0".repeat(64)), true, "404"),
-        ("/internal/keys/resolve", "colour=blue".to_owned(), true, "400"),
-        ("/internal/keys/resolve", format!("sha256={digest}"), false, "403"),
-        ("/internal/tenants/{tenant_id}/provider-env", "acme".to_owned(), true, "200"),
-        ("/internal/tenants/{tenant_id}/provider-env", "initech".to_owned(), true, "404"),
-        ("/internal/tenants/{tenant_id}/provider-env", "acme".to_owned(), false, "403"),
+        (
+            "/internal/keys/resolve",
+            format!("fingerprint_sha256={}", "ab".repeat(32)),
+            true,
+            "404",
+        ),
+        (
+            "/internal/keys/resolve",
+            format!("sha256={}", "0".repeat(64)),
+            true,
+            "404",
+        ),
+        (
+            "/internal/keys/resolve",
+            "colour=blue".to_owned(),
+            true,
+            "400",
+        ),
+        (
+            "/internal/keys/resolve",
+            format!("sha256={digest}"),
+            false,
+            "403",
+        ),
+        (
+            "/internal/tenants/{tenant_id}/provider-env",
+            "acme".to_owned(),
+            true,
+            "200",
+        ),
+        (
+            "/internal/tenants/{tenant_id}/provider-env",
+            "initech".to_owned(),
+            true,
+            "404",
+        ),
+        (
+            "/internal/tenants/{tenant_id}/provider-env",
+            "acme".to_owned(),
+            false,
+            "403",
+        ),
     ];
     let mut seen_paths = std::collections::BTreeSet::new();
     for (path, argument, with_secret, expected) in exchanges {
@@ -154,15 +208,25 @@ fn the_control_plane_example_answers_the_openapi_contract() {
         let (head, body) = out.body.split_once("\r\n\r\n").unwrap();
         let content_type = head
             .lines()
-            .find_map(|line| line.to_ascii_lowercase().strip_prefix("content-type: ").map(str::to_owned))
+            .find_map(|line| {
+                line.to_ascii_lowercase()
+                    .strip_prefix("content-type: ")
+                    .map(str::to_owned)
+            })
             .unwrap_or_default();
         let operation = &spec["paths"][path]["get"];
         assert!(operation.is_object(), "{path} is not in the contract");
         let response = &operation["responses"][expected];
-        assert!(response.is_object(), "{url}: {expected} is not in the contract");
+        assert!(
+            response.is_object(),
+            "{url}: {expected} is not in the contract"
+        );
         let media = content_type.split(';').next().unwrap().trim();
         let schema = &response["content"][media]["schema"];
-        assert!(schema.is_object(), "{url}: {expected} as {media} is not in the contract");
+        assert!(
+            schema.is_object(),
+            "{url}: {expected} as {media} is not in the contract"
+        );
         if media == "application/json" {
             let value: Value = serde_json::from_str(body).unwrap();
             check(&spec, schema, &value, &url);
@@ -176,7 +240,10 @@ fn the_control_plane_example_answers_the_openapi_contract() {
                 .unwrap()
                 .iter()
                 .any(|p| p["name"] == name);
-            assert!(declared || expected == "400", "{name} is not in the contract");
+            assert!(
+                declared || expected == "400",
+                "{name} is not in the contract"
+            );
         }
     }
     let declared: std::collections::BTreeSet<&str> = spec["paths"]

@@ -166,9 +166,8 @@ fn layers_assembled_by_hand_open_one_span_inside_tower_https() {
                 .layer()
                 .await
                 .unwrap();
-            let handler = |_req: Request<String>| async {
-                Ok::<_, Infallible>(Response::new(String::new()))
-            };
+            let handler =
+                |_req: Request<String>| async { Ok::<_, Infallible>(Response::new(String::new())) };
             // Two layers by hand, without the facade's PortcullisLayer.
             let pair = ServiceBuilder::new()
                 .layer(TraceLayer::new_for_http())
@@ -205,7 +204,9 @@ fn layers_assembled_by_hand_open_one_span_inside_tower_https() {
         assert_eq!(*parent, Some("request"), "{fields:?}");
         assert_eq!(field(fields, "path"), Some("/v1/chat"), "{fields:?}");
         assert!(
-            fields.values().all(|v| !v.contains("sk-") && !v.contains("should-not")),
+            fields
+                .values()
+                .all(|v| !v.contains("sk-") && !v.contains("should-not")),
             "{fields:?}"
         );
     }
