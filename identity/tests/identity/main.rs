@@ -5,4 +5,6 @@
 mod certificate;
 mod client_ip;
 mod openssl;
+#[cfg(feature = "outbound-tls")]
+mod outbound;
 mod properties;
