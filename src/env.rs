@@ -127,15 +127,15 @@ pub async fn from_env(env: &Env<'_>) -> Result<Portcullis, StartupError> {
     else {
         return Err(StartupError::new(problems));
     };
+    // The cost header is for a layer after the strip: no client sets it.
+    let mut tenant = tenant.unwrap_or_else(TenantLayer::strip_only);
+    if let Some(cost) = rate_limit.cost_header() {
+        tenant = tenant.protect(cost.as_str());
+    }
     // Connect to Redis last, and only when everything else is right.
     let rate_limit = rate_limit.layer().await.map_err(StartupError::from)?;
     Ok(Portcullis {
-        layer: PortcullisLayer::new(
-            ClientCertLayer::new(),
-            xfcc,
-            tenant.unwrap_or_else(TenantLayer::strip_only),
-            rate_limit,
-        ),
+        layer: PortcullisLayer::new(ClientCertLayer::new(), xfcc, tenant, rate_limit),
         tls,
         guard,
         listen,

@@ -122,7 +122,7 @@ where
                 DecideStateProj::Calling { future, headers } => {
                     let mut res = std::task::ready!(future.poll(cx))?;
                     for (name, value) in headers.drain(..) {
-                        res.headers_mut().insert(name, value);
+                        super::merge_header(res.headers_mut(), name, value);
                     }
                     return Poll::Ready(Ok(res.map(ResponseBody::inner)));
                 }

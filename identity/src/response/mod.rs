@@ -46,6 +46,48 @@ pub fn retry_after(wait: std::time::Duration) -> HeaderValue {
     HeaderValue::from(ceil_secs(wait).max(1))
 }
 
+/// Adds a layer's header to a response an inner layer (or the service)
+/// may have answered with its own: the IETF `RateLimit` and
+/// `RateLimit-Policy` lists are joined (the inner one's items first: two
+/// rate-limit layers on one route report both), `Retry-After` keeps the
+/// longer wait, anything else is replaced.
+///
+/// ```
+/// use http::{HeaderMap, HeaderName, HeaderValue};
+/// use portcullis_identity::response::merge_header;
+///
+/// let mut headers = HeaderMap::new();
+/// headers.insert("ratelimit", HeaderValue::from_static("\"login\";r=0;t=20"));
+/// headers.insert("retry-after", HeaderValue::from_static("20"));
+/// merge_header(&mut headers, HeaderName::from_static("ratelimit"), HeaderValue::from_static("\"api\";r=96;t=3"));
+/// merge_header(&mut headers, HeaderName::from_static("retry-after"), HeaderValue::from_static("3"));
+/// assert_eq!(headers["ratelimit"], "\"login\";r=0;t=20, \"api\";r=96;t=3");
+/// assert_eq!(headers["retry-after"], "20");
+/// ```
+pub fn merge_header(headers: &mut http::HeaderMap, name: http::HeaderName, value: HeaderValue) {
+    let Some(existing) = headers.get(&name) else {
+        headers.insert(name, value);
+        return;
+    };
+    let merged = match name.as_str() {
+        "ratelimit" | "ratelimit-policy" => {
+            let mut joined = existing.as_bytes().to_vec();
+            joined.extend_from_slice(b", ");
+            joined.extend_from_slice(value.as_bytes());
+            HeaderValue::from_bytes(&joined).unwrap_or(value)
+        }
+        "retry-after" => {
+            let seconds = |v: &HeaderValue| v.to_str().ok().and_then(|s| s.parse::<u64>().ok());
+            match (seconds(existing), seconds(&value)) {
+                (Some(kept), Some(new)) if kept >= new => return,
+                _ => value,
+            }
+        }
+        _ => value,
+    };
+    headers.insert(name, merged);
+}
+
 /// Why a layer turned a request away.
 ///
 /// The value is cloned into the response's extensions, so callers (and

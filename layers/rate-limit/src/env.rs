@@ -1,6 +1,7 @@
 //! The rate limiter from the environment: `RATE_LIMIT_PER_MIN`,
-//! `RATE_LIMIT_BURST`, `RATE_LIMIT_KEY`, `USE_CERT_AS_PRINCIPAL`,
-//! `RATE_LIMIT_MAX_KEYS`, `REDIS_URL` and `RATE_LIMIT_ON_STORE_ERROR`.
+//! `RATE_LIMIT_BURST`, `RATE_LIMIT_POLICIES`, `RATE_LIMIT_COST_HEADER`,
+//! `RATE_LIMIT_KEY`, `USE_CERT_AS_PRINCIPAL`, `RATE_LIMIT_MAX_KEYS`,
+//! `REDIS_URL` and `RATE_LIMIT_ON_STORE_ERROR`.
 
 use std::fmt;
 use std::sync::Arc;
@@ -8,9 +9,11 @@ use std::sync::Arc;
 use portcullis_identity::TrustedProxies;
 use portcullis_identity::env::{Env, EnvError, EnvProblem, Invalid, Problems};
 
+use http::HeaderName;
+
 use crate::{
-    KeyChain, KeyChainError, MemoryLimiter, OnStoreError, Quota, RateLimitLayer, SystemClock,
-    WhenFull,
+    KeyChain, KeyChainError, MemoryLimiter, OnStoreError, PLAN_POLICY, Policy, Quota,
+    RateLimitLayer, SystemClock, WhenFull,
 };
 
 /// The rate limiter the environment describes, read and checked but not
@@ -21,7 +24,8 @@ pub struct RateLimitEnv {
     /// `USE_CERT_AS_PRINCIPAL`: the certificate's principal keys the
     /// bucket before the bearer.
     certificate_as_principal: bool,
-    default_quota: Option<Quota>,
+    policies: Vec<Policy>,
+    cost_header: Option<HeaderName>,
     max_keys: usize,
     redis_url: Option<String>,
     on_store_error: OnStoreError,
@@ -32,7 +36,8 @@ impl fmt::Debug for RateLimitEnv {
         // The Redis URL may carry a password: only whether it is set.
         f.debug_struct("RateLimitEnv")
             .field("keys", &self.keys)
-            .field("default_quota", &self.default_quota)
+            .field("policies", &self.policies)
+            .field("cost_header", &self.cost_header)
             .field("max_keys", &self.max_keys)
             .field("redis", &self.redis_url.is_some())
             .field("on_store_error", &self.on_store_error)
@@ -71,7 +76,9 @@ impl RateLimitEnv {
     /// ```
     pub fn from_env(env: &Env<'_>, proxies: &TrustedProxies) -> Result<Self, EnvError> {
         let mut problems = Problems::new();
-        let default_quota = default_quota(env, &mut problems);
+        let policies = policies(env, &mut problems);
+        let cost_header =
+            env.header_name("RATE_LIMIT_COST_HEADER", &mut problems, "x-request-cost");
         let certificate_as_principal = env
             .flag("USE_CERT_AS_PRINCIPAL", &mut problems)
             .unwrap_or(false);
@@ -125,7 +132,8 @@ impl RateLimitEnv {
         problems.finish(|| RateLimitEnv {
             keys,
             certificate_as_principal,
-            default_quota,
+            policies,
+            cost_header,
             max_keys,
             redis_url,
             on_store_error,
@@ -148,9 +156,17 @@ impl RateLimitEnv {
         &self.keys
     }
 
-    /// The default quota, if any.
-    pub fn default_quota(&self) -> Option<Quota> {
-        self.default_quota
+    /// The policies every request is counted under (`RATE_LIMIT_POLICIES`,
+    /// and `RATE_LIMIT_PER_MIN` as the `minute` policy): empty, only
+    /// tenant plans limit.
+    pub fn policies(&self) -> &[Policy] {
+        &self.policies
+    }
+
+    /// `RATE_LIMIT_COST_HEADER`: the header a layer before the limiter
+    /// sets with the request's cost (every client's is removed first).
+    pub fn cost_header(&self) -> Option<&HeaderName> {
+        self.cost_header.as_ref()
     }
 
     /// Whether limits are shared through Redis.
@@ -180,8 +196,17 @@ impl RateLimitEnv {
             )),
         };
         let mut layer = RateLimitLayer::new(limiter, self.keys).on_store_error(self.on_store_error);
-        if let Some(quota) = self.default_quota {
-            layer = layer.default_quota(quota);
+        if !self.policies.is_empty() {
+            layer = layer.policies(self.policies).map_err(|e| {
+                EnvProblem::setting(
+                    "RATE_LIMIT_POLICIES",
+                    e.to_string(),
+                    "write name:rate/period[:burst], comma-separated, e.g. second:10/s:20,hour:1000/h",
+                )
+            })?;
+        }
+        if let Some(header) = self.cost_header {
+            layer = layer.cost_header(header);
         }
         Ok(layer)
     }
@@ -189,7 +214,45 @@ impl RateLimitEnv {
 
 /// `RATE_LIMIT_PER_MIN` with `RATE_LIMIT_BURST`: the quota for callers
 /// without a plan.
-fn default_quota(env: &Env<'_>, problems: &mut Problems) -> Option<Quota> {
+/// `RATE_LIMIT_POLICIES`, with `RATE_LIMIT_PER_MIN` (and its burst) as
+/// the `minute` policy.
+fn policies(env: &Env<'_>, problems: &mut Problems) -> Vec<Policy> {
+    let mut policies = env
+        .parse("RATE_LIMIT_POLICIES", problems, |text| {
+            Policy::parse_list(text).map_err(|e| {
+                Invalid::new(
+                    e.to_string(),
+                    "write name:rate/period[:burst], comma-separated, e.g. \
+                     second:10/s:20,hour:1000/h (periods s, m, h, d)",
+                )
+            })
+        })
+        .unwrap_or_default();
+    if let Some(quota) = per_minute(env, problems) {
+        if policies.iter().any(|p| p.name() == PLAN_POLICY) {
+            problems.push(EnvProblem::setting(
+                "RATE_LIMIT_PER_MIN",
+                "set beside a minute policy in RATE_LIMIT_POLICIES: two quotas for one policy",
+                "keep one: the minute entry of RATE_LIMIT_POLICIES, or RATE_LIMIT_PER_MIN",
+            ));
+        } else if let Ok(minute) = Policy::new(PLAN_POLICY, quota) {
+            policies.push(minute);
+        }
+    }
+    if policies.len() > crate::MAX_POLICIES {
+        problems.push(EnvProblem::setting(
+            "RATE_LIMIT_POLICIES",
+            format!(
+                "more than {} policies with RATE_LIMIT_PER_MIN's",
+                crate::MAX_POLICIES
+            ),
+            "drop one",
+        ));
+    }
+    policies
+}
+
+fn per_minute(env: &Env<'_>, problems: &mut Problems) -> Option<Quota> {
     let per_min = env.count("RATE_LIMIT_PER_MIN", problems, 600);
     let burst = env.count("RATE_LIMIT_BURST", problems, 20);
     match (per_min, burst) {
@@ -251,7 +314,8 @@ mod tests {
     #[test]
     fn defaults_and_quota() {
         let env = read(&[]).unwrap();
-        assert_eq!(env.default_quota(), None);
+        assert!(env.policies().is_empty());
+        assert_eq!(env.cost_header(), None);
         assert!(!env.uses_redis());
         assert_eq!(format!("{:?}", env.keys), "KeyChain([bearer, ip])");
         assert!(!env.certificate_as_principal());
@@ -269,9 +333,27 @@ mod tests {
         assert!(env.keys().needs_certificate());
         assert!(!env.keys().uses_tenant());
         let env = read(&[("RATE_LIMIT_PER_MIN", "120")]).unwrap();
-        assert_eq!(env.default_quota(), Quota::per_minute(120, 120).ok());
+        assert_eq!(
+            env.policies(),
+            [Policy::new("minute", Quota::per_minute(120, 120).unwrap()).unwrap()]
+        );
         let env = read(&[("RATE_LIMIT_PER_MIN", "120"), ("RATE_LIMIT_BURST", "10")]).unwrap();
-        assert_eq!(env.default_quota(), Quota::per_minute(120, 10).ok());
+        assert_eq!(
+            env.policies(),
+            [Policy::new("minute", Quota::per_minute(120, 10).unwrap()).unwrap()]
+        );
+        let env = read(&[
+            ("RATE_LIMIT_POLICIES", "second:10/s:20, hour:1000/h"),
+            ("RATE_LIMIT_PER_MIN", "300"),
+            ("RATE_LIMIT_COST_HEADER", "X-Request-Cost"),
+        ])
+        .unwrap();
+        let names: Vec<&str> = env.policies().iter().map(Policy::name).collect();
+        assert_eq!(names, ["second", "hour", "minute"]);
+        assert_eq!(
+            env.cost_header().map(|h| h.as_str()),
+            Some("x-request-cost")
+        );
         let env = read(&[
             ("RATE_LIMIT_KEY", "tenant, ip"),
             ("RATE_LIMIT_ON_STORE_ERROR", "OPEN"),
@@ -307,6 +389,29 @@ mod tests {
         assert!(problems[4].starts_with(
             "RATE_LIMIT_ON_STORE_ERROR=\"maybe\": not a store-failure policy; write open"
         ));
+        let error = read(&[
+            ("RATE_LIMIT_POLICIES", "second:10/fortnight"),
+            ("RATE_LIMIT_COST_HEADER", "x cost"),
+        ])
+        .unwrap_err();
+        let problems: Vec<String> = error.problems().iter().map(ToString::to_string).collect();
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert!(
+            problems[0].starts_with(
+                "RATE_LIMIT_POLICIES=\"second:10/fortnight\": \"second:10/fortnight\": the period is not s, m, h or d"
+            ),
+            "{problems:?}"
+        );
+        assert!(problems[1].starts_with("RATE_LIMIT_COST_HEADER=\"x cost\": not a header name"));
+        let error = read(&[
+            ("RATE_LIMIT_POLICIES", "minute:10/m"),
+            ("RATE_LIMIT_PER_MIN", "60"),
+        ])
+        .unwrap_err();
+        assert!(
+            error.to_string().contains("two quotas for one policy"),
+            "{error}"
+        );
         let error = read(&[("RATE_LIMIT_BURST", "5")]).unwrap_err();
         assert_eq!(
             error.to_string(),

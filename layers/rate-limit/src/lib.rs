@@ -66,6 +66,7 @@ mod keys;
 mod layer;
 mod limiter;
 mod memory;
+mod policy;
 #[cfg(feature = "redis")]
 mod redis_store;
 
@@ -74,12 +75,16 @@ pub use env::{DEFAULT_MAX_KEYS, RateLimitEnv};
 pub use gcra::Outcome;
 // The quota is identity's, shared with the tenant plans it checks.
 pub use keys::{CustomKey, KeyChain, KeyChainError, KeySource};
+#[cfg(feature = "axum")]
+#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
+pub use layer::MissingRateLimitDecision;
 pub use layer::{
-    CheckingBucket, MissingKey, OnStoreError, RateLimit, RateLimitDecision, RateLimitFuture,
-    RateLimitLayer, RateLimitRejection, RateLimitRejectionKind,
+    CheckingBucket, CostFn, MissingKey, OnStoreError, PLAN_POLICY, PolicyState, RateLimit,
+    RateLimitDecision, RateLimitFuture, RateLimitLayer, RateLimitRejection, RateLimitRejectionKind,
 };
-pub use limiter::{Checking, Limiter, StoreError, StoreErrorKind};
+pub use limiter::{Checking, CheckingAll, Limiter, StoreError, StoreErrorKind};
 pub use memory::{BucketKey, MemoryLimiter, WhenFull};
+pub use policy::{MAX_POLICIES, Policy, PolicyError};
 use portcullis_identity::Quota;
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]

@@ -17,6 +17,24 @@ pub trait Limiter: Send + Sync + 'static {
     /// Charges `cost` to `key` under `quota`, if it fits.
     fn check(&self, key: BucketKey, quota: &Quota, cost: u32) -> Checking;
 
+    /// Charges every check, or none: the request goes on only if every
+    /// outcome allows it (several policies on one request). Each check is
+    /// evaluated as if the earlier ones had been charged. The default
+    /// refuses more than one check: a store must do this atomically, or
+    /// not at all.
+    fn check_all(&self, checks: Vec<(BucketKey, Quota, u32)>) -> CheckingAll {
+        match checks.as_slice() {
+            [(key, quota, cost)] => {
+                let one = self.check(*key, quota, *cost);
+                CheckingAll::later(async move { one.await.map(|outcome| vec![outcome]) })
+            }
+            _ => CheckingAll::ready(Err(StoreError::new(
+                StoreErrorKind::Protocol,
+                "this store checks one policy at a time",
+            ))),
+        }
+    }
+
     /// How many buckets this store holds in the process, for the
     /// `portcullis_rate_limit_buckets` gauge; `None` (the default) for a
     /// store kept elsewhere.
@@ -30,10 +48,17 @@ impl<C: Clock> Limiter for MemoryLimiter<C> {
         Checking::ready(Ok(MemoryLimiter::check(self, key, quota, cost)))
     }
 
+    fn check_all(&self, checks: Vec<(BucketKey, Quota, u32)>) -> CheckingAll {
+        CheckingAll::ready(Ok(MemoryLimiter::check_all(self, &checks)))
+    }
+
     fn bucket_count(&self) -> Option<usize> {
         Some(self.len())
     }
 }
+
+/// What [`Limiter::check_all`] answers: every outcome, in order.
+pub type CheckingAll = ReadyOrLater<'static, Result<Vec<Outcome>, StoreError>>;
 
 /// A store could not answer: the layer applies its
 /// [`OnStoreError`](crate::OnStoreError) policy.

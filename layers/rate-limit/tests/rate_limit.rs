@@ -119,7 +119,8 @@ async fn the_tenant_plan_wins_over_the_default() {
     for _ in 0..5 {
         let res = svc.ready().await.unwrap().call(with_plan()).await.unwrap();
         assert_eq!(res.status(), StatusCode::OK);
-        assert_eq!(res.headers()["ratelimit-policy"], "\"tenant\";q=600;w=60");
+        // The plan replaces the policy it names: `default_quota`'s.
+        assert_eq!(res.headers()["ratelimit-policy"], "\"default\";q=600;w=60");
     }
     assert_eq!(
         status(&mut svc, with_plan()).await,

@@ -95,11 +95,12 @@ async fn two_instances_share_one_quota() {
     }
     // Another key is another bucket.
     assert!(check(&a, key(2), &quota).await.is_allowed());
-    // One bucket, one Redis key, expiring once it is full again.
+    // One bucket, one Redis key, expiring once it is full again; the hash
+    // tag is the half a key's policies share (one Cluster slot).
     let name = a.redis_key(&key(1), &quota);
     assert_eq!(
         name,
-        "portcullis:rl:{01010101010101010101010101010101}:60000000"
+        "portcullis:rl:{0101010101010101}0101010101010101:60000000"
     );
     let ttl: i64 = redis::cmd("PTTL")
         .arg(&name)

@@ -7,20 +7,48 @@ use portcullis_identity::Tenant;
 use portcullis_identity::observe;
 use portcullis_identity::response::{ResponseHeaders, ceil_secs};
 
+use std::sync::Arc;
+
 use super::layer::{OnStoreError, Shared};
 use super::rejection::{RateLimitRejection, RateLimitRejectionKind};
 use crate::limiter::StoreError;
-use crate::{Outcome, Quota};
+use crate::{Outcome, Policy};
 
-/// What the limiter decided, for handlers (in the request's extensions)
-/// and for logs.
+/// What the limiter decided, for handlers (in the request's extensions;
+/// with the `axum` feature, an extractor) and for logs.
+///
+/// The top-level fields describe the tightest policy (the fewest requests
+/// left); [`policies`](Self::policies) has every one, tightest first.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RateLimitDecision {
     /// Which key source named the bucket (`cn`, `bearer`, `ip`, ...).
     pub key_source: &'static str,
-    /// The policy's name in the headers (`tenant` for a plan, else
-    /// `default`).
-    pub policy: &'static str,
+    /// The tightest policy's name.
+    pub policy: Arc<str>,
+    /// Its requests per window.
+    pub limit: u32,
+    /// Its window, in seconds.
+    pub window: u64,
+    /// Requests of cost 1 it still allows now.
+    pub remaining: u32,
+    /// Until its bucket is full again.
+    pub reset: Duration,
+    /// What this request was charged (in every policy).
+    pub cost: u32,
+    /// Whether this request was allowed (always `true` in shadow mode's
+    /// forwarded requests; see `would_deny`).
+    pub allowed: bool,
+    /// In shadow mode: whether the request would have been denied.
+    pub would_deny: bool,
+    /// Every policy applied, tightest first.
+    pub policies: Vec<PolicyState>,
+}
+
+/// One policy's state after a request (see [`RateLimitDecision`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicyState {
+    /// The policy's name.
+    pub name: Arc<str>,
     /// Requests per window.
     pub limit: u32,
     /// The window, in seconds.
@@ -29,94 +57,181 @@ pub struct RateLimitDecision {
     pub remaining: u32,
     /// Until the bucket is full again.
     pub reset: Duration,
-    /// Whether this request was allowed (always `true` in shadow mode's
-    /// forwarded requests; see `would_deny`).
+    /// Whether this policy allowed the request.
     pub allowed: bool,
-    /// In shadow mode: whether the request would have been denied.
-    pub would_deny: bool,
 }
 
-/// A decision, the headers that report it, and the wait when denied.
-pub(super) type Verdict = (
-    RateLimitDecision,
-    Vec<(HeaderName, HeaderValue)>,
-    Option<Duration>,
-);
+/// The policies a request is counted under: one (no allocation) or
+/// several.
+#[derive(Clone)]
+pub(super) enum PolicySet {
+    One(Policy),
+    Many(Vec<Policy>),
+}
 
-/// The quota a request is counted under, and the policy's name.
-#[derive(Clone, Copy)]
+impl PolicySet {
+    pub(super) fn as_slice(&self) -> &[Policy] {
+        match self {
+            PolicySet::One(policy) => std::slice::from_ref(policy),
+            PolicySet::Many(policies) => policies,
+        }
+    }
+}
+
+/// The policies and cost a request is counted under, and the key source.
+#[derive(Clone)]
 pub(super) struct Applied {
     pub(super) source: &'static str,
-    pub(super) policy: &'static str,
-    pub(super) quota: Quota,
+    pub(super) policies: PolicySet,
+    pub(super) cost: u32,
 }
 
+/// What the store answered: one outcome per policy, in order.
+pub(super) type Answer<'a> = Result<&'a [Outcome], StoreError>;
+
 impl Shared {
-    /// The tenant's plan, else the default, with the policy's name;
-    /// `None`: unlimited.
-    pub(super) fn quota_for(&self, tenant: Option<&Tenant>) -> Option<(&'static str, Quota)> {
+    /// The configured policies, the tenant's plan replacing the one it
+    /// names (added when none is configured); `None`: unlimited.
+    pub(super) fn policies_for(&self, tenant: Option<&Tenant>) -> Option<PolicySet> {
         // A plan is valid by construction: never silently "no limit".
-        match tenant.and_then(Tenant::quota) {
-            Some(plan) => Some(("tenant", plan)),
-            None => Some(("default", self.default_quota?)),
+        let plan = tenant.and_then(Tenant::quota);
+        match (self.policies.as_slice(), plan) {
+            ([], None) => None,
+            ([], Some(plan)) => Some(PolicySet::One(Policy::named(
+                self.plan_policy.clone(),
+                plan,
+            ))),
+            ([one], None) => Some(PolicySet::One(one.clone())),
+            ([one], Some(plan)) if one.name() == self.plan_policy.as_str() => {
+                Some(PolicySet::One(one.with_quota(plan)))
+            }
+            (many, None) => Some(PolicySet::Many(many.to_vec())),
+            (many, Some(plan)) => {
+                let mut policies = many.to_vec();
+                match policies
+                    .iter_mut()
+                    .find(|p| p.name() == self.plan_policy.as_str())
+                {
+                    Some(named) => *named = named.with_quota(plan),
+                    None => policies.push(Policy::named(self.plan_policy.clone(), plan)),
+                }
+                Some(PolicySet::Many(policies))
+            }
         }
     }
 
-    /// The decision and the headers that report it.
-    pub(super) fn verdict(&self, applied: Applied, outcome: Outcome) -> Verdict {
-        let Applied {
-            source,
-            policy,
-            quota,
-        } = applied;
-        let window = quota.period().as_secs().max(1);
-        let (remaining, reset, retry_after) = match outcome {
-            Outcome::Allowed { remaining, reset } => (remaining, reset, None),
-            Outcome::Denied { retry_after, reset } => (0, reset, Some(retry_after)),
-            Outcome::Never => (0, Duration::ZERO, Some(Duration::from_secs(window))),
-        };
-        let decision = RateLimitDecision {
-            key_source: source,
-            policy,
-            limit: quota.rate(),
-            window,
-            remaining,
-            reset,
-            allowed: retry_after.is_none() || self.shadow,
-            would_deny: retry_after.is_some(),
-        };
-        let policy_value = match (&self.default_policy_header, policy) {
-            (Some(value), "default") => value.clone(),
-            _ => policy_header(policy, &quota),
-        };
+    /// The decision and the headers that report it; `Err` when the cost
+    /// is over a policy's burst (no wait would let it pass).
+    fn verdict(&self, applied: &Applied, outcomes: &[Outcome]) -> Verdict {
+        let policies = applied.policies.as_slice();
+        let mut states: Vec<(PolicyState, Option<Duration>, &Policy)> = policies
+            .iter()
+            .zip(outcomes)
+            .map(|(policy, outcome)| {
+                let quota = policy.quota();
+                let window = quota.period().as_secs().max(1);
+                let (remaining, reset, retry_after) = match *outcome {
+                    Outcome::Allowed { remaining, reset } => (remaining, reset, None),
+                    Outcome::Denied { retry_after, reset } => (0, reset, Some(retry_after)),
+                    Outcome::Never => (0, Duration::ZERO, Some(Duration::MAX)),
+                };
+                let state = PolicyState {
+                    name: policy.shared_name().clone(),
+                    limit: quota.rate(),
+                    window,
+                    remaining,
+                    reset,
+                    allowed: retry_after.is_none(),
+                };
+                (state, retry_after, policy)
+            })
+            .collect();
+        // Tightest first: the fewest left, then the shortest window.
+        if states.len() > 1 {
+            states.sort_by_key(|(state, _, _)| (state.remaining, state.window));
+        }
+        let never = policies
+            .iter()
+            .zip(outcomes)
+            .find(|(_, outcome)| matches!(outcome, Outcome::Never))
+            .map(|(policy, _)| (policy.shared_name().clone(), policy.quota().burst()));
+        // The longest wait among the policies that refused.
+        let retry_after = states.iter().filter_map(|(_, wait, _)| *wait).max();
         let mut headers = Vec::with_capacity(if self.legacy_headers { 6 } else { 3 });
+        let policy_value = match (states.as_slice(), self.policies.as_slice()) {
+            ([(_, _, applied)], [configured]) if *applied == configured => {
+                self.policy_headers[0].clone()
+            }
+            _ => header_value(
+                states
+                    .iter()
+                    .map(|(_, _, policy)| policy_item(policy))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            ),
+        };
         headers.push((HeaderName::from_static("ratelimit-policy"), policy_value));
-        headers.push((
-            HeaderName::from_static("ratelimit"),
-            rate_limit_value(policy, remaining, ceil_secs(reset)),
-        ));
+        let rate_limit = match states.as_slice() {
+            [(state, _, _)] => {
+                rate_limit_value(&state.name, state.remaining, ceil_secs(state.reset))
+            }
+            _ => header_value(
+                states
+                    .iter()
+                    .map(|(state, _, _)| {
+                        format!(
+                            "\"{}\";r={};t={}",
+                            state.name,
+                            state.remaining,
+                            ceil_secs(state.reset)
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            ),
+        };
+        headers.push((HeaderName::from_static("ratelimit"), rate_limit));
+        let tightest = states[0].0.clone();
         if self.legacy_headers {
             headers.push((
                 HeaderName::from_static("x-ratelimit-limit"),
-                HeaderValue::from(quota.rate()),
+                HeaderValue::from(tightest.limit),
             ));
             headers.push((
                 HeaderName::from_static("x-ratelimit-remaining"),
-                HeaderValue::from(remaining),
+                HeaderValue::from(tightest.remaining),
             ));
             headers.push((
                 HeaderName::from_static("x-ratelimit-reset"),
-                HeaderValue::from(ceil_secs(reset)),
+                HeaderValue::from(ceil_secs(tightest.reset)),
             ));
         }
-        // Retry-After only on a refusal (a shadow-mode pass carries none).
-        if let Some(wait) = retry_after.filter(|_| !self.shadow) {
+        // Retry-After only on a refusal some wait can end (a shadow-mode
+        // pass carries none, and neither does a cost over a burst).
+        if let Some(wait) = retry_after.filter(|_| !self.shadow && never.is_none()) {
             headers.push((
                 http::header::RETRY_AFTER,
                 portcullis_identity::response::retry_after(wait),
             ));
         }
-        (decision, headers, retry_after)
+        let decision = RateLimitDecision {
+            key_source: applied.source,
+            policy: tightest.name.clone(),
+            limit: tightest.limit,
+            window: tightest.window,
+            remaining: tightest.remaining,
+            reset: tightest.reset,
+            cost: applied.cost,
+            allowed: retry_after.is_none() || self.shadow,
+            would_deny: retry_after.is_some(),
+            policies: states.into_iter().map(|(state, _, _)| state).collect(),
+        };
+        Verdict {
+            decision,
+            headers,
+            refused: retry_after.is_some(),
+            never,
+        }
     }
 
     /// What becomes of a request once the store has answered: on its way
@@ -124,12 +239,12 @@ impl Shared {
     /// or a rejection.
     pub(super) fn judge<B>(
         &self,
-        applied: Applied,
-        answer: Result<Outcome, StoreError>,
+        applied: &Applied,
+        answer: Answer<'_>,
         req: &mut Request<B>,
     ) -> Result<ResponseHeaders, RateLimitRejection> {
-        let outcome = match answer {
-            Ok(outcome) => outcome,
+        let outcomes = match answer {
+            Ok(outcomes) => outcomes,
             Err(error) => {
                 return match self.on_store_error {
                     OnStoreError::FailOpen => {
@@ -145,33 +260,42 @@ impl Shared {
                         #[cfg(feature = "tracing")]
                         tracing::warn!(%error, key_source = applied.source, "rate limit store failed: refusing");
                         let _ = error;
-                        Err(RateLimitRejection {
-                            kind: RateLimitRejectionKind::StoreUnavailable,
-                            headers: vec![(http::header::RETRY_AFTER, HeaderValue::from(1u32))],
-                        })
+                        Err(RateLimitRejection::new(
+                            RateLimitRejectionKind::StoreUnavailable,
+                            vec![(http::header::RETRY_AFTER, HeaderValue::from(1u32))],
+                        ))
                     }
                 };
             }
         };
-        let (decision, headers, retry_after) = self.verdict(applied, outcome);
+        let Verdict {
+            decision,
+            headers,
+            refused,
+            never,
+        } = self.verdict(applied, outcomes);
         observe::record("key", &applied.source);
-        if retry_after.is_some() && !self.shadow {
+        if refused && !self.shadow {
             observe::rate_limit("limited");
             #[cfg(feature = "tracing")]
-            tracing::debug!(key_source = applied.source, "rate limit exceeded");
-            return Err(RateLimitRejection {
-                kind: RateLimitRejectionKind::TooManyRequests,
-                headers,
+            tracing::debug!(key_source = applied.source, policy = %decision.policy, "rate limit exceeded");
+            return Err(match never {
+                Some((policy, burst)) => RateLimitRejection::new(
+                    RateLimitRejectionKind::CostOverBurst,
+                    headers,
+                )
+                .with_detail(format!(
+                    "this request costs {}, more than the burst of {burst} of the rate-limit \
+                     policy \"{policy}\": no wait lets it pass; make it smaller\n",
+                    applied.cost
+                )),
+                None => RateLimitRejection::new(RateLimitRejectionKind::TooManyRequests, headers),
             });
         }
-        observe::rate_limit(if retry_after.is_some() {
-            "shadow_limited"
-        } else {
-            "allowed"
-        });
+        observe::rate_limit(if refused { "shadow_limited" } else { "allowed" });
         observe::record("decision", &"allowed");
         #[cfg(feature = "tracing")]
-        if retry_after.is_some() {
+        if refused {
             tracing::info!(
                 key_source = applied.source,
                 "shadow rate limit: would have denied"
@@ -182,13 +306,29 @@ impl Shared {
     }
 }
 
-/// `RateLimit-Policy` for `quota` under `policy`.
-pub(super) fn policy_header(policy: &str, quota: &Quota) -> HeaderValue {
-    header_value(format!(
-        "\"{policy}\";q={};w={}",
+/// A decision, the headers that report it, whether it refuses, and the
+/// policy a cost over its burst can never pass.
+struct Verdict {
+    decision: RateLimitDecision,
+    headers: ResponseHeaders,
+    refused: bool,
+    never: Option<(Arc<str>, u32)>,
+}
+
+/// `"<name>";q=<rate>;w=<window>`.
+pub(super) fn policy_item(policy: &Policy) -> String {
+    let quota = policy.quota();
+    format!(
+        "\"{}\";q={};w={}",
+        policy.name(),
         quota.rate(),
         quota.period().as_secs().max(1)
-    ))
+    )
+}
+
+/// `RateLimit-Policy` for one policy.
+pub(super) fn policy_header(policy: &Policy) -> HeaderValue {
+    header_value(policy_item(policy))
 }
 
 /// `"<policy>";r=<remaining>;t=<reset>`, written without `format!`: it is

@@ -14,7 +14,7 @@ use portcullis_identity::response::{DecideThenCall, Decision, ResponseHeaders};
 use super::decision::Applied;
 use super::layer::Shared;
 use super::rejection::RateLimitRejection;
-use crate::limiter::Checking;
+use crate::limiter::{Checking, CheckingAll};
 
 /// Response future of [`RateLimit`](crate::RateLimit): checking the
 /// bucket, calling the inner service, or rejected.
@@ -22,9 +22,15 @@ pub type RateLimitFuture<S, B> = DecideThenCall<S, B, CheckingBucket>;
 
 /// A request's bucket being checked by a store that answers later (Redis).
 pub struct CheckingBucket {
-    pub(super) checking: Checking,
+    pub(super) pending: Pending,
     pub(super) applied: Applied,
     pub(super) shared: Arc<Shared>,
+}
+
+/// The store's answer on its way: one policy's, or several.
+pub(super) enum Pending {
+    One(Checking),
+    All(CheckingAll),
 }
 
 impl std::fmt::Debug for CheckingBucket {
@@ -43,8 +49,22 @@ impl<B> Decision<B> for CheckingBucket {
         cx: &mut Context<'_>,
         req: &mut Request<B>,
     ) -> Poll<Result<ResponseHeaders, RateLimitRejection>> {
-        let answer = ready!(Pin::new(&mut self.checking).poll(cx));
-        Poll::Ready(self.shared.judge(self.applied, answer, req))
+        let decided = match &mut self.pending {
+            Pending::One(checking) => {
+                let answer = ready!(Pin::new(checking).poll(cx));
+                let answer = answer
+                    .as_ref()
+                    .map(std::slice::from_ref)
+                    .map_err(Clone::clone);
+                self.shared.judge(&self.applied, answer, req)
+            }
+            Pending::All(checking) => {
+                let answer = ready!(Pin::new(checking).poll(cx));
+                let answer = answer.as_deref().map_err(Clone::clone);
+                self.shared.judge(&self.applied, answer, req)
+            }
+        };
+        Poll::Ready(decided)
     }
 
     fn on_rejection(rejection: &RateLimitRejection) {

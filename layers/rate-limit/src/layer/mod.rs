@@ -7,14 +7,18 @@
 //! the response future (`future.rs`) and the rejection (`rejection.rs`).
 
 mod decision;
+#[cfg(feature = "axum")]
+mod extract;
 mod future;
 #[allow(clippy::module_inception)]
 mod layer;
 mod rejection;
 mod service;
 
-pub use decision::RateLimitDecision;
+pub use decision::{PolicyState, RateLimitDecision};
+#[cfg(feature = "axum")]
+pub use extract::MissingRateLimitDecision;
 pub use future::{CheckingBucket, RateLimitFuture};
-pub use layer::{MissingKey, OnStoreError, RateLimitLayer};
+pub use layer::{CostFn, MissingKey, OnStoreError, PLAN_POLICY, RateLimitLayer};
 pub use rejection::{RateLimitRejection, RateLimitRejectionKind};
 pub use service::RateLimit;

@@ -10,8 +10,8 @@ use portcullis_identity::observe;
 use portcullis_identity::response::ResponseBody;
 use tower_service::Service;
 
-use super::decision::Applied;
-use super::future::{CheckingBucket, RateLimitFuture};
+use super::decision::{Answer, Applied, PolicySet};
+use super::future::{CheckingBucket, Pending, RateLimitFuture};
 use super::layer::{MissingKey, Shared};
 use super::rejection::{RateLimitRejection, RateLimitRejectionKind};
 
@@ -61,9 +61,9 @@ impl<S> RateLimit<S> {
     {
         let shared = &self.shared;
         let (parts, body) = req.into_parts();
-        let Some((policy, quota)) = shared.quota_for(parts.extensions.get::<Tenant>()) else {
-            // No quota applies (no plan, no default): unlimited, no key
-            // needed.
+        let Some(policies) = shared.policies_for(parts.extensions.get::<Tenant>()) else {
+            // No policy applies (no plan, none configured): unlimited, no
+            // key needed.
             observe::record("decision", &"allowed");
             return RateLimitFuture::calling(
                 self.inner.call(Request::from_parts(parts, body)),
@@ -79,36 +79,79 @@ impl<S> RateLimit<S> {
                         Vec::new(),
                     )
                 }
-                MissingKey::Reject => RateLimitFuture::rejected(RateLimitRejection {
-                    kind: RateLimitRejectionKind::NoKey,
-                    headers: Vec::new(),
-                }),
+                MissingKey::Reject => RateLimitFuture::rejected(RateLimitRejection::new(
+                    RateLimitRejectionKind::NoKey,
+                    Vec::new(),
+                )),
             };
+        };
+        let cost = match shared.cost_of(&parts) {
+            Ok(cost) => cost,
+            Err(rejection) => return RateLimitFuture::rejected(rejection),
         };
         let applied = Applied {
             source,
-            policy,
-            quota,
+            policies,
+            cost,
         };
         let req = Request::from_parts(parts, body);
-        let mut req = req;
-        match shared.limiter.check(key, &applied.quota, 1).now() {
-            // The answer at hand (the memory store): no future to box.
-            Ok(answer) => match shared.judge(applied, answer, &mut req) {
-                Ok(headers) => RateLimitFuture::calling(self.inner.call(req), headers),
-                Err(rejection) => RateLimitFuture::rejected(rejection),
-            },
-            Err(checking) => {
-                // The service that was polled ready goes with this request.
-                let clone = self.inner.clone();
-                let inner = std::mem::replace(&mut self.inner, clone);
-                let bucket = CheckingBucket {
-                    checking,
-                    applied,
-                    shared: shared.clone(),
-                };
-                RateLimitFuture::deciding(bucket, req, inner)
+        let pending = match &applied.policies {
+            PolicySet::One(policy) => {
+                match shared
+                    .limiter
+                    .check(policy.bucket(key), &policy.quota(), cost)
+                    .now()
+                {
+                    // The answer at hand (the memory store): no future to
+                    // box, no vector.
+                    Ok(answer) => {
+                        let answer = answer
+                            .as_ref()
+                            .map(std::slice::from_ref)
+                            .map_err(Clone::clone);
+                        return self.decided(&applied, answer, req);
+                    }
+                    Err(later) => Pending::One(later),
+                }
             }
+            PolicySet::Many(policies) => {
+                let checks = policies
+                    .iter()
+                    .map(|policy| (policy.bucket(key), policy.quota(), cost))
+                    .collect();
+                match shared.limiter.check_all(checks).now() {
+                    Ok(answer) => {
+                        let answer = answer.as_deref().map_err(Clone::clone);
+                        return self.decided(&applied, answer, req);
+                    }
+                    Err(later) => Pending::All(later),
+                }
+            }
+        };
+        // The service that was polled ready goes with this request.
+        let clone = self.inner.clone();
+        let inner = std::mem::replace(&mut self.inner, clone);
+        let bucket = CheckingBucket {
+            pending,
+            applied,
+            shared: shared.clone(),
+        };
+        RateLimitFuture::deciding(bucket, req, inner)
+    }
+
+    /// The store answered at once: call the inner service or refuse.
+    fn decided<ReqBody, ResBody>(
+        &mut self,
+        applied: &Applied,
+        answer: Answer<'_>,
+        mut req: Request<ReqBody>,
+    ) -> RateLimitFuture<S, ReqBody>
+    where
+        S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone,
+    {
+        match self.shared.judge(applied, answer, &mut req) {
+            Ok(headers) => RateLimitFuture::calling(self.inner.call(req), headers),
+            Err(rejection) => RateLimitFuture::rejected(rejection),
         }
     }
 }

@@ -12,7 +12,7 @@ use redis::{ErrorKind, RedisError, Script};
 
 use crate::Quota;
 use crate::gcra::Outcome;
-use crate::limiter::{Checking, Limiter, StoreError, StoreErrorKind};
+use crate::limiter::{Checking, CheckingAll, Limiter, StoreError, StoreErrorKind};
 use crate::memory::BucketKey;
 use crate::{Clock, SystemClock};
 
@@ -239,13 +239,18 @@ impl RedisLimiter {
         RedisOptions::default().connect(url).await
     }
 
-    /// The Redis key of `key` under `quota`.
+    /// The Redis key of `key` under `quota`. The hash tag is the first
+    /// half of the bucket, which a key's policies share
+    /// ([`Policy`](crate::Policy)): every bucket of one request lives in
+    /// one Redis Cluster slot, so one script checks them all.
     pub fn redis_key(&self, key: &BucketKey, quota: &Quota) -> String {
-        let mut name = String::with_capacity(self.shared.prefix.len() + 56);
+        let mut name = String::with_capacity(self.shared.prefix.len() + 58);
         name.push_str(&self.shared.prefix);
         name.push('{');
-        name.push_str(&portcullis_identity::hex::encode(&key.0));
-        name.push_str("}:");
+        name.push_str(&portcullis_identity::hex::encode(&key.0[..8]));
+        name.push('}');
+        name.push_str(&portcullis_identity::hex::encode(&key.0[8..]));
+        name.push(':');
         name.push_str(&micros(quota.period()).to_string());
         name
     }
@@ -415,6 +420,13 @@ impl RedisLimiter {
 }
 
 impl Limiter for RedisLimiter {
+    fn check_all(&self, checks: Vec<(BucketKey, Quota, u32)>) -> CheckingAll {
+        match self.start(&checks) {
+            Ok(outcomes) => CheckingAll::ready(Ok(outcomes)),
+            Err(prepared) => CheckingAll::later(self.clone().round_trip(prepared)),
+        }
+    }
+
     fn check(&self, key: BucketKey, quota: &Quota, cost: u32) -> Checking {
         let one = [(key, *quota, cost)];
         match self.start(&one) {
