@@ -470,6 +470,22 @@ impl crate::TrustedProxies {
     }
 }
 
+impl Env<'_> {
+    /// The extra roots for outbound TLS: the bundle `<prefix>_CA_CERTIFICATE`
+    /// names, else the one `SSL_CERT_FILE` names, as (variable, path). The
+    /// outbound trust adds it to the platform's roots; a client that takes
+    /// one bundle only (Redis over TLS) trusts it alone.
+    pub fn outbound_extra_bundle(&self, prefix: &str) -> Option<(String, String)> {
+        let prefixed = format!("{prefix}_CA_CERTIFICATE");
+        self.get(&prefixed)
+            .map(|path| (prefixed, path))
+            .or_else(|| {
+                self.get("SSL_CERT_FILE")
+                    .map(|path| ("SSL_CERT_FILE".to_owned(), path))
+            })
+    }
+}
+
 /// The prefix of [`OutboundTrust::from_env`](crate::OutboundTrust::from_env)'s
 /// variable: `PORTCULLIS_CA_CERTIFICATE`.
 #[cfg(feature = "outbound-tls")]
@@ -491,16 +507,8 @@ impl crate::OutboundTrust {
     /// point (which is the extra bundle, not a replacement store).
     pub fn from_env_prefixed(env: &Env<'_>, prefix: &str) -> Result<Self, EnvError> {
         let prefixed = format!("{prefix}_CA_CERTIFICATE");
-        let ssl_cert_file = env.get("SSL_CERT_FILE");
-        let extra = env
-            .get(&prefixed)
-            .map(|path| (prefixed.clone(), path))
-            .or_else(|| {
-                ssl_cert_file
-                    .clone()
-                    .map(|path| ("SSL_CERT_FILE".to_owned(), path))
-            });
-        let overrides_store = ssl_cert_file.is_some() || env.is_set("SSL_CERT_DIR");
+        let extra = env.outbound_extra_bundle(prefix);
+        let overrides_store = env.is_set("SSL_CERT_FILE") || env.is_set("SSL_CERT_DIR");
         crate::OutboundTrust::assemble(
             extra
                 .clone()

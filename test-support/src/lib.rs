@@ -25,6 +25,7 @@ pub mod client;
 mod daemons;
 mod example;
 mod pki;
+mod redis;
 mod serve;
 
 #[cfg(feature = "bench")]
@@ -32,4 +33,5 @@ pub use bench::*;
 pub use daemons::*;
 pub use example::Example;
 pub use pki::*;
+pub use redis::{RedisCluster, redis_tls_server};
 pub use serve::*;

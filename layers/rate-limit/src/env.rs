@@ -28,6 +28,9 @@ pub struct RateLimitEnv {
     cost_header: Option<HeaderName>,
     max_keys: usize,
     redis_url: Option<String>,
+    /// For `rediss://`: the extra outbound CA bundle, read.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    redis_tls_roots: Option<Vec<u8>>,
     on_store_error: OnStoreError,
 }
 
@@ -122,6 +125,9 @@ impl RateLimitEnv {
             )
             .unwrap_or(OnStoreError::FailClosed);
         let redis_url = env.get("REDIS_URL");
+        let redis_tls_roots = redis_url
+            .as_deref()
+            .and_then(|url| redis_tls_roots(env, url, &mut problems));
         if redis_url.is_some() && cfg!(not(feature = "redis")) {
             problems.push(EnvProblem::setting(
                 "REDIS_URL",
@@ -136,6 +142,7 @@ impl RateLimitEnv {
             cost_header,
             max_keys,
             redis_url,
+            redis_tls_roots,
             on_store_error,
         })
     }
@@ -174,13 +181,24 @@ impl RateLimitEnv {
         self.redis_url.is_some()
     }
 
+    /// How the Redis store connects: the outbound CA bundle as its TLS
+    /// roots, for `rediss://`.
+    #[cfg(feature = "redis")]
+    fn redis_options(&self) -> crate::RedisOptions {
+        let options = crate::RedisOptions::default();
+        match &self.redis_tls_roots {
+            Some(pem) => options.tls_roots_pem(pem.clone()),
+            None => options,
+        }
+    }
+
     /// The layer: connects to Redis when `REDIS_URL` is set (a Redis that
     /// cannot be reached is a start-up error naming `REDIS_URL`), else
     /// keeps buckets in memory.
     pub async fn layer(self) -> Result<RateLimitLayer, EnvError> {
         let limiter: Arc<dyn crate::Limiter> = match &self.redis_url {
             #[cfg(feature = "redis")]
-            Some(url) => Arc::new(crate::RedisLimiter::connect(url).await.map_err(|e| {
+            Some(url) => Arc::new(self.redis_options().connect(url).await.map_err(|e| {
                 // The URL may carry a password: never quoted.
                 EnvProblem::setting(
                     "REDIS_URL",
@@ -283,6 +301,62 @@ fn per_minute(env: &Env<'_>, problems: &mut Problems) -> Option<Quota> {
 }
 
 /// `bearer,ip`: per authenticated bearer key, else per client address.
+/// Checks `REDIS_URL`'s form (one server, or a Cluster's nodes,
+/// comma-separated) without echoing it, and for `rediss://` reads the
+/// outbound CA bundle (`PORTCULLIS_CA_CERTIFICATE`, else `SSL_CERT_FILE`),
+/// which Redis's TLS then trusts instead of the platform's roots.
+fn redis_tls_roots(env: &Env<'_>, url: &str, problems: &mut Problems) -> Option<Vec<u8>> {
+    let nodes: Vec<&str> = url
+        .split(',')
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+        .collect();
+    let tcp = |node: &&str| node.starts_with("redis://") || node.starts_with("rediss://");
+    let unix = |node: &&str| node.starts_with("redis+unix://") || node.starts_with("unix://");
+    let fine = match nodes.as_slice() {
+        [] => false,
+        [one] => tcp(one) || unix(one),
+        many => many.iter().all(tcp),
+    };
+    if !fine {
+        problems.push(EnvProblem::setting(
+            "REDIS_URL",
+            "not a Redis URL, nor a Cluster's nodes",
+            "write redis://host:6379/0, rediss://host:6380 for TLS, or a Cluster's nodes \
+             comma-separated: redis://10.0.0.1:6379,redis://10.0.0.2:6379",
+        ));
+        return None;
+    }
+    if nodes.len() > 1
+        && nodes.iter().any(|n| n.starts_with("rediss://"))
+            != nodes.iter().all(|n| n.starts_with("rediss://"))
+    {
+        problems.push(EnvProblem::setting(
+            "REDIS_URL",
+            "a Cluster's nodes mix redis:// and rediss://",
+            "write every node with rediss:// for TLS, or every one with redis://",
+        ));
+        return None;
+    }
+    if !nodes.iter().any(|n| n.starts_with("rediss://")) {
+        return None;
+    }
+    let (var, path) = env.outbound_extra_bundle("PORTCULLIS")?;
+    match std::fs::read(&path) {
+        Ok(pem) => Some(pem),
+        Err(e) => {
+            problems.push(EnvProblem::invalid(
+                var,
+                path,
+                format!("cannot be read ({e}) for Redis's TLS"),
+                "point it at the PEM bundle of the CA that signed Redis's certificate, or unset it \
+                 to trust the platform's roots",
+            ));
+            None
+        }
+    }
+}
+
 fn default_keys(proxies: &TrustedProxies) -> KeyChain {
     KeyChain::new([
         crate::KeySource::Bearer,

@@ -7,8 +7,10 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{ErrorKind, RedisError, Script};
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::cluster::ClusterClientBuilder;
+use redis::cluster_async::ClusterConnection;
+use redis::{Cmd, ErrorKind, Pipeline, RedisError, RedisFuture, Script, TlsCertificates, Value};
 
 use crate::Quota;
 use crate::gcra::Outcome;
@@ -35,6 +37,7 @@ pub struct RedisOptions {
     connect_timeout: Duration,
     denied_cache: usize,
     clock: Option<Arc<dyn Clock>>,
+    tls_roots_pem: Option<Vec<u8>>,
 }
 
 impl fmt::Debug for RedisOptions {
@@ -45,6 +48,7 @@ impl fmt::Debug for RedisOptions {
             .field("connect_timeout", &self.connect_timeout)
             .field("denied_cache", &self.denied_cache)
             .field("redis_time", &self.clock.is_none())
+            .field("tls_roots", &self.tls_roots_pem.is_some())
             .finish()
     }
 }
@@ -57,6 +61,7 @@ impl Default for RedisOptions {
             connect_timeout: Duration::from_secs(1),
             denied_cache: 100_000,
             clock: None,
+            tls_roots_pem: None,
         }
     }
 }
@@ -101,31 +106,31 @@ impl RedisOptions {
         self
     }
 
-    /// Connects to `url` (`redis://host:port/db`, `rediss://...`,
-    /// `redis+unix:///path`). The URL is never echoed in errors: it may
-    /// carry a password.
+    /// For `rediss://`: trust the roots in this PEM bundle (a managed
+    /// Redis's private CA) instead of the platform's.
+    #[must_use]
+    pub fn tls_roots_pem(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.tls_roots_pem = Some(pem.into());
+        self
+    }
+
+    /// Connects to `url`: one server (`redis://host:port/db`,
+    /// `rediss://…` for TLS, `redis+unix:///path`), or a Redis Cluster
+    /// named by several nodes, comma-separated
+    /// (`redis://10.0.0.1:6379,redis://10.0.0.2:6379`; the rest of the
+    /// cluster is discovered from them). The URL is never echoed in
+    /// errors: it may carry a password.
     pub async fn connect(self, url: &str) -> Result<RedisLimiter, StoreError> {
-        let client = redis::Client::open(url).map_err(|e| {
-            StoreError::new(
-                StoreErrorKind::Unavailable,
-                format!(
-                    "not a usable Redis URL ({:?}); expected redis://host:port/db",
-                    e.kind()
-                ),
-            )
-        })?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(self.connect_timeout))
-            // The store's own timeout bounds the whole check, reconnection
-            // included: one timer per check, not two.
-            .set_response_timeout(None)
-            .set_max_delay(Duration::from_millis(500))
-            // A few quick tries: a Redis that is down at start is a start-up
-            // error now, and every failed check triggers a reconnection later.
-            .set_number_of_retries(2);
-        let connection = ConnectionManager::new_with_config(client, config)
-            .await
-            .map_err(|e| unavailable(&e))?;
+        let nodes: Vec<&str> = url
+            .split(',')
+            .map(str::trim)
+            .filter(|n| !n.is_empty())
+            .collect();
+        let connection = if nodes.len() > 1 {
+            self.connect_cluster(&nodes).await?
+        } else {
+            self.connect_single(url.trim()).await?
+        };
         let script = Script::new(GCRA_SCRIPT);
         // Load it now: a Redis that refuses scripts is a start-up error,
         // not a refusal of every request.
@@ -145,6 +150,115 @@ impl RedisOptions {
                 clock: self.clock.unwrap_or_else(|| Arc::new(SystemClock::new())),
             }),
         })
+    }
+}
+
+impl RedisOptions {
+    fn certificates(&self) -> TlsCertificates {
+        TlsCertificates {
+            client_tls: None,
+            root_cert: self.tls_roots_pem.clone(),
+        }
+    }
+
+    async fn connect_single(&self, url: &str) -> Result<Connection, StoreError> {
+        let client = match &self.tls_roots_pem {
+            Some(_) if url.starts_with("rediss://") => {
+                redis::Client::build_with_tls(url, self.certificates())
+            }
+            _ => redis::Client::open(url),
+        }
+        .map_err(bad_url)?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(self.connect_timeout))
+            // The store's own timeout bounds the whole check, reconnection
+            // included: one timer per check, not two.
+            .set_response_timeout(None)
+            .set_max_delay(Duration::from_millis(500))
+            // A few quick tries: a Redis that is down at start is a start-up
+            // error now, and every failed check triggers a reconnection later.
+            .set_number_of_retries(2);
+        ConnectionManager::new_with_config(client, config)
+            .await
+            .map(Connection::Single)
+            .map_err(|e| unavailable(&e))
+    }
+
+    async fn connect_cluster(&self, nodes: &[&str]) -> Result<Connection, StoreError> {
+        let tls = nodes.iter().filter(|n| n.starts_with("rediss://")).count();
+        if tls != 0 && tls != nodes.len() {
+            return Err(StoreError::new(
+                StoreErrorKind::Unavailable,
+                "a Redis Cluster's nodes are all redis:// or all rediss://, not a mix",
+            ));
+        }
+        let mut builder = ClusterClientBuilder::new(nodes.to_vec())
+            .connection_timeout(self.connect_timeout)
+            // Bounded by the store's own timeout per check.
+            .retries(2)
+            .min_retry_wait(10)
+            .max_retry_wait(200);
+        if tls != 0 && self.tls_roots_pem.is_some() {
+            builder = builder.certs(self.certificates());
+        }
+        let client = builder.build().map_err(bad_url)?;
+        client
+            .get_async_connection()
+            .await
+            .map(Connection::Cluster)
+            .map_err(|e| unavailable(&e))
+    }
+}
+
+/// A URL redis-rs refuses, never quoted (it may carry a password).
+fn bad_url(e: RedisError) -> StoreError {
+    StoreError::new(
+        StoreErrorKind::Unavailable,
+        format!(
+            "not a usable Redis URL ({:?}); expected redis://host:port/db, rediss://… for TLS, \
+             or several redis:// nodes, comma-separated, for a Cluster",
+            e.kind()
+        ),
+    )
+}
+
+/// One server through a reconnecting manager, or a Cluster (which routes
+/// each script by its keys' slot, and follows the cluster's changes).
+#[derive(Clone)]
+enum Connection {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+impl ConnectionLike for Connection {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Connection::Single(connection) => connection.req_packed_command(cmd),
+            Connection::Cluster(connection) => connection.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Connection::Single(connection) => {
+                connection.req_packed_commands(pipeline, offset, count)
+            }
+            Connection::Cluster(connection) => {
+                connection.req_packed_commands(pipeline, offset, count)
+            }
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Connection::Single(connection) => connection.get_db(),
+            Connection::Cluster(connection) => connection.get_db(),
+        }
     }
 }
 
@@ -168,7 +282,7 @@ impl RedisOptions {
 /// Clones share the connection and the cache.
 #[derive(Clone)]
 pub struct RedisLimiter {
-    connection: ConnectionManager,
+    connection: Connection,
     shared: Arc<Shared>,
 }
 
