@@ -33,5 +33,5 @@ pub use bench::*;
 pub use daemons::*;
 pub use example::Example;
 pub use pki::*;
-pub use redis::{RedisCluster, redis_tls_server};
+pub use redis::{RedisCluster, redis_tls_and_plain_server, redis_tls_server};
 pub use serve::*;

@@ -22,6 +22,12 @@ fn throwaway(command: &mut Command, dir: &TempDir) {
 /// `pki().ca()`. `None` (with a skip notice) without redis-server, unless
 /// interop is required.
 pub fn redis_tls_server(dir: &TempDir, port: u16) -> Option<Daemon> {
+    redis_tls_and_plain_server(dir, port, 0)
+}
+
+/// As [`redis_tls_server`], also serving plaintext on `plain_port` (`0`:
+/// not at all): one server, both ways in, for comparing them.
+pub fn redis_tls_and_plain_server(dir: &TempDir, port: u16, plain_port: u16) -> Option<Daemon> {
     let binary = interop_binary("redis-server")?;
     let cert = dir.write("redis-server.pem", pki().end().chain_pem());
     let key = dir.write("redis-server.key", pki().end().key_pem());
@@ -29,7 +35,12 @@ pub fn redis_tls_server(dir: &TempDir, port: u16) -> Option<Daemon> {
     let mut command = Command::new(binary);
     throwaway(&mut command, dir);
     command
-        .args(["--port", "0", "--tls-port", &port.to_string()])
+        .args([
+            "--port",
+            &plain_port.to_string(),
+            "--tls-port",
+            &port.to_string(),
+        ])
         .args(["--tls-cert-file", &cert, "--tls-key-file", &key])
         .args(["--tls-ca-cert-file", &ca, "--tls-auth-clients", "no"]);
     Some(Daemon::start(

@@ -7,16 +7,23 @@
 //! - [`KeyChain`]: the bucket from the certificate's CN, SPIFFE ID or
 //!   fingerprint, the bearer digest, the tenant, the client address through
 //!   trusted proxies, a header or a closure, first that answers wins.
-//! - [`RateLimitLayer`]: the store shared by every clone, the quota from the
-//!   tenant's plan or the default, `429` from `call` (never a wait in
-//!   `poll_ready`), IETF `RateLimit-Policy` / `RateLimit` headers (and
-//!   optionally the legacy trio) on every answer, `Retry-After` on `429`, a
-//!   [`RateLimitDecision`] for handlers, and a shadow mode.
+//! - [`RateLimitLayer`]: the store shared by every clone; several named
+//!   [`Policy`]s per request, checked all or nothing, each a bucket of its
+//!   own (so a strict layer on `/login` and a loose one elsewhere share a
+//!   store, not buckets), the tenant's plan replacing the policy it names;
+//!   request costs ([`cost`](RateLimitLayer::cost),
+//!   [`cost_header`](RateLimitLayer::cost_header)); `429` from `call`
+//!   (never a wait in `poll_ready`), IETF `RateLimit-Policy` / `RateLimit`
+//!   headers listing every policy (and optionally the legacy trio) on every
+//!   answer, `Retry-After` on `429` when some wait lets the request pass, a
+//!   [`RateLimitDecision`] for handlers (an axum extractor with the
+//!   `axum` feature), and a shadow mode.
 //! - [`RateLimitEnv`]: all of it from `RATE_LIMIT_*` and `REDIS_URL`.
 //! - [`RedisLimiter`] (feature `redis`): the same buckets in Redis for
-//!   services on many instances: one `EVALSHA` of a Lua GCRA on Redis's
-//!   clock per check, a local cache of refusals, and an explicit
-//!   [`OnStoreError`] when Redis cannot answer.
+//!   services on many instances, over TLS (`rediss://`) and on a Redis
+//!   Cluster: one `EVALSHA` of a Lua GCRA on Redis's clock per request,
+//!   all its policies in one hash slot, a local cache of refusals, and an
+//!   explicit [`OnStoreError`] when Redis cannot answer.
 //!
 //! # Example
 //!
@@ -37,7 +44,25 @@
 //! # Ok::<(), portcullis_identity::QuotaError>(())
 //! ```
 //!
-//! Shared by every instance, through Redis (feature `redis`):
+//! Two policies, and a batch endpoint charging one per item:
+//!
+//! ```
+//! use std::sync::Arc;
+//! use portcullis_rate_limit::{KeyChain, KeySource, MemoryLimiter, Policy, RateLimitLayer, SystemClock, WhenFull};
+//!
+//! let store = Arc::new(MemoryLimiter::new(100_000, WhenFull::default(), SystemClock::new()));
+//! let layer = RateLimitLayer::new(store, KeyChain::new([KeySource::Bearer]))
+//!     .policies(Policy::parse_list("second:10/s:20, hour:1000/h")?)?
+//!     .cost(|parts| {
+//!         let items = parts.uri.query().and_then(|q| q.strip_prefix("items="));
+//!         items.and_then(|n| n.parse().ok()).unwrap_or(1)
+//!     });
+//! # let _ = layer;
+//! # Ok::<(), portcullis_rate_limit::PolicyError>(())
+//! ```
+//!
+//! Shared by every instance, through Redis (feature `redis`; a Cluster by
+//! its nodes, comma-separated; `rediss://` for TLS):
 //!
 //! ```no_run
 //! # #[cfg(feature = "redis")]

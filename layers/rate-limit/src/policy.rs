@@ -21,7 +21,8 @@ pub const MAX_POLICIES: usize = 8;
 /// lowercase letters, digits, `-` or `_`.
 ///
 /// ```
-/// use portcullis_rate_limit::{Policy, Quota};
+/// use portcullis_identity::Quota;
+/// use portcullis_rate_limit::Policy;
 /// use std::time::Duration;
 ///
 /// let login = Policy::new("login", Quota::new(5, Duration::from_secs(60), 5)?)?;
@@ -319,6 +320,41 @@ mod tests {
             .collect::<Vec<_>>()
             .join(",");
         assert_eq!(Policy::parse_list(&many), Err(PolicyError::TooMany(9)));
+    }
+
+    proptest::proptest! {
+        /// Anything at all: an answer, never a panic.
+        #[test]
+        fn any_text_gets_an_answer(text in ".{0,80}") {
+            let _ = Policy::parse_list(&text);
+        }
+
+        /// Well-formed lists read as written, whatever the spacing and case.
+        #[test]
+        fn well_formed_lists_read_as_written(
+            entries in proptest::collection::vec(
+                ("[a-z][a-z0-9_-]{0,10}", 1u32..100_000, 1u64..1000, proptest::sample::select(vec!["s", "m", "h", "d"]), proptest::option::of(1u32..100_000)),
+                1..=MAX_POLICIES,
+            )
+        ) {
+            let mut names = std::collections::HashSet::new();
+            let entries: Vec<_> = entries.into_iter().filter(|e| names.insert(e.0.clone())).collect();
+            let text: Vec<String> = entries
+                .iter()
+                .map(|(name, rate, count, unit, burst)| match burst {
+                    Some(burst) => format!(" {}:{rate}/{count}{} : {burst} ", name.to_uppercase(), unit.to_uppercase()),
+                    None => format!("{name}:{rate}/{count}{unit}"),
+                })
+                .collect();
+            let policies = Policy::parse_list(&text.join(",")).unwrap();
+            for ((name, rate, count, unit, burst), policy) in entries.iter().zip(&policies) {
+                let seconds = count * match *unit { "s" => 1, "m" => 60, "h" => 3600, _ => 86_400 };
+                proptest::prop_assert_eq!(policy.name(), name.as_str());
+                proptest::prop_assert_eq!(policy.quota().rate(), *rate);
+                proptest::prop_assert_eq!(policy.quota().period().as_secs(), seconds);
+                proptest::prop_assert_eq!(policy.quota().burst(), burst.unwrap_or(*rate));
+            }
+        }
     }
 
     #[test]

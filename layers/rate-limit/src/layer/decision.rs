@@ -66,7 +66,8 @@ pub struct PolicyState {
 #[derive(Clone)]
 pub(super) enum PolicySet {
     One(Policy),
-    Many(Vec<Policy>),
+    /// The configured ones as they are (shared), or with a plan in.
+    Many(Arc<[Policy]>),
 }
 
 impl PolicySet {
@@ -95,7 +96,7 @@ impl Shared {
     pub(super) fn policies_for(&self, tenant: Option<&Tenant>) -> Option<PolicySet> {
         // A plan is valid by construction: never silently "no limit".
         let plan = tenant.and_then(Tenant::quota);
-        match (self.policies.as_slice(), plan) {
+        match (&self.policies[..], plan) {
             ([], None) => None,
             ([], Some(plan)) => Some(PolicySet::One(Policy::named(
                 self.plan_policy.clone(),
@@ -105,7 +106,7 @@ impl Shared {
             ([one], Some(plan)) if one.name() == self.plan_policy.as_str() => {
                 Some(PolicySet::One(one.with_quota(plan)))
             }
-            (many, None) => Some(PolicySet::Many(many.to_vec())),
+            (_, None) => Some(PolicySet::Many(self.policies.clone())),
             (many, Some(plan)) => {
                 let mut policies = many.to_vec();
                 match policies
@@ -115,7 +116,7 @@ impl Shared {
                     Some(named) => *named = named.with_quota(plan),
                     None => policies.push(Policy::named(self.plan_policy.clone(), plan)),
                 }
-                Some(PolicySet::Many(policies))
+                Some(PolicySet::Many(Arc::from(policies)))
             }
         }
     }
@@ -158,37 +159,51 @@ impl Shared {
         // The longest wait among the policies that refused.
         let retry_after = states.iter().filter_map(|(_, wait, _)| *wait).max();
         let mut headers = Vec::with_capacity(if self.legacy_headers { 6 } else { 3 });
-        let policy_value = match (states.as_slice(), self.policies.as_slice()) {
+        let policy_value = match (states.as_slice(), &self.policies[..]) {
             ([(_, _, applied)], [configured]) if *applied == configured => {
                 self.policy_headers[0].clone()
             }
-            _ => header_value(
-                states
-                    .iter()
-                    .map(|(_, _, policy)| policy_item(policy))
-                    .collect::<Vec<_>>()
-                    .join(", "),
-            ),
+            _ => {
+                let mut list = Vec::with_capacity(32 * states.len());
+                for (index, (state, _, _)) in states.iter().enumerate() {
+                    if index > 0 {
+                        list.extend_from_slice(b", ");
+                    }
+                    write_item(
+                        &mut list,
+                        &state.name,
+                        b";q=",
+                        u64::from(state.limit),
+                        b";w=",
+                        state.window,
+                    );
+                }
+                HeaderValue::from_bytes(&list).unwrap_or_else(|_| HeaderValue::from_static(""))
+            }
         };
         headers.push((HeaderName::from_static("ratelimit-policy"), policy_value));
         let rate_limit = match states.as_slice() {
             [(state, _, _)] => {
                 rate_limit_value(&state.name, state.remaining, ceil_secs(state.reset))
             }
-            _ => header_value(
-                states
-                    .iter()
-                    .map(|(state, _, _)| {
-                        format!(
-                            "\"{}\";r={};t={}",
-                            state.name,
-                            state.remaining,
-                            ceil_secs(state.reset)
-                        )
-                    })
-                    .collect::<Vec<_>>()
-                    .join(", "),
-            ),
+            _ => {
+                let mut list = Vec::with_capacity(32 * states.len());
+                for (index, (state, _, _)) in states.iter().enumerate() {
+                    if index > 0 {
+                        list.extend_from_slice(b", ");
+                    }
+                    let reset = ceil_secs(state.reset);
+                    write_item(
+                        &mut list,
+                        &state.name,
+                        b";r=",
+                        u64::from(state.remaining),
+                        b";t=",
+                        reset,
+                    );
+                }
+                HeaderValue::from_bytes(&list).unwrap_or_else(|_| HeaderValue::from_static(""))
+            }
         };
         headers.push((HeaderName::from_static("ratelimit"), rate_limit));
         let tightest = states[0].0.clone();
@@ -348,6 +363,18 @@ fn rate_limit_value(policy: &str, remaining: u32, reset_secs: u64) -> HeaderValu
     put(b";t=");
     put(digits(reset_secs, &mut [0; 20]));
     HeaderValue::from_bytes(&text[..len]).unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+/// `"<name>"<first><a><second><b>`: one item of a `RateLimit` or
+/// `RateLimit-Policy` list, written without `format!` (every request).
+fn write_item(out: &mut Vec<u8>, name: &str, first: &[u8], a: u64, second: &[u8], b: u64) {
+    out.push(b'"');
+    out.extend_from_slice(name.as_bytes());
+    out.push(b'"');
+    out.extend_from_slice(first);
+    out.extend_from_slice(digits(a, &mut [0; 20]));
+    out.extend_from_slice(second);
+    out.extend_from_slice(digits(b, &mut [0; 20]));
 }
 
 /// `n` in decimal, in the end of `buf`.

@@ -54,7 +54,7 @@ pub(super) struct Shared {
     pub(super) limiter: Arc<dyn Limiter>,
     pub(super) keys: KeyChain,
     /// Every request's policies, before a tenant's plan.
-    pub(super) policies: Vec<Policy>,
+    pub(super) policies: Arc<[Policy]>,
     /// What a tenant's plan is called, and replaces.
     pub(super) plan_policy: PolicyName,
     pub(super) cost_header: Option<HeaderName>,
@@ -95,7 +95,7 @@ impl RateLimitLayer {
             shared: Arc::new(Shared {
                 limiter,
                 keys,
-                policies: Vec::new(),
+                policies: Arc::from([]),
                 plan_policy,
                 cost_header: None,
                 cost_fn: None,
@@ -122,7 +122,7 @@ impl RateLimitLayer {
     pub fn default_quota(self, quota: Quota) -> Self {
         let name = PolicyName::known("default");
         self.edit(|s| {
-            s.policies = vec![Policy::named(name.clone(), quota)];
+            s.policies = Arc::from([Policy::named(name.clone(), quota)]);
             s.plan_policy = name;
         })
     }
@@ -146,7 +146,7 @@ impl RateLimitLayer {
                 return Err(PolicyError::Duplicate(policy.name().to_owned()));
             }
         }
-        Ok(self.edit(|s| s.policies = policies))
+        Ok(self.edit(|s| s.policies = Arc::from(policies)))
     }
 
     /// The policy a tenant's plan replaces (default `minute`).
