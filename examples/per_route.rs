@@ -17,6 +17,9 @@
 //! together: all or nothing).
 
 use std::process::ExitCode;
+
+#[path = "common/exit.rs"]
+mod exit;
 use std::sync::Arc;
 
 use axum::Router;
@@ -56,13 +59,7 @@ fn policies(var: &str, default: &str) -> Result<Vec<Policy>, String> {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    match run().await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("{error}");
-            ExitCode::FAILURE
-        }
-    }
+    exit::code(run().await)
 }
 
 async fn run() -> Result<(), Box<dyn std::error::Error>> {

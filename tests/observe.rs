@@ -13,84 +13,21 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use portcullis::identity::env::Env;
-use std::collections::{BTreeMap, HashMap};
+#[path = "support/capture.rs"]
+mod capture;
+
+use std::collections::BTreeMap;
 use std::convert::Infallible;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use http::{Request, Response, StatusCode};
 use portcullis::identity::{BearerDigest, PeerAddr, percent};
 use portcullis_test_support::{TempDir, pki};
 use tower::{ServiceBuilder, ServiceExt};
-use tracing::span::{Attributes, Id, Record};
-use tracing::{Metadata, Subscriber};
+
+use capture::Capture;
 
 const TOKEN: &str = "sk-observe-acme-0123456789";
-
-/// Every `portcullis` span's fields, as recorded.
-#[derive(Default)]
-struct Spans {
-    next: AtomicU64,
-    fields: Mutex<HashMap<u64, BTreeMap<String, String>>>,
-    meta: Mutex<HashMap<u64, &'static Metadata<'static>>>,
-    order: Mutex<Vec<u64>>,
-}
-
-thread_local! {
-    static ENTERED: std::cell::RefCell<Vec<u64>> = const { std::cell::RefCell::new(Vec::new()) };
-}
-
-struct Fields<'a>(&'a mut BTreeMap<String, String>);
-
-impl tracing::field::Visit for Fields<'_> {
-    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
-        self.0.insert(field.name().to_owned(), format!("{value:?}"));
-    }
-    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
-        self.0.insert(field.name().to_owned(), value.to_owned());
-    }
-}
-
-#[derive(Clone, Default)]
-struct Capture(Arc<Spans>);
-
-impl Subscriber for Capture {
-    fn enabled(&self, _: &Metadata<'_>) -> bool {
-        true
-    }
-    fn new_span(&self, attrs: &Attributes<'_>) -> Id {
-        let id = self.0.next.fetch_add(1, Ordering::Relaxed) + 1;
-        let mut fields = BTreeMap::new();
-        attrs.record(&mut Fields(&mut fields));
-        self.0.fields.lock().unwrap().insert(id, fields);
-        self.0.meta.lock().unwrap().insert(id, attrs.metadata());
-        if attrs.metadata().name() == "portcullis" {
-            self.0.order.lock().unwrap().push(id);
-        }
-        Id::from_u64(id)
-    }
-    fn record(&self, span: &Id, values: &Record<'_>) {
-        let mut all = self.0.fields.lock().unwrap();
-        values.record(&mut Fields(all.entry(span.into_u64()).or_default()));
-    }
-    fn record_follows_from(&self, _: &Id, _: &Id) {}
-    fn event(&self, _: &tracing::Event<'_>) {}
-    fn enter(&self, span: &Id) {
-        ENTERED.with(|e| e.borrow_mut().push(span.into_u64()));
-    }
-    fn exit(&self, _: &Id) {
-        ENTERED.with(|e| e.borrow_mut().pop());
-    }
-    fn current_span(&self) -> tracing_core::span::Current {
-        match ENTERED.with(|e| e.borrow().last().copied()) {
-            Some(id) => {
-                let meta = self.0.meta.lock().unwrap()[&id];
-                tracing_core::span::Current::new(Id::from_u64(id), meta)
-            }
-            None => tracing_core::span::Current::none(),
-        }
-    }
-}
 
 /// Counters by `name{label=value,...}`.
 #[derive(Clone, Default)]
@@ -242,15 +179,9 @@ fn the_request_span_and_the_counters_say_who_which_tenant_and_what_was_decided()
         ]
     );
 
-    let fields = spans.0.fields.lock().unwrap();
-    let requests: Vec<&BTreeMap<String, String>> = spans
-        .0
-        .order
-        .lock()
-        .unwrap()
-        .iter()
-        .map(|id| &fields[id])
-        .collect();
+    let recorded = spans.request_spans();
+    let requests: Vec<&BTreeMap<String, String>> =
+        recorded.iter().map(|(_, fields)| fields).collect();
     let digest = &BearerDigest::of_token(TOKEN).to_hex()[..16];
     let span = |i: usize| -> Vec<(&str, &str)> {
         requests[i]
@@ -292,8 +223,8 @@ fn the_request_span_and_the_counters_say_who_which_tenant_and_what_was_decided()
         "{:?}",
         span(4)
     );
-    for (id, fields) in fields.iter() {
-        for value in fields.values() {
+    for (id, span) in spans.spans.lock().unwrap().iter() {
+        for value in span.fields.values() {
             assert!(
                 !value.contains("sk-") && !value.contains("should-not-be-logged"),
                 "span {id} leaks {value}"

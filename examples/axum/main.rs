@@ -27,6 +27,9 @@
 use portcullis::identity::env::Env;
 use std::process::ExitCode;
 
+#[path = "../common/exit.rs"]
+mod exit;
+
 use axum::Router;
 use axum::extract::Request;
 use axum::routing::get;
@@ -52,13 +55,7 @@ async fn me(
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    match run().await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("{error}");
-            ExitCode::FAILURE
-        }
-    }
+    exit::code(run().await)
 }
 
 async fn run() -> Result<(), Box<dyn std::error::Error>> {

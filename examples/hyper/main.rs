@@ -16,6 +16,9 @@ use portcullis::identity::env::Env;
 use std::convert::Infallible;
 use std::process::ExitCode;
 
+#[path = "../common/exit.rs"]
+mod exit;
+
 use http::{Request, Response, StatusCode};
 use http_body_util::Either;
 use hyper::body::Incoming;
@@ -40,13 +43,7 @@ async fn route(req: Request<Incoming>) -> Result<Response<String>, Infallible> {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    match run().await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("{error}");
-            ExitCode::FAILURE
-        }
-    }
+    exit::code(run().await)
 }
 
 async fn run() -> Result<(), Box<dyn std::error::Error>> {
