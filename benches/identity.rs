@@ -6,6 +6,10 @@
 //! - `TrustedProxies::client_ip` on a 5-entry `X-Forwarded-For` vs
 //!   `client_ip::rightmost_x_forwarded_for` (the extraction axum-client-ip
 //!   1.x runs for its `RightmostXForwardedFor` source; target: at most 1.0x).
+//! - The bearer's SHA-256: the `sha2` crate against *ring*'s, paired
+//!   rounds (the choice of digest rests on it).
+//! - `ProtectedHeaders::strip` on a request's usual headers, none of them
+//!   protected (what two layers do on every request).
 //!
 //! Run: `cargo bench --bench identity`
 
@@ -65,5 +69,72 @@ fn client_ip(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, certificate, client_ip);
+/// The bearer's SHA-256, the largest single cost of the tenant layer on a
+/// CPU without SHA extensions: the `sha2` crate against *ring*'s (already
+/// in the tree through rustls), in paired rounds on a 40-byte API key.
+fn bearer_digest(_: &mut Criterion) {
+    use sha2::Digest;
+    let token = b"sk-live-acme-0123456789abcdefghijklmnopqr";
+    portcullis_test_support::paired_rounds(
+        "bearer SHA-256 of a 40-byte key: sha2 -> ring",
+        24,
+        500_000,
+        |ring, n| {
+            let start = std::time::Instant::now();
+            for _ in 0..n {
+                let digest: [u8; 32] = if ring {
+                    let d = ring::digest::digest(&ring::digest::SHA256, black_box(token));
+                    let mut out = [0u8; 32];
+                    out.copy_from_slice(d.as_ref());
+                    out
+                } else {
+                    sha2::Sha256::digest(black_box(token)).into()
+                };
+                black_box(digest);
+            }
+            start.elapsed()
+        },
+    );
+}
+
+/// The protected-header pass on a request's usual headers, none of them
+/// protected (the common case): what the tenant and forwarded-certificate
+/// layers do on every request.
+fn protected_headers(c: &mut Criterion) {
+    use portcullis::identity::ProtectedHeaders;
+    let protected = ProtectedHeaders::new([
+        "x-llm-router-tenant",
+        "x-llm-router-caller",
+        "x-internal-secret",
+        "x-forwarded-client-cert",
+        "x-client-cert",
+        "x-forwarded-tls-client-cert",
+        "x-amzn-mtls-clientcert",
+        "client-cert",
+        "client-cert-chain",
+        "ssl-client-cert",
+    ]);
+    let mut headers = http::HeaderMap::new();
+    for (name, value) in [
+        ("host", "api.example.com"),
+        ("user-agent", "bench/1.0"),
+        ("accept", "*/*"),
+        ("authorization", "Bearer sk-live-acme-0123456789"),
+        ("content-type", "application/json"),
+        ("x-request-id", "3f2a9c"),
+    ] {
+        headers.insert(name, http::HeaderValue::from_static(value));
+    }
+    c.bench_function("ProtectedHeaders::strip, 6 headers, none protected", |b| {
+        b.iter(|| protected.strip(black_box(&mut headers), |_| false))
+    });
+}
+
+criterion_group!(
+    benches,
+    certificate,
+    client_ip,
+    bearer_digest,
+    protected_headers
+);
 criterion_main!(benches);
