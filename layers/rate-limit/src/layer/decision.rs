@@ -88,7 +88,17 @@ pub(super) struct Applied {
 }
 
 /// What the store answered: one outcome per policy, in order.
-pub(super) type Answer<'a> = Result<&'a [Outcome], StoreError>;
+pub(super) type Answer<'a> = Result<&'a [Outcome], &'a StoreError>;
+
+/// One policy's answer, as the list [`Shared::judge`] reads.
+pub(super) fn one(answer: &Result<Outcome, StoreError>) -> Answer<'_> {
+    answer.as_ref().map(std::slice::from_ref)
+}
+
+/// Several policies' answer, as [`Shared::judge`] reads it.
+pub(super) fn all(answer: &Result<Vec<Outcome>, StoreError>) -> Answer<'_> {
+    answer.as_ref().map(Vec::as_slice)
+}
 
 impl Shared {
     /// The configured policies, the tenant's plan replacing the one it
@@ -163,48 +173,24 @@ impl Shared {
             ([(_, _, applied)], [configured]) if *applied == configured => {
                 self.policy_headers[0].clone()
             }
-            _ => {
-                let mut list = Vec::with_capacity(32 * states.len());
-                for (index, (state, _, _)) in states.iter().enumerate() {
-                    if index > 0 {
-                        list.extend_from_slice(b", ");
-                    }
-                    write_item(
-                        &mut list,
-                        &state.name,
-                        b";q=",
-                        u64::from(state.limit),
-                        b";w=",
-                        state.window,
-                    );
-                }
-                HeaderValue::from_bytes(&list).unwrap_or_else(|_| HeaderValue::from_static(""))
-            }
+            _ => list_value(
+                states
+                    .iter()
+                    .map(|(state, _, _)| (&*state.name, u64::from(state.limit), state.window)),
+                POLICY_KEYS,
+            ),
         };
         headers.push((HeaderName::from_static("ratelimit-policy"), policy_value));
-        let rate_limit = match states.as_slice() {
-            [(state, _, _)] => {
-                rate_limit_value(&state.name, state.remaining, ceil_secs(state.reset))
-            }
-            _ => {
-                let mut list = Vec::with_capacity(32 * states.len());
-                for (index, (state, _, _)) in states.iter().enumerate() {
-                    if index > 0 {
-                        list.extend_from_slice(b", ");
-                    }
-                    let reset = ceil_secs(state.reset);
-                    write_item(
-                        &mut list,
-                        &state.name,
-                        b";r=",
-                        u64::from(state.remaining),
-                        b";t=",
-                        reset,
-                    );
-                }
-                HeaderValue::from_bytes(&list).unwrap_or_else(|_| HeaderValue::from_static(""))
-            }
-        };
+        let rate_limit = list_value(
+            states.iter().map(|(state, _, _)| {
+                (
+                    &*state.name,
+                    u64::from(state.remaining),
+                    ceil_secs(state.reset),
+                )
+            }),
+            RATE_LIMIT_KEYS,
+        );
         headers.push((HeaderName::from_static("ratelimit"), rate_limit));
         let tightest = states[0].0.clone();
         if self.legacy_headers {
@@ -330,51 +316,46 @@ struct Verdict {
     never: Option<(Arc<str>, u32)>,
 }
 
-/// `"<name>";q=<rate>;w=<window>`.
-pub(super) fn policy_item(policy: &Policy) -> String {
+/// The parameters of a `RateLimit-Policy` item: quota and window.
+const POLICY_KEYS: (&[u8], &[u8]) = (b";q=", b";w=");
+/// The parameters of a `RateLimit` item: remaining and reset.
+const RATE_LIMIT_KEYS: (&[u8], &[u8]) = (b";r=", b";t=");
+
+/// `RateLimit-Policy` for one policy (built once, when configured).
+pub(super) fn policy_header(policy: &Policy) -> HeaderValue {
     let quota = policy.quota();
-    format!(
-        "\"{}\";q={};w={}",
-        policy.name(),
-        quota.rate(),
-        quota.period().as_secs().max(1)
+    list_value(
+        [(
+            policy.name(),
+            u64::from(quota.rate()),
+            quota.period().as_secs().max(1),
+        )],
+        POLICY_KEYS,
     )
 }
 
-/// `RateLimit-Policy` for one policy.
-pub(super) fn policy_header(policy: &Policy) -> HeaderValue {
-    header_value(policy_item(policy))
-}
-
-/// `"<policy>";r=<remaining>;t=<reset>`, written without `format!`: it is
-/// built on every request.
-fn rate_limit_value(policy: &str, remaining: u32, reset_secs: u64) -> HeaderValue {
-    let mut text = [0u8; 64];
-    let mut len = 0;
-    let mut put = |bytes: &[u8]| {
-        let end = (len + bytes.len()).min(text.len());
-        text[len..end].copy_from_slice(&bytes[..end - len]);
-        len = end;
-    };
-    put(b"\"");
-    put(policy.as_bytes());
-    put(b"\";r=");
-    put(digits(u64::from(remaining), &mut [0; 20]));
-    put(b";t=");
-    put(digits(reset_secs, &mut [0; 20]));
-    HeaderValue::from_bytes(&text[..len]).unwrap_or_else(|_| HeaderValue::from_static(""))
-}
-
-/// `"<name>"<first><a><second><b>`: one item of a `RateLimit` or
-/// `RateLimit-Policy` list, written without `format!` (every request).
-fn write_item(out: &mut Vec<u8>, name: &str, first: &[u8], a: u64, second: &[u8], b: u64) {
-    out.push(b'"');
-    out.extend_from_slice(name.as_bytes());
-    out.push(b'"');
-    out.extend_from_slice(first);
-    out.extend_from_slice(digits(a, &mut [0; 20]));
-    out.extend_from_slice(second);
-    out.extend_from_slice(digits(b, &mut [0; 20]));
+/// A `RateLimit` or `RateLimit-Policy` list: `"<name>";<k>=<a>;<k>=<b>`
+/// per item, comma-separated. Written without `format!`: it is built on
+/// every request. Policy names are letters, digits, `-` and `_`.
+fn list_value<'a>(
+    items: impl IntoIterator<Item = (&'a str, u64, u64)>,
+    (first, second): (&[u8], &[u8]),
+) -> HeaderValue {
+    let mut out = Vec::with_capacity(48);
+    for (index, (name, a, b)) in items.into_iter().enumerate() {
+        if index > 0 {
+            out.extend_from_slice(b", ");
+        }
+        out.push(b'"');
+        out.extend_from_slice(name.as_bytes());
+        out.push(b'"');
+        out.extend_from_slice(first);
+        out.extend_from_slice(digits(a, &mut [0; 20]));
+        out.extend_from_slice(second);
+        out.extend_from_slice(digits(b, &mut [0; 20]));
+    }
+    HeaderValue::from_maybe_shared(bytes::Bytes::from(out))
+        .unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
 /// `n` in decimal, in the end of `buf`.
@@ -388,9 +369,4 @@ fn digits(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
             return &buf[start..];
         }
     }
-}
-
-/// Header values made here are digits, letters and quotes.
-fn header_value(text: String) -> HeaderValue {
-    HeaderValue::from_str(&text).unwrap_or_else(|_| HeaderValue::from_static(""))
 }

@@ -11,7 +11,7 @@ use http::Request;
 use portcullis_identity::observe;
 use portcullis_identity::response::{DecideThenCall, Decision, ResponseHeaders};
 
-use super::decision::Applied;
+use super::decision::{Applied, all, one};
 use super::layer::Shared;
 use super::rejection::RateLimitRejection;
 use crate::limiter::{Checking, CheckingAll};
@@ -52,16 +52,11 @@ impl<B> Decision<B> for CheckingBucket {
         let decided = match &mut self.pending {
             Pending::One(checking) => {
                 let answer = ready!(Pin::new(checking).poll(cx));
-                let answer = answer
-                    .as_ref()
-                    .map(std::slice::from_ref)
-                    .map_err(Clone::clone);
-                self.shared.judge(&self.applied, answer, req)
+                self.shared.judge(&self.applied, one(&answer), req)
             }
             Pending::All(checking) => {
                 let answer = ready!(Pin::new(checking).poll(cx));
-                let answer = answer.as_deref().map_err(Clone::clone);
-                self.shared.judge(&self.applied, answer, req)
+                self.shared.judge(&self.applied, all(&answer), req)
             }
         };
         Poll::Ready(decided)

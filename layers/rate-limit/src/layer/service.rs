@@ -10,7 +10,7 @@ use portcullis_identity::observe;
 use portcullis_identity::response::ResponseBody;
 use tower_service::Service;
 
-use super::decision::{Answer, Applied, PolicySet};
+use super::decision::{Answer, Applied, PolicySet, all, one};
 use super::future::{CheckingBucket, Pending, RateLimitFuture};
 use super::layer::{MissingKey, Shared};
 use super::rejection::{RateLimitRejection, RateLimitRejectionKind};
@@ -105,11 +105,7 @@ impl<S> RateLimit<S> {
                     // The answer at hand (the memory store): no future to
                     // box, no vector.
                     Ok(answer) => {
-                        let answer = answer
-                            .as_ref()
-                            .map(std::slice::from_ref)
-                            .map_err(Clone::clone);
-                        return self.decided(&applied, answer, req);
+                        return self.decided(&applied, one(&answer), req);
                     }
                     Err(later) => Pending::One(later),
                 }
@@ -121,8 +117,7 @@ impl<S> RateLimit<S> {
                     .collect();
                 match shared.limiter.check_all(checks).now() {
                     Ok(answer) => {
-                        let answer = answer.as_deref().map_err(Clone::clone);
-                        return self.decided(&applied, answer, req);
+                        return self.decided(&applied, all(&answer), req);
                     }
                     Err(later) => Pending::All(later),
                 }
