@@ -487,8 +487,8 @@ impl Env<'_> {
 }
 
 /// The prefix of [`OutboundTrust::from_env`](crate::OutboundTrust::from_env)'s
-/// variable: `PORTCULLIS_CA_CERTIFICATE`.
-#[cfg(feature = "outbound-tls")]
+/// variable: `PORTCULLIS_CA_CERTIFICATE` (also what
+/// [`Env::outbound_extra_bundle`] is asked with for Redis's TLS).
 pub const DEFAULT_PREFIX: &str = "PORTCULLIS";
 
 #[cfg(feature = "outbound-tls")]

@@ -11,6 +11,8 @@ use portcullis_identity::env::{Env, EnvError, EnvProblem, Invalid, Problems};
 
 use http::HeaderName;
 
+use crate::redis_url::RedisNodes;
+
 use crate::{
     KeyChain, KeyChainError, MemoryLimiter, OnStoreError, PLAN_POLICY, Policy, Quota,
     RateLimitLayer, SystemClock, WhenFull,
@@ -306,42 +308,21 @@ fn per_minute(env: &Env<'_>, problems: &mut Problems) -> Option<Quota> {
 /// outbound CA bundle (`PORTCULLIS_CA_CERTIFICATE`, else `SSL_CERT_FILE`),
 /// which Redis's TLS then trusts instead of the platform's roots.
 fn redis_tls_roots(env: &Env<'_>, url: &str, problems: &mut Problems) -> Option<Vec<u8>> {
-    let nodes: Vec<&str> = url
-        .split(',')
-        .map(str::trim)
-        .filter(|n| !n.is_empty())
-        .collect();
-    let tcp = |node: &&str| node.starts_with("redis://") || node.starts_with("rediss://");
-    let unix = |node: &&str| node.starts_with("redis+unix://") || node.starts_with("unix://");
-    let fine = match nodes.as_slice() {
-        [] => false,
-        [one] => tcp(one) || unix(one),
-        many => many.iter().all(tcp),
+    let nodes = match RedisNodes::parse(url) {
+        Ok(nodes) => nodes,
+        Err(error) => {
+            problems.push(EnvProblem::setting(
+                "REDIS_URL",
+                error.problem(),
+                error.fix(),
+            ));
+            return None;
+        }
     };
-    if !fine {
-        problems.push(EnvProblem::setting(
-            "REDIS_URL",
-            "not a Redis URL, nor a Cluster's nodes",
-            "write redis://host:6379/0, rediss://host:6380 for TLS, or a Cluster's nodes \
-             comma-separated: redis://10.0.0.1:6379,redis://10.0.0.2:6379",
-        ));
+    if !nodes.tls() {
         return None;
     }
-    if nodes.len() > 1
-        && nodes.iter().any(|n| n.starts_with("rediss://"))
-            != nodes.iter().all(|n| n.starts_with("rediss://"))
-    {
-        problems.push(EnvProblem::setting(
-            "REDIS_URL",
-            "a Cluster's nodes mix redis:// and rediss://",
-            "write every node with rediss:// for TLS, or every one with redis://",
-        ));
-        return None;
-    }
-    if !nodes.iter().any(|n| n.starts_with("rediss://")) {
-        return None;
-    }
-    let (var, path) = env.outbound_extra_bundle("PORTCULLIS")?;
+    let (var, path) = env.outbound_extra_bundle(portcullis_identity::env::DEFAULT_PREFIX)?;
     match std::fs::read(&path) {
         Ok(pem) => Some(pem),
         Err(e) => {

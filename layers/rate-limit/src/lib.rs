@@ -94,6 +94,7 @@ mod memory;
 mod policy;
 #[cfg(feature = "redis")]
 mod redis_store;
+mod redis_url;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use env::{DEFAULT_MAX_KEYS, RateLimitEnv};

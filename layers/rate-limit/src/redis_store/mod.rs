@@ -16,6 +16,7 @@ use crate::Quota;
 use crate::gcra::Outcome;
 use crate::limiter::{Checking, CheckingAll, Limiter, StoreError, StoreErrorKind};
 use crate::memory::BucketKey;
+use crate::redis_url::RedisNodes;
 use crate::{Clock, SystemClock};
 
 use denied::DeniedCache;
@@ -121,15 +122,16 @@ impl RedisOptions {
     /// cluster is discovered from them). The URL is never echoed in
     /// errors: it may carry a password.
     pub async fn connect(self, url: &str) -> Result<RedisLimiter, StoreError> {
-        let nodes: Vec<&str> = url
-            .split(',')
-            .map(str::trim)
-            .filter(|n| !n.is_empty())
-            .collect();
-        let connection = if nodes.len() > 1 {
+        let nodes = RedisNodes::parse(url).map_err(|error| {
+            StoreError::new(
+                StoreErrorKind::Unavailable,
+                format!("{}; {}", error.problem(), error.fix()),
+            )
+        })?;
+        let connection = if nodes.is_cluster() {
             self.connect_cluster(&nodes).await?
         } else {
-            self.connect_single(url.trim()).await?
+            self.connect_single(nodes.nodes()[0], nodes.tls()).await?
         };
         let script = Script::new(GCRA_SCRIPT);
         // Load it now: a Redis that refuses scripts is a start-up error,
@@ -161,11 +163,9 @@ impl RedisOptions {
         }
     }
 
-    async fn connect_single(&self, url: &str) -> Result<Connection, StoreError> {
+    async fn connect_single(&self, url: &str, tls: bool) -> Result<Connection, StoreError> {
         let client = match &self.tls_roots_pem {
-            Some(_) if url.starts_with("rediss://") => {
-                redis::Client::build_with_tls(url, self.certificates())
-            }
+            Some(_) if tls => redis::Client::build_with_tls(url, self.certificates()),
             _ => redis::Client::open(url),
         }
         .map_err(bad_url)?;
@@ -184,21 +184,14 @@ impl RedisOptions {
             .map_err(|e| unavailable(&e))
     }
 
-    async fn connect_cluster(&self, nodes: &[&str]) -> Result<Connection, StoreError> {
-        let tls = nodes.iter().filter(|n| n.starts_with("rediss://")).count();
-        if tls != 0 && tls != nodes.len() {
-            return Err(StoreError::new(
-                StoreErrorKind::Unavailable,
-                "a Redis Cluster's nodes are all redis:// or all rediss://, not a mix",
-            ));
-        }
-        let mut builder = ClusterClientBuilder::new(nodes.to_vec())
+    async fn connect_cluster(&self, nodes: &RedisNodes<'_>) -> Result<Connection, StoreError> {
+        let mut builder = ClusterClientBuilder::new(nodes.nodes().to_vec())
             .connection_timeout(self.connect_timeout)
             // Bounded by the store's own timeout per check.
             .retries(2)
             .min_retry_wait(10)
             .max_retry_wait(200);
-        if tls != 0 && self.tls_roots_pem.is_some() {
+        if nodes.tls() && self.tls_roots_pem.is_some() {
             builder = builder.certs(self.certificates());
         }
         let client = builder.build().map_err(bad_url)?;
