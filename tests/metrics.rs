@@ -14,44 +14,19 @@
 ))]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[path = "support/control_plane.rs"]
+mod control_plane;
+
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
+
+use control_plane::held_control_plane;
 
 use portcullis::identity::observe::{METRICS, MetricKind};
 use portcullis_test_support::{
     ClientProfile, Example, TempDir, ThrowawayPki, curl, interop_binary,
 };
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const TOKEN: &str = "sk-metrics-acme-0123456789";
-
-/// A control plane answering every resolve with `acme`.
-async fn control_plane() -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((mut stream, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let mut request = Vec::new();
-                let mut buf = [0u8; 1024];
-                while !request.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match stream.read(&mut buf).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => request.extend_from_slice(&buf[..n]),
-                    }
-                }
-                let body = r#"{"active": true, "tenant_id": "acme"}"#;
-                let answer = format!(
-                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nconnection: close\r\n\
-                     content-length: {}\r\n\r\n{body}",
-                    body.len()
-                );
-                let _ = stream.write_all(answer.as_bytes()).await;
-            });
-        }
-    });
-    addr
-}
 
 /// The samples of a Prometheus text page: `name{labels}` → value.
 fn samples(page: &str) -> BTreeMap<String, f64> {
@@ -88,7 +63,8 @@ async fn the_endpoint_shows_what_the_requests_did() {
     let client = pki.client(ClientProfile::Plain).unwrap();
     let stranger_pki = ThrowawayPki::new("stranger").unwrap();
     let stranger = stranger_pki.client(ClientProfile::Plain).unwrap();
-    let control_plane = control_plane().await;
+    let (control_plane, _calls, release) = held_control_plane().await;
+    release.send(true).unwrap();
     let example = Example::start(
         "axum",
         &[

@@ -293,11 +293,8 @@ impl Drop for Daemon {
 pub fn redis_server(dir: &TempDir, port: u16) -> Option<Daemon> {
     let binary = interop_binary("redis-server")?;
     let mut command = std::process::Command::new(binary);
-    command
-        .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
-        .args(["--save", "", "--appendonly", "no", "--protected-mode", "no"])
-        .arg("--dir")
-        .arg(dir.path());
+    crate::redis::throwaway(&mut command, dir.path());
+    command.args(["--port", &port.to_string()]);
     Some(Daemon::start(
         "redis-server",
         command,

@@ -7,13 +7,14 @@ use std::time::{Duration, Instant};
 
 use crate::{Daemon, Readiness, TempDir, free_port, interop_binary, pki};
 
-/// The flags every throwaway server gets: loopback, no persistence.
-fn throwaway(command: &mut Command, dir: &TempDir) {
+/// The flags every throwaway server gets: loopback, no persistence, its
+/// files in `dir`.
+pub(crate) fn throwaway(command: &mut Command, dir: &std::path::Path) {
     command
         .args(["--bind", "127.0.0.1"])
         .args(["--save", "", "--appendonly", "no", "--protected-mode", "no"])
         .arg("--dir")
-        .arg(dir.path());
+        .arg(dir);
 }
 
 /// A `redis-server` serving TLS only, on 127.0.0.1:`port`, with the test
@@ -33,7 +34,7 @@ pub fn redis_tls_and_plain_server(dir: &TempDir, port: u16, plain_port: u16) -> 
     let key = dir.write("redis-server.key", pki().end().key_pem());
     let ca = dir.write("redis-ca.pem", pki().ca().cert_pem());
     let mut command = Command::new(binary);
-    throwaway(&mut command, dir);
+    throwaway(&mut command, dir.path());
     command
         .args([
             "--port",
@@ -108,11 +109,9 @@ impl RedisCluster {
     fn start_node(&mut self, index: usize) {
         let port = self.ports[index];
         let mut command = Command::new(&self.binary);
+        throwaway(&mut command, &self.dir_path);
         command
-            .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
-            .args(["--save", "", "--appendonly", "no", "--protected-mode", "no"])
-            .arg("--dir")
-            .arg(&self.dir_path)
+            .args(["--port", &port.to_string()])
             .args(["--cluster-enabled", "yes"])
             .args(["--cluster-config-file", &format!("nodes-{port}.conf")])
             .args(["--cluster-port", &self.bus_ports[index].to_string()])

@@ -50,15 +50,29 @@ fn open(per: Duration) -> Quota {
     Quota::new(1_000_000, per, 1_000_000).unwrap()
 }
 
+/// The two policies the two-policy benches check: a second and an hour.
+fn second_and_hour() -> (Quota, Quota) {
+    (
+        open(Duration::from_secs(1)),
+        open(Duration::from_secs(3600)),
+    )
+}
+
+/// The store on `url` with a timeout no round trip here reaches.
+async fn connect(url: &str, options: RedisOptions) -> RedisLimiter {
+    options
+        .timeout(Duration::from_secs(1))
+        .connect(url)
+        .await
+        .unwrap()
+}
+
 fn two_policies_in_memory(_: &mut Criterion) {
     if !selected("two_policies_in_memory") {
         return;
     }
     let store = MemoryLimiter::new(1 << 20, WhenFull::default(), SystemClock::new());
-    let (second, hour) = (
-        open(Duration::from_secs(1)),
-        open(Duration::from_secs(3600)),
-    );
+    let (second, hour) = second_and_hour();
     paired_rounds(
         "two policies, in memory: two checks in sequence -> check_all of both",
         24,
@@ -94,8 +108,11 @@ fn two_policies_through_the_layer(_: &mut Criterion) {
         WhenFull::default(),
         SystemClock::new(),
     ));
-    let second = Policy::new("second", open(Duration::from_secs(1))).unwrap();
-    let hour = Policy::new("hour", open(Duration::from_secs(3600))).unwrap();
+    let (second, hour) = second_and_hour();
+    let (second, hour) = (
+        Policy::new("second", second).unwrap(),
+        Policy::new("hour", hour).unwrap(),
+    );
     let layer = |policies: Vec<Policy>| {
         RateLimitLayer::new(store.clone(), KeyChain::new([KeySource::Bearer]))
             .policies(policies)
@@ -183,17 +200,11 @@ fn two_policies_in_redis(_: &mut Criterion) {
         return;
     };
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    let store = runtime.block_on(async {
-        RedisOptions::default()
-            .timeout(Duration::from_secs(1))
-            .connect(&format!("redis://127.0.0.1:{port}/"))
-            .await
-            .unwrap()
-    });
-    let (second, hour) = (
-        open(Duration::from_secs(1)),
-        open(Duration::from_secs(3600)),
-    );
+    let store = runtime.block_on(connect(
+        &format!("redis://127.0.0.1:{port}/"),
+        RedisOptions::default(),
+    ));
+    let (second, hour) = second_and_hour();
     paired_rounds(
         "two policies, Redis, one request at a time: two round trips in sequence -> one check_all",
         12,
@@ -231,11 +242,7 @@ fn cluster(_: &mut Criterion) {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let nodes: Vec<String> = cluster.url().split(',').map(str::to_owned).collect();
     let (store, raw, sha) = runtime.block_on(async {
-        let store = RedisOptions::default()
-            .timeout(Duration::from_secs(1))
-            .connect(&cluster.url())
-            .await
-            .unwrap();
+        let store = connect(&cluster.url(), RedisOptions::default()).await;
         let client = redis::cluster::ClusterClient::new(nodes).unwrap();
         let raw = client.get_async_connection().await.unwrap();
         let sha = redis::Script::new(GCRA_SCRIPT).get_hash().to_owned();
@@ -285,18 +292,14 @@ fn tls(_: &mut Criterion) {
         return;
     };
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    let connect = |url: String| {
-        runtime.block_on(async move {
-            RedisOptions::default()
-                .timeout(Duration::from_secs(1))
-                .tls_roots_pem(pki().ca().cert_pem())
-                .connect(&url)
-                .await
-                .unwrap()
-        })
+    let with_roots = |url: String| {
+        runtime.block_on(connect(
+            &url,
+            RedisOptions::default().tls_roots_pem(pki().ca().cert_pem()),
+        ))
     };
-    let plain: RedisLimiter = connect(format!("redis://127.0.0.1:{plain_port}/"));
-    let over_tls: RedisLimiter = connect(format!("rediss://localhost:{tls_port}/"));
+    let plain: RedisLimiter = with_roots(format!("redis://127.0.0.1:{plain_port}/"));
+    let over_tls: RedisLimiter = with_roots(format!("rediss://localhost:{tls_port}/"));
     let quota = open(Duration::from_secs(1));
     paired_rounds(
         "Redis, 32 in flight: plaintext -> TLS, one server",

@@ -92,14 +92,21 @@ async fn one_fetch_for_many_callers_and_cancelled_callers_do_not_cancel_it() {
     assert_eq!(source.calls(), 1);
 }
 
-#[tokio::test(start_paused = true)]
-async fn stale_only_while_failing_within_grace_with_backoff() {
+/// A cache that learnt `5` for `k`, whose source then went down and whose
+/// answer is past its freshness (61 s of 60).
+async fn stale_while_down() -> (Cache<&'static str, u32>, Source) {
     let cache = Cache::new(CachePolicy::default());
     let source = Source::default();
     source.set(true, Some(5));
     cache.get(&"k", || source.fetch()).await;
     source.set(false, None);
     tokio::time::advance(Duration::from_secs(61)).await;
+    (cache, source)
+}
+
+#[tokio::test(start_paused = true)]
+async fn stale_only_while_failing_within_grace_with_backoff() {
+    let (cache, source) = stale_while_down().await;
     // Down: the stale answer stands in.
     assert_eq!(value(cache.get(&"k", || source.fetch()).await), Some(5));
     assert_eq!(source.calls(), 2);
@@ -120,12 +127,7 @@ async fn stale_only_while_failing_within_grace_with_backoff() {
 
 #[tokio::test(start_paused = true)]
 async fn a_definitive_answer_during_grace_replaces_the_stale_one() {
-    let cache = Cache::new(CachePolicy::default());
-    let source = Source::default();
-    source.set(true, Some(5));
-    cache.get(&"k", || source.fetch()).await;
-    source.set(false, None);
-    tokio::time::advance(Duration::from_secs(61)).await;
+    let (cache, source) = stale_while_down().await;
     assert_eq!(value(cache.get(&"k", || source.fetch()).await), Some(5));
     source.set(true, None);
     tokio::time::advance(Duration::from_secs(2)).await;
