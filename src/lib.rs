@@ -73,53 +73,40 @@ pub use portcullis_tenant as tenant;
 #[cfg_attr(docsrs, doc(cfg(feature = "rate-limit")))]
 pub use portcullis_rate_limit as rate_limit;
 
-#[cfg(all(
-    feature = "client-cert",
-    feature = "xfcc",
-    feature = "tenant",
-    feature = "rate-limit"
-))]
-mod env;
-#[cfg(all(
-    feature = "client-cert",
-    feature = "xfcc",
-    feature = "tenant",
-    feature = "rate-limit",
-    feature = "metrics"
-))]
-mod metrics;
-#[cfg(all(
-    feature = "client-cert",
-    feature = "xfcc",
-    feature = "tenant",
-    feature = "rate-limit"
-))]
-#[cfg_attr(
-    docsrs,
-    doc(cfg(all(
-        feature = "client-cert",
-        feature = "xfcc",
-        feature = "tenant",
-        feature = "rate-limit"
-    )))
-)]
-mod stack;
-#[cfg(all(
-    feature = "client-cert",
-    feature = "xfcc",
-    feature = "tenant",
-    feature = "rate-limit"
-))]
-pub use env::from_env;
-#[cfg(all(
-    feature = "client-cert",
-    feature = "xfcc",
-    feature = "tenant",
-    feature = "rate-limit"
-))]
-pub use stack::{
-    DEFAULT_LISTEN_ADDR, Listening, Portcullis, PortcullisLayer, PortcullisService, StartupError,
-};
+/// Gives each item the four layers' features: the whole stack from the
+/// environment needs them all.
+macro_rules! with_every_layer {
+    ($($item:item)*) => {$(
+        #[cfg(all(
+            feature = "client-cert",
+            feature = "xfcc",
+            feature = "tenant",
+            feature = "rate-limit"
+        ))]
+        #[cfg_attr(
+            docsrs,
+            doc(cfg(all(
+                feature = "client-cert",
+                feature = "xfcc",
+                feature = "tenant",
+                feature = "rate-limit"
+            )))
+        )]
+        $item
+    )*};
+}
+
+with_every_layer! {
+    mod env;
+    #[cfg(feature = "metrics")]
+    mod metrics;
+    mod stack;
+    pub use env::from_env;
+    pub use stack::{
+        DEFAULT_LISTEN_ADDR, Listening, Portcullis, PortcullisLayer, PortcullisService,
+        StartupError,
+    };
+}
 
 #[cfg(any(
     feature = "client-cert",
