@@ -110,7 +110,7 @@ impl TlsAcceptor {
 /// The metrics label for a failed handshake (see
 /// [`observe::handshake_failed`](portcullis_identity::observe::handshake_failed)).
 fn failure_reason(error: &io::Error) -> &'static str {
-    use rustls::{CertificateError, Error, PeerIncompatible};
+    use rustls::{CertificateError, Error};
     let Some(tls) = error.get_ref().and_then(|e| e.downcast_ref::<Error>()) else {
         return "closed";
     };
@@ -123,9 +123,7 @@ fn failure_reason(error: &io::Error) -> &'static str {
         Error::InvalidCertificate(CertificateError::Revoked) => "revoked",
         Error::InvalidCertificate(_) => "bad_certificate",
         Error::AlertReceived(_) => "alert_received",
-        Error::PeerIncompatible(PeerIncompatible::NoCertificateRequestSignatureSchemesInCommon)
-        | Error::PeerIncompatible(_)
-        | Error::NoApplicationProtocol => "incompatible",
+        Error::PeerIncompatible(_) | Error::NoApplicationProtocol => "incompatible",
         _ => "protocol",
     }
 }
