@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 
 use portcullis_client_cert::{ClientCertLayer, ServeOptions, ServerTls};
 use portcullis_identity::TrustedProxies;
-use portcullis_identity::env::{Env, EnvProblem, Invalid, Problems};
+use portcullis_identity::env::{Env, EnvProblem, Problems};
 use portcullis_rate_limit::RateLimitEnv;
 use portcullis_tenant::{InternalGuardLayer, TenantLayer};
 use portcullis_xfcc::XfccLayer;
@@ -64,14 +64,7 @@ impl CertificateSources {
 pub async fn from_env(env: &Env<'_>) -> Result<Portcullis, StartupError> {
     let mut problems = Problems::new();
     let listen = env
-        .parse(LISTEN_ADDR, &mut problems, |text| {
-            text.parse::<SocketAddr>().map_err(|_| {
-                Invalid::new(
-                    "not an address and port",
-                    "write one such as 127.0.0.1:8443",
-                )
-            })
-        })
+        .socket_addr(LISTEN_ADDR, &mut problems, "127.0.0.1:8443")
         .or_else(|| DEFAULT_LISTEN_ADDR.parse().ok());
     let metrics = metrics_addr(env, &mut problems);
     let tls = problems.take(ServerTls::from_env(env)).flatten();
@@ -148,14 +141,11 @@ pub async fn from_env(env: &Env<'_>) -> Result<Portcullis, StartupError> {
 
 /// `METRICS_ADDR`: where to serve `GET /metrics` (feature `metrics`).
 fn metrics_addr(env: &Env<'_>, problems: &mut Problems) -> Option<SocketAddr> {
-    let addr = env.parse(METRICS_ADDR, problems, |text| {
-        text.parse::<SocketAddr>().map_err(|_| {
-            Invalid::new(
-                "not an address and port",
-                "write one such as 0.0.0.0:9090 (0.0.0.0 for a scraper on another host)",
-            )
-        })
-    });
+    let addr = env.socket_addr(
+        METRICS_ADDR,
+        problems,
+        "0.0.0.0:9090 (0.0.0.0 for a scraper on another host)",
+    );
     if addr.is_some() && cfg!(not(feature = "metrics")) {
         problems.push(EnvProblem::invalid(
             METRICS_ADDR,

@@ -196,6 +196,23 @@ impl<'a> Env<'a> {
             })
         })
     }
+
+    /// An address and port; `example` is named in the fix.
+    pub fn socket_addr(
+        &self,
+        var: &'static str,
+        problems: &mut Problems,
+        example: &'static str,
+    ) -> Option<std::net::SocketAddr> {
+        self.parse(var, problems, |text| {
+            text.parse().map_err(|_| {
+                Invalid::new(
+                    "not an address and port",
+                    format!("write one such as {example}"),
+                )
+            })
+        })
+    }
 }
 
 /// A setting that works but is probably not what was meant: the variable
