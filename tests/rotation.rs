@@ -57,6 +57,45 @@ async fn serves(addr: SocketAddr, ca: &str, expected: &IssuedCert) -> bool {
     false
 }
 
+/// An `axum` example serving a secret mounted at `<dir>/tls`, its first
+/// certificate published (`..2026_11_01`), with `extra` in its
+/// environment.
+struct Mounted {
+    dir: TempDir,
+    mount: std::path::PathBuf,
+    pki: ThrowawayPki,
+    ca: String,
+    first: IssuedCert,
+    example: Example,
+}
+
+fn mounted(name: &str, extra: (&str, &str)) -> Mounted {
+    let dir = TempDir::new(name);
+    let mount = dir.path().join("tls");
+    std::fs::create_dir(&mount).unwrap();
+    let pki = ThrowawayPki::new(name).unwrap();
+    let ca = pki.ca_pem();
+    let first = pki.server().unwrap();
+    publish(&mount, "2026_11_01", &first.chain_pem, &first.key_pem);
+    let example = Example::start(
+        "axum",
+        &[
+            ("TLS_CERT", mount.join("tls.crt").to_str().unwrap()),
+            ("TLS_KEY", mount.join("tls.key").to_str().unwrap()),
+            extra,
+        ],
+        dir.join("example.log"),
+    );
+    Mounted {
+        dir,
+        mount,
+        pki,
+        ca,
+        first,
+        example,
+    }
+}
+
 fn failed_tls_reloads(metrics: &str) -> f64 {
     let out = curl(&[metrics.to_owned()]);
     assert_eq!(out.status, "200", "{out:?}");
@@ -73,22 +112,14 @@ async fn a_renewed_secret_is_served_without_a_restart_and_a_broken_one_changes_n
     if interop_binary("curl").is_none() {
         return;
     }
-    let dir = TempDir::new("rotation");
-    let mount = dir.path().join("tls");
-    std::fs::create_dir(&mount).unwrap();
-    let pki = ThrowawayPki::new("rotation").unwrap();
-    let ca = pki.ca_pem();
-    let first = pki.server().unwrap();
-    publish(&mount, "2026_11_01", &first.chain_pem, &first.key_pem);
-    let example = Example::start(
-        "axum",
-        &[
-            ("TLS_CERT", mount.join("tls.crt").to_str().unwrap()),
-            ("TLS_KEY", mount.join("tls.key").to_str().unwrap()),
-            ("METRICS_ADDR", "127.0.0.1:0"),
-        ],
-        dir.join("example.log"),
-    );
+    let Mounted {
+        dir,
+        mount,
+        pki,
+        ca,
+        first,
+        example,
+    } = mounted("rotation", ("METRICS_ADDR", "127.0.0.1:0"));
     let metrics = example.metrics_url().unwrap().to_owned();
     assert_eq!(served(example.addr(), &ca).await, first.der);
 
@@ -137,24 +168,16 @@ async fn a_renewed_secret_is_served_without_a_restart_and_a_broken_one_changes_n
 
 #[tokio::test]
 async fn tls_reload_false_keeps_the_files_it_started_with() {
-    let dir = TempDir::new("rotation-off");
-    let mount = dir.path().join("tls");
-    std::fs::create_dir(&mount).unwrap();
-    let pki = ThrowawayPki::new("rotation-off").unwrap();
-    let ca = pki.ca_pem();
-    let first = pki.server().unwrap();
-    publish(&mount, "1", &first.chain_pem, &first.key_pem);
-    let example = Example::start(
-        "axum",
-        &[
-            ("TLS_CERT", mount.join("tls.crt").to_str().unwrap()),
-            ("TLS_KEY", mount.join("tls.key").to_str().unwrap()),
-            ("TLS_RELOAD", "false"),
-        ],
-        dir.join("example.log"),
-    );
+    let Mounted {
+        dir: _dir,
+        mount,
+        pki,
+        ca,
+        first,
+        example,
+    } = mounted("rotation-off", ("TLS_RELOAD", "false"));
     let renewed = pki.server().unwrap();
-    publish(&mount, "2", &renewed.chain_pem, &renewed.key_pem);
+    publish(&mount, "2026_11_29", &renewed.chain_pem, &renewed.key_pem);
     // Nothing to wait for but time: a watcher would have reloaded well
     // within this (its settle time is 0.2 s).
     tokio::time::sleep(Duration::from_secs(2)).await;
