@@ -33,15 +33,27 @@ use http::{HeaderMap, HeaderName};
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ProtectedHeaders {
     canonical: Vec<Box<[u8]>>,
-    /// Bit `n` set when a protected name has `n` canonical bytes (63: 63
-    /// or more): most header names are refused by their length alone,
-    /// without comparing against each protected name.
-    lengths: u64,
+    /// One bit per protected name, chosen by [`filter_bit`]: a name whose
+    /// bit is clear is refused without comparing it against each
+    /// protected name (most header names, on every request).
+    filter: [u64; 4],
 }
 
-/// The bit of [`ProtectedHeaders::lengths`] for a canonical length.
-fn length_bit(len: usize) -> u64 {
-    1 << len.min(63)
+/// The [`ProtectedHeaders::filter`] word and bit of a canonical name: its
+/// length and its first, middle and last bytes, mixed by one multiply.
+/// Only a filter: a name that passes is still compared whole.
+fn filter_bit(canonical: &[u8]) -> (usize, u64) {
+    let len = canonical.len();
+    let (first, middle, last) = match canonical {
+        [] => (0, 0, 0),
+        [first, .., last] | [first @ last] => (*first, canonical[len / 2], *last),
+    };
+    let mixed = (len as u64)
+        ^ (u64::from(first) << 8)
+        ^ (u64::from(middle) << 16)
+        ^ (u64::from(last) << 24);
+    let bit = mixed.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 56;
+    ((bit >> 6) as usize, 1 << (bit & 63))
 }
 
 impl ProtectedHeaders {
@@ -58,7 +70,8 @@ impl ProtectedHeaders {
     pub fn add(&mut self, name: &str) {
         let name = canonical(name.as_bytes());
         if !name.is_empty() && !self.canonical.contains(&name) {
-            self.lengths |= length_bit(name.len());
+            let (word, bit) = filter_bit(&name);
+            self.filter[word] |= bit;
             self.canonical.push(name);
         }
     }
@@ -82,7 +95,8 @@ impl ProtectedHeaders {
             len += 1;
         }
         let canonical = &buffer[..len];
-        self.lengths & length_bit(len) != 0 && self.canonical.iter().any(|c| **c == *canonical)
+        let (word, bit) = filter_bit(canonical);
+        self.filter[word] & bit != 0 && self.canonical.iter().any(|c| **c == *canonical)
     }
 
     /// Removes every line of every header that is a spelling of a protected

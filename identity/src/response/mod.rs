@@ -65,27 +65,31 @@ pub fn retry_after(wait: std::time::Duration) -> HeaderValue {
 /// assert_eq!(headers["retry-after"], "20");
 /// ```
 pub fn merge_header(headers: &mut http::HeaderMap, name: http::HeaderName, value: HeaderValue) {
-    let Some(existing) = headers.get(&name) else {
-        headers.insert(name, value);
-        return;
+    // One lookup: most responses carry none of these yet.
+    let mut existing = match headers.entry(name) {
+        http::header::Entry::Vacant(vacant) => {
+            vacant.insert(value);
+            return;
+        }
+        http::header::Entry::Occupied(occupied) => occupied,
     };
-    let merged = match name.as_str() {
+    let merged = match existing.key().as_str() {
         "ratelimit" | "ratelimit-policy" => {
-            let mut joined = existing.as_bytes().to_vec();
+            let mut joined = existing.get().as_bytes().to_vec();
             joined.extend_from_slice(b", ");
             joined.extend_from_slice(value.as_bytes());
             HeaderValue::from_bytes(&joined).unwrap_or(value)
         }
         "retry-after" => {
             let seconds = |v: &HeaderValue| v.to_str().ok().and_then(|s| s.parse::<u64>().ok());
-            match (seconds(existing), seconds(&value)) {
+            match (seconds(existing.get()), seconds(&value)) {
                 (Some(kept), Some(new)) if kept >= new => return,
                 _ => value,
             }
         }
         _ => value,
     };
-    headers.insert(name, merged);
+    existing.insert(merged);
 }
 
 /// Why a layer turned a request away.

@@ -135,54 +135,48 @@ impl Shared {
     /// is over a policy's burst (no wait would let it pass).
     fn verdict(&self, applied: &Applied, outcomes: &[Outcome]) -> Verdict {
         let policies = applied.policies.as_slice();
-        let mut states: Vec<(PolicyState, Option<Duration>, &Policy)> = policies
-            .iter()
-            .zip(outcomes)
-            .map(|(policy, outcome)| {
-                let quota = policy.quota();
-                let window = quota.period().as_secs().max(1);
-                let (remaining, reset, retry_after) = match *outcome {
-                    Outcome::Allowed { remaining, reset } => (remaining, reset, None),
-                    Outcome::Denied { retry_after, reset } => (0, reset, Some(retry_after)),
-                    Outcome::Never => (0, Duration::ZERO, Some(Duration::MAX)),
-                };
-                let state = PolicyState {
-                    name: policy.shared_name().clone(),
-                    limit: quota.rate(),
-                    window,
-                    remaining,
-                    reset,
-                    allowed: retry_after.is_none(),
-                };
-                (state, retry_after, policy)
-            })
-            .collect();
+        // One pass, one allocation: the states become the decision's list.
+        let mut states = Vec::with_capacity(policies.len());
+        // The longest wait among the policies that refused.
+        let mut retry_after: Option<Duration> = None;
+        let mut never = None;
+        for (policy, outcome) in policies.iter().zip(outcomes) {
+            let quota = policy.quota();
+            let (remaining, reset, wait) = match *outcome {
+                Outcome::Allowed { remaining, reset } => (remaining, reset, None),
+                Outcome::Denied { retry_after, reset } => (0, reset, Some(retry_after)),
+                Outcome::Never => {
+                    never.get_or_insert_with(|| (policy.shared_name().clone(), quota.burst()));
+                    (0, Duration::ZERO, Some(Duration::MAX))
+                }
+            };
+            retry_after = retry_after.max(wait);
+            states.push(PolicyState {
+                name: policy.shared_name().clone(),
+                limit: quota.rate(),
+                window: quota.period().as_secs().max(1),
+                remaining,
+                reset,
+                allowed: wait.is_none(),
+            });
+        }
         // Tightest first: the fewest left, then the shortest window.
         if states.len() > 1 {
-            states.sort_by_key(|(state, _, _)| (state.remaining, state.window));
+            states.sort_by_key(|state| (state.remaining, state.window));
         }
-        let never = policies
-            .iter()
-            .zip(outcomes)
-            .find(|(_, outcome)| matches!(outcome, Outcome::Never))
-            .map(|(policy, _)| (policy.shared_name().clone(), policy.quota().burst()));
-        // The longest wait among the policies that refused.
-        let retry_after = states.iter().filter_map(|(_, wait, _)| *wait).max();
         let mut headers = Vec::with_capacity(if self.legacy_headers { 6 } else { 3 });
-        let policy_value = match (states.as_slice(), &self.policies[..]) {
-            ([(_, _, applied)], [configured]) if *applied == configured => {
-                self.policy_headers[0].clone()
-            }
+        let policy_value = match (policies, &self.policies[..]) {
+            ([applied], [configured]) if applied == configured => self.policy_headers[0].clone(),
             _ => list_value(
                 states
                     .iter()
-                    .map(|(state, _, _)| (&*state.name, u64::from(state.limit), state.window)),
+                    .map(|state| (&*state.name, u64::from(state.limit), state.window)),
                 POLICY_KEYS,
             ),
         };
         headers.push((HeaderName::from_static("ratelimit-policy"), policy_value));
         let rate_limit = list_value(
-            states.iter().map(|(state, _, _)| {
+            states.iter().map(|state| {
                 (
                     &*state.name,
                     u64::from(state.remaining),
@@ -192,7 +186,7 @@ impl Shared {
             RATE_LIMIT_KEYS,
         );
         headers.push((HeaderName::from_static("ratelimit"), rate_limit));
-        let tightest = states[0].0.clone();
+        let tightest = &states[0];
         if self.legacy_headers {
             headers.push((
                 HeaderName::from_static("x-ratelimit-limit"),
@@ -225,7 +219,7 @@ impl Shared {
             cost: applied.cost,
             allowed: retry_after.is_none() || self.shadow,
             would_deny: retry_after.is_some(),
-            policies: states.into_iter().map(|(state, _, _)| state).collect(),
+            policies: states,
         };
         Verdict {
             decision,
@@ -335,14 +329,31 @@ pub(super) fn policy_header(policy: &Policy) -> HeaderValue {
 }
 
 /// A `RateLimit` or `RateLimit-Policy` list: `"<name>";<k>=<a>;<k>=<b>`
-/// per item, comma-separated. Written without `format!`: it is built on
-/// every request. Policy names are letters, digits, `-` and `_`.
+/// per item, comma-separated. Written without `format!`, into a vector of
+/// exactly its length (which `Bytes` then owns without a second
+/// allocation): it is built on every request. Policy names are letters,
+/// digits, `-` and `_`.
 fn list_value<'a>(
-    items: impl IntoIterator<Item = (&'a str, u64, u64)>,
+    items: impl IntoIterator<Item = (&'a str, u64, u64), IntoIter: Clone>,
     (first, second): (&[u8], &[u8]),
 ) -> HeaderValue {
-    let mut out = Vec::with_capacity(48);
-    for (index, (name, a, b)) in items.into_iter().enumerate() {
+    let items = items.into_iter();
+    let mut scratch = [0; 20];
+    let length: usize = items
+        .clone()
+        .enumerate()
+        .map(|(index, (name, a, b))| {
+            usize::from(index > 0) * 2
+                + name.len()
+                + 2
+                + first.len()
+                + digits(a, &mut scratch).len()
+                + second.len()
+                + digits(b, &mut scratch).len()
+        })
+        .sum();
+    let mut out = Vec::with_capacity(length);
+    for (index, (name, a, b)) in items.enumerate() {
         if index > 0 {
             out.extend_from_slice(b", ");
         }
@@ -350,10 +361,11 @@ fn list_value<'a>(
         out.extend_from_slice(name.as_bytes());
         out.push(b'"');
         out.extend_from_slice(first);
-        out.extend_from_slice(digits(a, &mut [0; 20]));
+        out.extend_from_slice(digits(a, &mut scratch));
         out.extend_from_slice(second);
-        out.extend_from_slice(digits(b, &mut [0; 20]));
+        out.extend_from_slice(digits(b, &mut scratch));
     }
+    debug_assert_eq!(out.len(), length);
     HeaderValue::from_maybe_shared(bytes::Bytes::from(out))
         .unwrap_or_else(|_| HeaderValue::from_static(""))
 }

@@ -36,27 +36,31 @@ impl Config {
             )
         })?;
         let bearer = bearer.map(Principal::Bearer);
-        let certificate = identity.and_then(|id| self.certificate.of(id));
+        // Read only when the policy asks: it copies a name out of the
+        // certificate.
+        let certificate = || identity.and_then(|id| self.certificate.of(id));
         let missing = |what: &'static str| {
             Err(TenantRejection::new(
                 TenantRejectionKind::Unauthenticated,
                 what,
             ))
         };
-        match (self.policy, bearer, certificate) {
-            (AuthPolicy::Bearer, Some(b), _) => Ok((b, None)),
-            (AuthPolicy::Bearer, None, _) => missing("a bearer API key is required"),
-            (AuthPolicy::Cert, _, Some(c)) => Ok((c, None)),
-            (AuthPolicy::Cert, _, None) => missing("a client certificate is required"),
-            (AuthPolicy::BearerAndCert, Some(b), Some(c)) => Ok((b, Some(c))),
-            (AuthPolicy::BearerAndCert, _, _) => {
-                missing("a bearer API key and a client certificate are required")
-            }
-            (AuthPolicy::BearerOrCert, Some(b), _) => Ok((b, None)),
-            (AuthPolicy::BearerOrCert, None, Some(c)) => Ok((c, None)),
-            (AuthPolicy::BearerOrCert, None, None) => {
-                missing("a bearer API key or a client certificate is required")
-            }
+        match (self.policy, bearer) {
+            (AuthPolicy::Bearer, Some(b)) => Ok((b, None)),
+            (AuthPolicy::Bearer, None) => missing("a bearer API key is required"),
+            (AuthPolicy::Cert, _) => match certificate() {
+                Some(c) => Ok((c, None)),
+                None => missing("a client certificate is required"),
+            },
+            (AuthPolicy::BearerAndCert, bearer) => match (bearer, certificate()) {
+                (Some(b), Some(c)) => Ok((b, Some(c))),
+                _ => missing("a bearer API key and a client certificate are required"),
+            },
+            (AuthPolicy::BearerOrCert, Some(b)) => Ok((b, None)),
+            (AuthPolicy::BearerOrCert, None) => match certificate() {
+                Some(c) => Ok((c, None)),
+                None => missing("a bearer API key or a client certificate is required"),
+            },
         }
     }
 }
