@@ -14,7 +14,7 @@ use std::alloc::System;
 use std::convert::Infallible;
 
 use http::Request;
-use layers_common::{Fixture, Measure, bare, filter};
+use layers_common::{Fixture, Measure, bare, filter, request};
 use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
 use tower::Service;
 
@@ -27,17 +27,37 @@ struct Allocations<'a>(&'a Fixture);
 
 impl Allocations<'_> {
     /// Allocations and reallocations per request through `service`.
-    fn per_request<S>(&self, service: &S) -> f64
+    fn per_request<S>(&self, service: &S, drive: fn(&Fixture, &S, u64)) -> f64
     where
         S: Service<Request<()>, Error = Infallible> + Clone,
     {
         // Warm: first-use allocations (caches, lazily built values) aside.
-        self.0.drive(service, 10);
+        drive(self.0, service, 10);
         let region = Region::new(GLOBAL);
-        self.0.drive(service, REQUESTS);
+        drive(self.0, service, REQUESTS);
         let stats = region.change();
         (stats.allocations + stats.reallocations) as f64 / REQUESTS as f64
     }
+}
+
+// Two functions, never inlined, so that under
+// `valgrind --tool=callgrind` each side's instructions are counted apart
+// (the command is in BENCHMARKS.md).
+
+#[inline(never)]
+fn bare_side<S>(fixture: &Fixture, service: &S, n: u64)
+where
+    S: Service<Request<()>, Error = Infallible> + Clone,
+{
+    fixture.drive(service, n);
+}
+
+#[inline(never)]
+fn layered_side<S>(fixture: &Fixture, service: &S, n: u64)
+where
+    S: Service<Request<()>, Error = Infallible> + Clone,
+{
+    fixture.drive(service, n);
 }
 
 impl Measure for Allocations<'_> {
@@ -45,10 +65,14 @@ impl Measure for Allocations<'_> {
     where
         S: Service<Request<()>, Error = Infallible> + Clone,
     {
-        let bare = self.per_request(&bare());
-        let layered = self.per_request(&layered);
+        let future_size =
+            |mut service: S| std::mem::size_of_val(&service.call(request(&self.0.connection)));
+        let bare_future = std::mem::size_of_val(&bare().call(request(&self.0.connection)));
+        let layered_future = future_size(layered.clone());
+        let bare = self.per_request(&bare(), bare_side);
+        let layered = self.per_request(&layered, layered_side);
         println!(
-            "{name}: {bare:.1} -> {layered:.1} allocations per request ({:+.1})",
+            "{name}: {bare:.1} -> {layered:.1} allocations per request ({:+.1}); response future {bare_future} -> {layered_future} bytes",
             layered - bare
         );
     }

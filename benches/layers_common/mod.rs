@@ -147,7 +147,8 @@ pub(crate) fn filter() -> Option<String> {
     std::env::args().skip(1).find(|a| !a.starts_with('-'))
 }
 
-fn request(connection: &TlsConnectInfo) -> Request<()> {
+/// A request as the TLS listener hands it over.
+pub(crate) fn request(connection: &TlsConnectInfo) -> Request<()> {
     let mut req = Request::get("/v1/chat")
         .header("host", "api.example.com")
         .header("user-agent", "bench/1.0")

@@ -39,20 +39,11 @@ pub struct ProtectedHeaders {
     filter: [u64; 4],
 }
 
-/// The [`ProtectedHeaders::filter`] word and bit of a canonical name: its
-/// length and its first, middle and last bytes, mixed by one multiply.
+/// The [`ProtectedHeaders::filter`] word and bit of a name whose canonical
+/// form starts with `first` and ends with `last`, mixed by one multiply.
 /// Only a filter: a name that passes is still compared whole.
-fn filter_bit(canonical: &[u8]) -> (usize, u64) {
-    let len = canonical.len();
-    let (first, middle, last) = match canonical {
-        [] => (0, 0, 0),
-        [first, .., last] | [first @ last] => (*first, canonical[len / 2], *last),
-    };
-    let mixed = (len as u64)
-        ^ (u64::from(first) << 8)
-        ^ (u64::from(middle) << 16)
-        ^ (u64::from(last) << 24);
-    let bit = mixed.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 56;
+fn filter_bit(first: u8, last: u8) -> (usize, u64) {
+    let bit = ((u64::from(first) << 8) | u64::from(last)).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 56;
     ((bit >> 6) as usize, 1 << (bit & 63))
 }
 
@@ -69,8 +60,10 @@ impl ProtectedHeaders {
     /// Protects one more name.
     pub fn add(&mut self, name: &str) {
         let name = canonical(name.as_bytes());
-        if !name.is_empty() && !self.canonical.contains(&name) {
-            let (word, bit) = filter_bit(&name);
+        if let ([first, ..], [.., last]) = (&name[..], &name[..])
+            && !self.canonical.contains(&name)
+        {
+            let (word, bit) = filter_bit(*first, *last);
             self.filter[word] |= bit;
             self.canonical.push(name);
         }
@@ -83,6 +76,19 @@ impl ProtectedHeaders {
 
     /// Whether `name` is a spelling of a protected name.
     pub fn matches(&self, name: &[u8]) -> bool {
+        // Most names are refused by their first and last letters or
+        // digits alone, found from each end without reading the rest.
+        let canonical_byte = |b: &&u8| b.is_ascii_alphanumeric();
+        let (Some(first), Some(last)) = (
+            name.iter().find(canonical_byte),
+            name.iter().rev().find(canonical_byte),
+        ) else {
+            return false;
+        };
+        let (word, bit) = filter_bit(first.to_ascii_lowercase(), last.to_ascii_lowercase());
+        if self.filter[word] & bit == 0 {
+            return false;
+        }
         // Canonicalised once into a buffer on the stack, then compared
         // whole; names too long for it take the slow path.
         let mut buffer = [0u8; 64];
@@ -95,8 +101,7 @@ impl ProtectedHeaders {
             len += 1;
         }
         let canonical = &buffer[..len];
-        let (word, bit) = filter_bit(canonical);
-        self.filter[word] & bit != 0 && self.canonical.iter().any(|c| **c == *canonical)
+        self.canonical.iter().any(|c| **c == *canonical)
     }
 
     /// Removes every line of every header that is a spelling of a protected

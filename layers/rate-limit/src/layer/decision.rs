@@ -174,7 +174,7 @@ impl Shared {
                 POLICY_KEYS,
             ),
         };
-        headers.push((HeaderName::from_static("ratelimit-policy"), policy_value));
+        headers.push((RATELIMIT_POLICY, policy_value));
         let rate_limit = list_value(
             states.iter().map(|state| {
                 (
@@ -185,19 +185,13 @@ impl Shared {
             }),
             RATE_LIMIT_KEYS,
         );
-        headers.push((HeaderName::from_static("ratelimit"), rate_limit));
+        headers.push((RATELIMIT, rate_limit));
         let tightest = &states[0];
         if self.legacy_headers {
+            headers.push((X_RATELIMIT_LIMIT, HeaderValue::from(tightest.limit)));
+            headers.push((X_RATELIMIT_REMAINING, HeaderValue::from(tightest.remaining)));
             headers.push((
-                HeaderName::from_static("x-ratelimit-limit"),
-                HeaderValue::from(tightest.limit),
-            ));
-            headers.push((
-                HeaderName::from_static("x-ratelimit-remaining"),
-                HeaderValue::from(tightest.remaining),
-            ));
-            headers.push((
-                HeaderName::from_static("x-ratelimit-reset"),
+                X_RATELIMIT_RESET,
                 HeaderValue::from(ceil_secs(tightest.reset)),
             ));
         }
@@ -310,6 +304,14 @@ struct Verdict {
     never: Option<(Arc<str>, u32)>,
 }
 
+/// The headers' names, built at compile time (`from_static` at run time
+/// would check each name's bytes on every request).
+const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
+const RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
+const X_RATELIMIT_LIMIT: HeaderName = HeaderName::from_static("x-ratelimit-limit");
+const X_RATELIMIT_REMAINING: HeaderName = HeaderName::from_static("x-ratelimit-remaining");
+const X_RATELIMIT_RESET: HeaderName = HeaderName::from_static("x-ratelimit-reset");
+
 /// The parameters of a `RateLimit-Policy` item: quota and window.
 const POLICY_KEYS: (&[u8], &[u8]) = (b";q=", b";w=");
 /// The parameters of a `RateLimit` item: remaining and reset.
@@ -338,7 +340,7 @@ fn list_value<'a>(
     (first, second): (&[u8], &[u8]),
 ) -> HeaderValue {
     let items = items.into_iter();
-    let mut scratch = [0; 20];
+    let width = |n: u64| n.checked_ilog10().map_or(1, |log| log as usize + 1);
     let length: usize = items
         .clone()
         .enumerate()
@@ -347,11 +349,12 @@ fn list_value<'a>(
                 + name.len()
                 + 2
                 + first.len()
-                + digits(a, &mut scratch).len()
+                + width(a)
                 + second.len()
-                + digits(b, &mut scratch).len()
+                + width(b)
         })
         .sum();
+    let mut scratch = [0; 20];
     let mut out = Vec::with_capacity(length);
     for (index, (name, a, b)) in items.enumerate() {
         if index > 0 {
