@@ -16,7 +16,6 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::hash::Hash;
-use std::num::NonZeroUsize;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -86,20 +85,29 @@ pub(crate) enum Outcome<V> {
     },
 }
 
+/// What the cache holds per key. Kept small (it is paid for every key):
+/// the failure state, rare, lives behind a pointer, and an answer's
+/// stale-grace deadline is worked out from its freshness, not stored.
 struct Entry<V> {
-    /// The last definitive answer: value, fresh until, usable-if-failing
-    /// until, and whether it was positive.
+    /// The last definitive answer.
     answer: Option<Answer<V>>,
-    failures: u32,
-    retry_at: Option<Instant>,
-    last_failure: Option<String>,
+    /// Failures since that answer, if any.
+    failing: Option<Box<Failing>>,
 }
 
 struct Answer<V> {
     value: V,
+    /// Fresh until then; usable while the source fails for the policy's
+    /// `stale_grace` after.
     fresh_until: Instant,
-    usable_until: Instant,
     positive: bool,
+}
+
+/// Consecutive failures to fetch a key, and when to ask again.
+struct Failing {
+    failures: u32,
+    retry_at: Instant,
+    last_failure: String,
 }
 
 impl<V> Entry<V> {
@@ -110,11 +118,16 @@ impl<V> Entry<V> {
 
 type Waiter<V> = watch::Receiver<Option<Outcome<V>>>;
 
+/// Both LRUs grow as keys come (`LruCache::new` would allocate its whole
+/// capacity at once, for keys that may never come) and are held to their
+/// capacity here.
 struct Maps<K: Hash + Eq, V> {
     /// Keys whose last definitive answer was positive.
     known: LruCache<K, Entry<V>>,
+    known_capacity: usize,
     /// Keys answered negatively, or that only failed so far.
     unknown: LruCache<K, Entry<V>>,
+    unknown_capacity: usize,
     /// One receiver per fetch in flight, at most `max_in_flight`.
     in_flight: HashMap<K, Waiter<V>>,
 }
@@ -136,11 +149,15 @@ impl<K: Hash + Eq, V> Maps<K, V> {
     /// Files `entry` by what it knows; the least recently used of that
     /// kind goes when full.
     fn put(&mut self, key: K, entry: Entry<V>) {
-        if entry.known() {
-            self.known.push(key, entry);
+        let (lru, capacity) = if entry.known() {
+            (&mut self.known, self.known_capacity)
         } else {
-            self.unknown.push(key, entry);
+            (&mut self.unknown, self.unknown_capacity)
+        };
+        if lru.len() >= capacity.max(1) {
+            lru.pop_lru();
         }
+        lru.push(key, entry);
     }
 }
 
@@ -225,11 +242,12 @@ where
     V: Clone + Send + Sync + 'static,
 {
     pub(crate) fn new(policy: CachePolicy) -> Self {
-        let size = |n: usize| NonZeroUsize::new(n).unwrap_or(NonZeroUsize::MIN);
         Cache {
             maps: Arc::new(Mutex::new(Maps {
-                known: LruCache::new(size(policy.capacity)),
-                unknown: LruCache::new(size(policy.negative_capacity)),
+                known: LruCache::unbounded(),
+                known_capacity: policy.capacity,
+                unknown: LruCache::unbounded(),
+                unknown_capacity: policy.negative_capacity,
                 in_flight: HashMap::new(),
             })),
             policy,
@@ -323,11 +341,14 @@ where
             observe::tenant_cache("hit");
             return Some(Outcome::Value(answer.value.clone()));
         }
-        match entry.retry_at {
+        match entry.failing.as_deref() {
             // Backing off: the source failed recently; do not ask again yet.
-            Some(retry_at) if now < retry_at && !fetching => {
-                Some(stale_or_unavailable(entry, now, retry_at - now))
-            }
+            Some(failing) if now < failing.retry_at && !fetching => Some(stale_or_unavailable(
+                entry,
+                self.policy.stale_grace,
+                now,
+                failing.retry_at - now,
+            )),
             _ => None,
         }
     }
@@ -351,9 +372,7 @@ where
         maps.in_flight.remove(&key);
         let mut entry = maps.take(&key).unwrap_or(Entry {
             answer: None,
-            failures: 0,
-            retry_at: None,
-            last_failure: None,
+            failing: None,
         });
         let outcome = match fetched {
             Fetched::Answer { value, positive } => {
@@ -363,30 +382,33 @@ where
                 } else {
                     self.policy.negative_ttl
                 };
-                let fresh_until = now + ttl;
                 entry = Entry {
                     answer: Some(Answer {
                         value: value.clone(),
-                        fresh_until,
-                        usable_until: fresh_until + self.policy.stale_grace,
+                        fresh_until: now + ttl,
                         positive,
                     }),
-                    failures: 0,
-                    retry_at: None,
-                    last_failure: None,
+                    failing: None,
                 };
                 Outcome::Value(value)
             }
             Fetched::Failed(reason) => {
-                entry.failures = entry.failures.saturating_add(1);
+                let failures = entry
+                    .failing
+                    .as_ref()
+                    .map_or(0, |failing| failing.failures)
+                    .saturating_add(1);
                 let wait = self
                     .policy
                     .backoff
-                    .saturating_mul(1u32 << entry.failures.saturating_sub(1).min(16))
+                    .saturating_mul(1u32 << failures.saturating_sub(1).min(16))
                     .min(self.policy.max_backoff);
-                entry.retry_at = Some(now + wait);
-                entry.last_failure = Some(reason);
-                stale_or_unavailable(&entry, now, wait)
+                entry.failing = Some(Box::new(Failing {
+                    failures,
+                    retry_at: now + wait,
+                    last_failure: reason,
+                }));
+                stale_or_unavailable(&entry, self.policy.stale_grace, now, wait)
             }
         };
         maps.put(key, entry);
@@ -408,21 +430,28 @@ where
 
 fn stale_or_unavailable<V: Clone>(
     entry: &Entry<V>,
+    stale_grace: Duration,
     now: Instant,
     retry_after: Duration,
 ) -> Outcome<V> {
     match &entry.answer {
-        Some(answer) if now < answer.usable_until => {
+        // A grace past the end of time keeps the answer for good.
+        Some(answer)
+            if answer
+                .fresh_until
+                .checked_add(stale_grace)
+                .is_none_or(|usable_until| now < usable_until) =>
+        {
             observe::tenant_cache("stale");
             Outcome::Value(answer.value.clone())
         }
         _ => {
             observe::tenant_cache("unavailable");
             Outcome::Unavailable {
-                reason: entry
-                    .last_failure
-                    .clone()
-                    .unwrap_or_else(|| "the source is unavailable".to_owned()),
+                reason: entry.failing.as_ref().map_or_else(
+                    || "the source is unavailable".to_owned(),
+                    |failing| failing.last_failure.clone(),
+                ),
                 retry_after,
             }
         }

@@ -3,13 +3,15 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::Arc;
+use std::num::NonZeroUsize;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Request, StatusCode, Uri};
 use http_body_util::{BodyExt, Empty, Limited};
 use hyper_util::rt::{TokioExecutor, TokioTimer};
+use lru::LruCache;
 use portcullis_identity::observe;
 use portcullis_identity::percent::encode_component;
 use portcullis_identity::{Tenant, TenantStatus};
@@ -362,8 +364,42 @@ struct EnvAnswer {
 pub struct ControlPlaneResolver {
     control_plane: Arc<ControlPlane>,
     keys: Cache<Principal, Resolution>,
+    tenants: Tenants,
     envs: Cache<Arc<str>, Arc<HashMap<String, String>>>,
     env_allowlist: Arc<[String]>,
+}
+
+/// The tenants answers named lately, so that equal answers share one
+/// value: a tenant's many keys then cost the cache a pointer each, not a
+/// copy of the tenant. Bounded (least recently named first out); a tenant
+/// that falls out is only no longer shared.
+#[derive(Clone)]
+struct Tenants {
+    seen: Arc<Mutex<LruCache<Tenant, ()>>>,
+    capacity: NonZeroUsize,
+}
+
+impl Tenants {
+    fn new(capacity: usize) -> Self {
+        Tenants {
+            // Grown as tenants are seen, not allocated for the bound.
+            seen: Arc::new(Mutex::new(LruCache::unbounded())),
+            capacity: NonZeroUsize::new(capacity).unwrap_or(NonZeroUsize::MIN),
+        }
+    }
+
+    /// `tenant`, or the equal one already held.
+    fn share(&self, tenant: Tenant) -> Tenant {
+        let mut seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((held, ())) = seen.get_key_value(&tenant) {
+            return held.clone();
+        }
+        if seen.len() >= self.capacity.get() {
+            seen.pop_lru();
+        }
+        seen.put(tenant.clone(), ());
+        tenant
+    }
 }
 
 impl fmt::Debug for ControlPlaneResolver {
@@ -389,6 +425,7 @@ impl ControlPlaneResolver {
         Ok(ControlPlaneResolver {
             control_plane: Arc::new(control_plane),
             keys: Cache::new(policy),
+            tenants: Tenants::new(policy.capacity),
             envs: Cache::new(policy),
             env_allowlist: Arc::from(Vec::new()),
         })
@@ -455,7 +492,11 @@ impl ControlPlaneResolver {
         }
     }
 
-    async fn fetch(control_plane: Arc<ControlPlane>, principal: Principal) -> Fetched<Resolution> {
+    async fn fetch(
+        control_plane: Arc<ControlPlane>,
+        tenants: Tenants,
+        principal: Principal,
+    ) -> Fetched<Resolution> {
         let query = match &principal {
             Principal::Bearer(digest) => format!("sha256={}", digest.to_hex()),
             Principal::SpiffeId(name)
@@ -489,7 +530,7 @@ impl ControlPlaneResolver {
                         }
                     }
                     Fetched::Answer {
-                        value: Resolution::of(tenant),
+                        value: Resolution::of(tenants.share(tenant)),
                         positive: true,
                     }
                 }
@@ -524,10 +565,11 @@ impl TenantResolver for ControlPlaneResolver {
         }
         Resolving::later(async move {
             let control_plane = self.control_plane.clone();
+            let tenants = self.tenants.clone();
             let key = principal.clone();
             match self
                 .keys
-                .get(principal, move || Self::fetch(control_plane, key))
+                .get(principal, move || Self::fetch(control_plane, tenants, key))
                 .await
             {
                 Outcome::Value(resolution) => Ok(resolution),
@@ -592,5 +634,24 @@ mod tests {
         let err = ControlPlane::new("http://cp", "a\nb").unwrap_err();
         assert_eq!(err, ControlPlaneError::SecretNotAHeaderValue);
         assert!(!err.to_string().contains("a\nb"), "{err}");
+    }
+
+    #[test]
+    fn equal_answers_share_one_tenant_and_the_bound_holds() {
+        let tenants = Tenants::new(2);
+        let acme = || Tenant::new("acme", TenantStatus::Active).with_caller("billing");
+        let first = tenants.share(acme());
+        let again = tenants.share(acme());
+        assert_eq!(first, again);
+        assert_eq!(tenants.seen.lock().unwrap().len(), 1);
+        // Another caller or status is another tenant value.
+        let other = tenants.share(Tenant::new("acme", TenantStatus::Inactive));
+        assert_ne!(other, first);
+        assert_eq!(tenants.seen.lock().unwrap().len(), 2);
+        // Past the bound the least recently named goes; answers stay right.
+        let third = tenants.share(Tenant::new("globex", TenantStatus::Active));
+        assert_eq!(third.id(), "globex");
+        assert_eq!(tenants.seen.lock().unwrap().len(), 2);
+        assert_eq!(tenants.share(acme()), acme());
     }
 }
