@@ -6,7 +6,9 @@
 //!   configuration and no layers; and, to tell the two costs apart, our
 //!   listener with no layers against each;
 //! - portcullis in process, against nginx terminating mTLS and proxying to
-//!   the same app behind `XfccLayer` (the `behind_proxy` configuration).
+//!   the same app behind `XfccLayer` (the `behind_proxy` configuration),
+//!   and against HAProxy doing the same (`docs/proxies/haproxy.cfg`: the
+//!   certificate as base64 DER in `X-Client-Cert`).
 //!
 //! A load driver that presents client certificates (wrk cannot): 64
 //! concurrent clients on loopback, each on its own keep-alive TLS
@@ -14,7 +16,7 @@
 //! latency percentiles; the ratios are what `BENCHMARKS.md` reports.
 //!
 //! Run: `cargo bench -p portcullis --features axum --bench stack`
-//! (nginx must be installed for the third comparison).
+//! (nginx and haproxy must be installed for the comparisons with them).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
@@ -45,12 +47,14 @@ struct Servers {
     listener: SocketAddr,
     stack: SocketAddr,
     nginx: Option<(SocketAddr, Daemon)>,
+    haproxy: Option<(SocketAddr, Daemon)>,
 }
 
 fn start_servers(files: &StackFiles) -> Servers {
     let mut vars = files.env();
     vars.push(("LISTEN_ADDR", "127.0.0.1:0".to_owned()));
     let app_port = free_port();
+    let haproxy_app_port = free_port();
     let (bare, listener, stack) = portcullis_test_support::on_own_thread(move || async move {
         // portcullis: the listener and the four layers from the environment.
         let env = portcullis::from_env(&Env::from_fn(|var| {
@@ -82,22 +86,28 @@ fn start_servers(files: &StackFiles) -> Servers {
             .layer(env.layer())
             .service(router());
         tokio::spawn(serve(listener, service, std::future::pending()));
-        // The app nginx proxies to: XfccLayer reading nginx's header.
-        let app = router().layer(XfccLayer::forwarding(
-            ForwardingProxy::new("127.0.0.1/32".parse().unwrap(), CertFormat::Nginx)
-                .header(http::HeaderName::from_static("x-client-cert")),
-        ));
-        // (XfccLayer reads the peer from axum's ConnectInfo.)
-        let app_listener = tokio::net::TcpListener::bind(("127.0.0.1", app_port))
-            .await
-            .unwrap();
-        tokio::spawn(async move {
-            axum::serve(
-                app_listener,
-                app.into_make_service_with_connect_info::<SocketAddr>(),
-            )
-            .await
-        });
+        // The apps the proxies forward to: XfccLayer reading each one's
+        // header (nginx's escaped PEM, HAProxy's base64 DER).
+        for (port, format) in [
+            (app_port, CertFormat::Nginx),
+            (haproxy_app_port, CertFormat::Base64Der),
+        ] {
+            let app = router().layer(XfccLayer::forwarding(
+                ForwardingProxy::new("127.0.0.1/32".parse().unwrap(), format)
+                    .header(http::HeaderName::from_static("x-client-cert")),
+            ));
+            // (XfccLayer reads the peer from axum's ConnectInfo.)
+            let app_listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+                .await
+                .unwrap();
+            tokio::spawn(async move {
+                axum::serve(
+                    app_listener,
+                    app.into_make_service_with_connect_info::<SocketAddr>(),
+                )
+                .await
+            });
+        }
         tokio::time::sleep(Duration::from_millis(200)).await;
         (bare_addr, plain_addr, stack_addr)
     });
@@ -122,11 +132,38 @@ fn start_servers(files: &StackFiles) -> Servers {
         );
         (SocketAddr::from(([127, 0, 0, 1], port)), daemon)
     });
+    let haproxy = interop_binary("haproxy").map(|binary| {
+        let port = free_port();
+        let pki = pki();
+        files.dir.write(
+            "server-with-key.pem",
+            format!("{}{}", pki.end().chain_pem(), pki.end().key_pem()),
+        );
+        let config = include_str!("../docs/proxies/haproxy.cfg")
+            .replace(
+                "/etc/portcullis/",
+                &format!("{}/", files.dir.path().display()),
+            )
+            .replace("127.0.0.1:8443", &format!("127.0.0.1:{port}"))
+            .replace("127.0.0.1:8080", &format!("127.0.0.1:{haproxy_app_port}"));
+        let conf = files.dir.write("haproxy.cfg", config);
+        let mut command = std::process::Command::new(binary);
+        command.args(["-db", "-f", &conf]);
+        let daemon = Daemon::start(
+            "haproxy",
+            command,
+            port,
+            files.dir.join("haproxy.log"),
+            Readiness::Tls,
+        );
+        (SocketAddr::from(([127, 0, 0, 1], port)), daemon)
+    });
     Servers {
         bare,
         listener,
         stack,
         nginx,
+        haproxy,
     }
 }
 
@@ -307,16 +344,18 @@ fn main() {
             ("portcullis", servers.stack),
             new_connections,
         );
-        if let Some((nginx, _)) = &servers.nginx {
-            compare(
-                &rt,
-                &format!(
-                    "{mode}: nginx (mTLS, proxy to the app with XfccLayer) vs portcullis in process"
-                ),
-                ("nginx", *nginx),
-                ("portcullis", servers.stack),
-                new_connections,
-            );
+        for (name, proxy) in [("nginx", &servers.nginx), ("haproxy", &servers.haproxy)] {
+            if let Some((proxy, _)) = proxy {
+                compare(
+                    &rt,
+                    &format!(
+                        "{mode}: {name} (mTLS, proxy to the app with XfccLayer) vs portcullis in process"
+                    ),
+                    (name, *proxy),
+                    ("portcullis", servers.stack),
+                    new_connections,
+                );
+            }
         }
     }
 }
