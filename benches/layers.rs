@@ -20,15 +20,16 @@ mod common;
 mod layers_common;
 
 use std::convert::Infallible;
-use std::time::Duration;
 
 use http::Request;
 use layers_common::{Fixture, Measure, bare, filter};
 use portcullis_test_support::paired_rounds;
 use tower::Service;
 
-const ROUNDS: usize = 40;
-const PER_ROUND: u64 = 10_000;
+/// Many short rounds: on a shared host a burst of noise then spoils a
+/// few rounds, which the medians set aside, rather than a side.
+const ROUNDS: usize = 100;
+const PER_ROUND: u64 = 4_000;
 
 /// Each service against the bare one, in alternating rounds.
 struct Paired<'a>(&'a Fixture);
@@ -40,31 +41,35 @@ impl Measure for Paired<'_> {
     {
         let fixture = self.0;
         let bare = bare();
-        let (mut bare_time, mut layered_time) = (Duration::ZERO, Duration::ZERO);
-        let ratio = paired_rounds(name, ROUNDS, PER_ROUND, |candidate, n| {
+        let (mut bare_rounds, mut layered_rounds) = (Vec::new(), Vec::new());
+        paired_rounds(name, ROUNDS, PER_ROUND, |candidate, n| {
             let took = if candidate {
                 fixture.drive(&layered, n)
             } else {
                 fixture.drive(&bare, n)
             };
             if n == PER_ROUND {
-                *if candidate {
-                    &mut layered_time
+                let each = took.as_secs_f64() / n as f64 * 1e9;
+                if candidate {
+                    layered_rounds.push(each)
                 } else {
-                    &mut bare_time
-                } += took;
+                    bare_rounds.push(each)
+                }
             }
             took
         });
-        let requests = (ROUNDS as u64 * PER_ROUND) as f64;
-        let bare_each = bare_time.as_secs_f64() / requests * 1e9;
-        let layered_each = layered_time.as_secs_f64() / requests * 1e9;
+        let (bare_each, layered_each) = (median(bare_rounds), median(layered_rounds));
         println!(
-            "    {bare_each:.0} ns -> {layered_each:.0} ns per request: {:.2}x the time, {:.0} ns added",
-            1.0 / ratio,
+            "    medians: {bare_each:.0} ns -> {layered_each:.0} ns per request: {:.2}x the time, {:.0} ns added",
+            layered_each / bare_each,
             layered_each - bare_each,
         );
     }
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
 }
 
 fn main() {
