@@ -15,7 +15,7 @@
 //! connection, or a new TLS connection per request. Requests/s and
 //! latency percentiles; the ratios are what `BENCHMARKS.md` reports.
 //!
-//! Run: `cargo bench -p portcullis --features axum --bench stack`
+//! Run: `cargo bench -p portcullis --features axum --bench stack [-- <filter>]`
 //! (nginx and haproxy must be installed for the comparisons with them).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
@@ -230,6 +230,13 @@ fn compare(
     candidate: (&str, SocketAddr),
     new_connections: bool,
 ) {
+    // `cargo bench --bench stack -- <filter>` runs the comparisons whose
+    // name contains the filter.
+    if let Some(filter) = std::env::args().skip(1).find(|a| !a.starts_with('-'))
+        && !name.contains(&filter)
+    {
+        return;
+    }
     // Many short alternating rounds: on two shared vCPUs one round can be
     // 25% off either way, so the median of paired ratios is reported too.
     let rounds = if new_connections { 8 } else { 12 };
