@@ -95,30 +95,34 @@ impl KeySource {
             }
             _ => {}
         }
-        let material: Vec<u8> = match self {
+        // Borrowed where the request holds the bytes (no copy per request).
+        let name = self.name();
+        match self {
             KeySource::Fingerprint
             | KeySource::Bearer
             | KeySource::CommonName
-            | KeySource::SpiffeId => return None,
-            KeySource::Tenant => parts.extensions.get::<Tenant>()?.id().as_bytes().to_vec(),
+            | KeySource::SpiffeId => None,
+            KeySource::Tenant => Some(bucket_key(
+                name,
+                parts.extensions.get::<Tenant>()?.id().as_bytes(),
+            )),
             KeySource::ClientIp(proxies) => {
                 let peer = PeerAddr::from_extensions(&parts.extensions)?.0.ip();
-                match proxies.client_ip(&parts.headers, peer).to_canonical() {
-                    IpAddr::V4(ip) => ip.octets().to_vec(),
-                    IpAddr::V6(ip) => ip.octets().to_vec(),
-                }
+                Some(match proxies.client_ip(&parts.headers, peer).to_canonical() {
+                    IpAddr::V4(ip) => bucket_key(name, &ip.octets()),
+                    IpAddr::V6(ip) => bucket_key(name, &ip.octets()),
+                })
             }
-            KeySource::Header(name) => {
-                let mut lines = parts.headers.get_all(name).iter();
+            KeySource::Header(header) => {
+                let mut lines = parts.headers.get_all(header).iter();
                 let value = lines.next()?;
                 if lines.next().is_some() {
                     return None;
                 }
-                value.as_bytes().to_vec()
+                Some(bucket_key(name, value.as_bytes()))
             }
-            KeySource::Custom(f) => f(parts)?,
-        };
-        Some(bucket_key(self.name(), &material))
+            KeySource::Custom(f) => Some(bucket_key(name, &f(parts)?)),
+        }
     }
 }
 
