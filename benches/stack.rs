@@ -121,16 +121,13 @@ fn start_servers(files: &StackFiles) -> Servers {
             .replace("/var/lib/portcullis/nginx", &path)
             .replace("worker_connections 64", "worker_connections 1024");
         let conf = files.dir.write("nginx.conf", config);
-        let mut command = std::process::Command::new(binary);
-        command.args(["-e", "stderr", "-p", &path, "-c", &conf]);
-        let daemon = Daemon::start(
+        start_proxy(
+            files,
             "nginx",
-            command,
+            binary,
+            &["-e", "stderr", "-p", &path, "-c", &conf],
             port,
-            files.dir.join("nginx.log"),
-            Readiness::Tls,
-        );
-        (SocketAddr::from(([127, 0, 0, 1], port)), daemon)
+        )
     });
     let haproxy = interop_binary("haproxy").map(|binary| {
         let port = free_port();
@@ -147,16 +144,7 @@ fn start_servers(files: &StackFiles) -> Servers {
             .replace("127.0.0.1:8443", &format!("127.0.0.1:{port}"))
             .replace("127.0.0.1:8080", &format!("127.0.0.1:{haproxy_app_port}"));
         let conf = files.dir.write("haproxy.cfg", config);
-        let mut command = std::process::Command::new(binary);
-        command.args(["-db", "-f", &conf]);
-        let daemon = Daemon::start(
-            "haproxy",
-            command,
-            port,
-            files.dir.join("haproxy.log"),
-            Readiness::Tls,
-        );
-        (SocketAddr::from(([127, 0, 0, 1], port)), daemon)
+        start_proxy(files, "haproxy", binary, &["-db", "-f", &conf], port)
     });
     Servers {
         bare,
@@ -165,6 +153,22 @@ fn start_servers(files: &StackFiles) -> Servers {
         nginx,
         haproxy,
     }
+}
+
+/// A proxy daemon terminating TLS on `port`, ready once it completes a
+/// handshake; its log beside the bench's files.
+fn start_proxy(
+    files: &StackFiles,
+    name: &str,
+    binary: std::path::PathBuf,
+    args: &[&str],
+    port: u16,
+) -> (SocketAddr, Daemon) {
+    let mut command = std::process::Command::new(binary);
+    command.args(args);
+    let log = files.dir.join(&format!("{name}.log"));
+    let daemon = Daemon::start(name, command, port, log, Readiness::Tls);
+    (SocketAddr::from(([127, 0, 0, 1], port)), daemon)
 }
 
 /// One load run: requests/s and every latency.

@@ -108,10 +108,12 @@ impl KeySource {
             )),
             KeySource::ClientIp(proxies) => {
                 let peer = PeerAddr::from_extensions(&parts.extensions)?.0.ip();
-                Some(match proxies.client_ip(&parts.headers, peer).to_canonical() {
-                    IpAddr::V4(ip) => bucket_key(name, &ip.octets()),
-                    IpAddr::V6(ip) => bucket_key(name, &ip.octets()),
-                })
+                Some(
+                    match proxies.client_ip(&parts.headers, peer).to_canonical() {
+                        IpAddr::V4(ip) => bucket_key(name, &ip.octets()),
+                        IpAddr::V6(ip) => bucket_key(name, &ip.octets()),
+                    },
+                )
             }
             KeySource::Header(header) => {
                 let mut lines = parts.headers.get_all(header).iter();

@@ -27,12 +27,11 @@ use bytes::Bytes;
 use http::{Request, Response};
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::service::TowerToHyperService;
 use portcullis_identity::{BearerDigest, Tenant, TenantStatus};
 use portcullis_tenant::{
     CachePolicy, ControlPlane, ControlPlaneResolver, Principal, Resolution, TenantResolver,
 };
+use portcullis_test_support::{bench_service, serve_loopback};
 use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
 use tower::service_fn;
 
@@ -52,25 +51,15 @@ fn tenant_of(query: &str) -> &str {
 /// A control plane that knows every key: tenant `t-<xyz>` by
 /// [`tenant_of`], caller `billing`.
 async fn control_plane() -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        loop {
-            let (stream, _) = listener.accept().await.unwrap();
-            let service = service_fn(|req: Request<Incoming>| async move {
-                let tenant = tenant_of(req.uri().query().unwrap_or(""));
-                Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(format!(
-                    r#"{{"active": true, "consumer": "billing", "tenant_id": "t-{tenant}"}}"#
-                )))))
-            });
-            tokio::spawn(
-                hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(stream), TowerToHyperService::new(service))
-                    .into_owned(),
-            );
-        }
-    });
-    addr
+    serve_loopback(bench_service(service_fn(
+        |req: Request<Incoming>| async move {
+            let tenant = tenant_of(req.uri().query().unwrap_or(""));
+            Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(format!(
+                r#"{{"active": true, "consumer": "billing", "tenant_id": "t-{tenant}"}}"#
+            )))))
+        },
+    )))
+    .await
 }
 
 fn digest(i: usize) -> BearerDigest {

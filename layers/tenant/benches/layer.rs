@@ -26,8 +26,7 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use http::{Request, Response, StatusCode};
 use http_body_util::{Empty, Full};
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::service::TowerToHyperService;
+use hyper_util::rt::TokioExecutor;
 use portcullis_identity::{BearerDigest, Tenant, TenantStatus};
 use portcullis_tenant::{
     CachePolicy, Chain, ControlPlane, ControlPlaneResolver, MemoryStore, Principal, TenantLayer,
@@ -40,27 +39,14 @@ const KEY: &str = "sk-live-0123456789abcdef0123456789abcdef";
 
 /// A control plane on loopback that knows `KEY`.
 async fn control_plane() -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        loop {
-            let (stream, _) = listener.accept().await.unwrap();
-            let service = service_fn(|_req: Request<Incoming>| async {
-                Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(
-                    br#"{"active": true, "consumer": "billing", "tenant_id": "acme", "rate_per_min": 600, "burst": 20}"#,
-                ))))
-            });
-            tokio::spawn(
-                hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                    .serve_connection_with_upgrades(
-                        TokioIo::new(stream),
-                        TowerToHyperService::new(service),
-                    )
-                    .into_owned(),
-            );
-        }
-    });
-    addr
+    portcullis_test_support::serve_loopback(portcullis_test_support::bench_service(service_fn(
+        |_req: Request<Incoming>| async {
+            Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(
+                br#"{"active": true, "consumer": "billing", "tenant_id": "acme", "rate_per_min": 600, "burst": 20}"#,
+            ))))
+        },
+    )))
+    .await
 }
 
 /// The control-plane resolver, its cache warmed with `KEY`.
