@@ -60,10 +60,10 @@ impl ProtectedHeaders {
     /// Protects one more name.
     pub fn add(&mut self, name: &str) {
         let name = canonical(name.as_bytes());
-        if let ([first, ..], [.., last]) = (&name[..], &name[..])
+        if let (Some(&first), Some(&last)) = (name.first(), name.last())
             && !self.canonical.contains(&name)
         {
-            let (word, bit) = filter_bit(*first, *last);
+            let (word, bit) = filter_bit(first, last);
             self.filter[word] |= bit;
             self.canonical.push(name);
         }
