@@ -14,7 +14,7 @@ use std::alloc::System;
 use std::convert::Infallible;
 
 use http::Request;
-use layers_common::{Fixture, Measure, bare, filter, request};
+use layers_common::{Fixture, Measure, bare, request};
 use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
 use tower::Service;
 
@@ -84,5 +84,8 @@ fn main() {
         return;
     }
     let fixture = Fixture::new();
-    fixture.each_layered(filter().as_deref(), &mut Allocations(&fixture));
+    fixture.each_layered(
+        portcullis_test_support::bench_filter().as_deref(),
+        &mut Allocations(&fixture),
+    );
 }

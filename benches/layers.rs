@@ -22,8 +22,8 @@ mod layers_common;
 use std::convert::Infallible;
 
 use http::Request;
-use layers_common::{Fixture, Measure, bare, filter};
-use portcullis_test_support::paired_rounds;
+use layers_common::{Fixture, Measure, bare};
+use portcullis_test_support::{median, paired_rounds};
 use tower::Service;
 
 /// Many short rounds: on a shared host a burst of noise then spoils a
@@ -67,16 +67,14 @@ impl Measure for Paired<'_> {
     }
 }
 
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
-}
-
 fn main() {
     // Only measure under `cargo bench`, which passes `--bench`.
     if !std::env::args().any(|arg| arg == "--bench") {
         return;
     }
     let fixture = Fixture::new();
-    fixture.each_layered(filter().as_deref(), &mut Paired(&fixture));
+    fixture.each_layered(
+        portcullis_test_support::bench_filter().as_deref(),
+        &mut Paired(&fixture),
+    );
 }

@@ -236,7 +236,7 @@ fn compare(
 ) {
     // `cargo bench --bench stack -- <filter>` runs the comparisons whose
     // name contains the filter.
-    if let Some(filter) = std::env::args().skip(1).find(|a| !a.starts_with('-'))
+    if let Some(filter) = portcullis_test_support::bench_filter()
         && !name.contains(&filter)
     {
         return;

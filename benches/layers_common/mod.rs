@@ -142,11 +142,6 @@ impl Fixture {
     }
 }
 
-/// The name filter on the command line (`cargo bench --bench X -- <filter>`).
-pub(crate) fn filter() -> Option<String> {
-    std::env::args().skip(1).find(|a| !a.starts_with('-'))
-}
-
 /// A request as the TLS listener hands it over.
 pub(crate) fn request(connection: &TlsConnectInfo) -> Request<()> {
     let mut req = Request::get("/v1/chat")

@@ -45,6 +45,19 @@ pub fn paired_rounds(
     ratio
 }
 
+/// The middle value of `values` (the upper of the two middle ones when
+/// their number is even).
+pub fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+/// The name filter a bench was given (`cargo bench --bench X -- <filter>`):
+/// its first argument that is not a flag.
+pub fn bench_filter() -> Option<String> {
+    std::env::args().skip(1).find(|a| !a.starts_with('-'))
+}
+
 /// Sends `n` requests made by `request` on one keep-alive HTTP/1.1
 /// connection to `addr`, each answered `2xx` and read whole, and returns
 /// how long they took (the connection set-up excluded). For benches.

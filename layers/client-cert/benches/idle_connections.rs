@@ -27,6 +27,7 @@ use common::{client_config, server_config, spawn_axum_server, spawn_portcullis, 
 use http::Request;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::TokioIo;
+use portcullis_test_support::median;
 
 const SERVE: &str = "IDLE_BENCH_SERVE";
 const ROUNDS: usize = 3;
@@ -134,11 +135,6 @@ async fn per_connection(kind: &str, n: usize) -> f64 {
     child.wait().unwrap();
     drop(held);
     (after.saturating_sub(before)) as f64 / n as f64
-}
-
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
 }
 
 fn main() {
